@@ -1,0 +1,19 @@
+//! rgunicorn: a prefork WSGI HTTP server.
+//!
+//! The process model is gunicorn's: a **master** ([`master`]) binds the
+//! listening sockets, forks worker processes and supervises them; it never
+//! initialises Python. Each **worker** ([`worker`]) embeds CPython after the
+//! fork, imports the application and serves HTTP/1.1 from a non-blocking
+//! event loop. The HTTP/1.1 wire format lives in [`http`], which knows nothing
+//! of Python or processes.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod config;
+pub mod http;
+pub mod listener;
+pub mod logging;
+pub mod master;
+pub mod worker;
+
+/// The version string reported by `--version` and the `Server` header.
+pub const SERVER_SOFTWARE: &str = concat!("rgunicorn/", env!("CARGO_PKG_VERSION"));
