@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use support::{Server, ServerBuilder};
 
 fn serve_example(spec: &str) -> Server {
-    ServerBuilder::new(spec).from_repo_root().start()
+    ServerBuilder::new(spec).in_repo_root().start()
 }
 
 fn gunzip(data: &[u8]) -> String {

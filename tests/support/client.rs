@@ -347,7 +347,7 @@ impl Client {
                 }
             }
             if !self.want(size + 2) {
-                body.extend(self.pending.drain(..));
+                body.append(&mut self.pending);
                 return false;
             }
             body.extend(self.pending.drain(..size));

@@ -87,7 +87,7 @@ impl ServerBuilder {
     }
 
     /// Serve from the repository root (for `examples.*` apps).
-    pub fn from_repo_root(mut self) -> ServerBuilder {
+    pub fn in_repo_root(mut self) -> ServerBuilder {
         self.dir = repo_root();
         self
     }
@@ -264,7 +264,7 @@ impl Server {
         self.log()
             .lines()
             .filter_map(|line| line.split("Booting worker with pid: ").nth(1))
-            .filter_map(|rest| rest.trim().split_whitespace().next()?.parse().ok())
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
             .collect()
     }
 
