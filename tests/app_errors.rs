@@ -10,6 +10,8 @@ use std::time::Duration;
 use support::{query_escape, read_lines, wait_until, Server, ServerBuilder, TempDir};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+const BLOCK_NOT_SENT: &str =
+    "the yielded block was never sent (PEP 3333: a server must not delay the transmission of a block)";
 
 /// Waits until the close log holds exactly one `closed` line and checks it
 /// stays that way while the worker serves another request.
@@ -100,7 +102,9 @@ fn exception_after_headers_closes_the_connection() {
     let server = Server::start("failing:raise_in_iteration");
     let mut client = server.connect();
     client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    let response = client.read_response();
+    let response = client
+        .try_read_response_to("GET")
+        .unwrap_or_else(|e| panic!("{BLOCK_NOT_SENT}: {e:?}"));
     assert_eq!(response.status, 200);
     assert!(response.text().starts_with("first chunk\n"));
     assert!(
@@ -170,7 +174,16 @@ fn iterable_close_is_called_once_when_iteration_raises() {
     let dir = TempDir::new("close-raise");
     let log = dir.join("close.log");
     let server = Server::start("closing:application");
-    let response = server.get(&closing_target("raise", &log));
+    let mut client = server.connect();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
+        closing_target("raise", &log)
+    );
+    client.send(request.as_bytes());
+    let response = client
+        .try_read_response_to("GET")
+        .unwrap_or_else(|e| panic!("{BLOCK_NOT_SENT}: {e:?}"));
+    assert_eq!(response.text(), "one,");
     assert!(!response.complete);
     assert_closed_exactly_once(&server, &log);
 }

@@ -281,3 +281,111 @@ fn request_split_across_many_writes_is_assembled() {
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), "0123456789");
 }
+
+// --- one worker, many clients ------------------------------------------------
+
+/// VmRSS of `pid` in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("worker status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn slow_reader_does_not_block_the_worker_or_grow_it_unboundedly() {
+    let dir = TempDir::new("slow-reader");
+    let log = dir.join("close.log");
+    let server = Server::start("closing:application");
+    let worker = server.worker_pids()[0];
+    let before = rss_kib(worker);
+    // Ask for 64 MiB and read none of it.
+    let mut stalled = server.connect();
+    let request = format!(
+        "GET /?mode=big&log={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        query_escape(&log.display().to_string())
+    );
+    stalled.send(request.as_bytes());
+    std::thread::sleep(Duration::from_millis(500));
+    // The single worker still answers others.
+    let other_log = dir.join("other.log");
+    let other = server.get(&format!(
+        "/?mode=length&log={}",
+        query_escape(&other_log.display().to_string())
+    ));
+    assert_eq!(other.status, 200, "worker blocked by a slow reader");
+    let grown_mib = rss_kib(worker).saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 32,
+        "worker grew by {grown_mib} MiB for a reader that reads nothing"
+    );
+    assert!(
+        read_lines(&log).is_empty(),
+        "close() called before the body was sent"
+    );
+    drop(stalled);
+    assert!(
+        wait_until(Duration::from_secs(10), || read_lines(&log) == ["closed"]),
+        "close() not called once after the reader left"
+    );
+}
+
+#[test]
+fn partial_request_does_not_block_the_worker() {
+    let server = Server::start("hello:application");
+    let mut partial = server.connect();
+    partial.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Half: ");
+    let mut half_body = server.connect();
+    half_body.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part");
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..3 {
+        assert_eq!(
+            server.get("/").status,
+            200,
+            "worker blocked by an incomplete request"
+        );
+    }
+    partial.send(b"done\r\n\r\n");
+    assert_eq!(partial.read_response().status, 200);
+}
+
+#[test]
+fn client_disconnect_during_the_body_leaves_the_worker_serving() {
+    let server = Server::start("input_methods:digest");
+    {
+        let mut client = server.connect();
+        client.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+        client.send(&pattern(300_000));
+    }
+    {
+        let mut client = server.connect();
+        client.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n");
+        client.send(&pattern(1000));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let response = server.post("/", b"after the disconnects");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), python_digest(b"after the disconnects"));
+    assert_eq!(
+        server.log_count("Booting worker with pid"),
+        1,
+        "the worker died:\n{}",
+        server.log()
+    );
+}
+
+#[test]
+fn hundred_concurrent_connections_are_all_served_by_one_worker() {
+    let server = Server::start("hello:application");
+    let mut clients: Vec<_> = (0..100).map(|_| server.connect()).collect();
+    for client in clients.iter_mut() {
+        client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let response = client.read_response();
+        assert_eq!(response.status, 200, "client {i}");
+        assert_eq!(response.text(), "Hello, World!\n");
+    }
+}
