@@ -236,6 +236,8 @@ fn file_wrapper_without_length_is_chunked_and_keeps_the_connection() {
     }
 }
 
+/// Hop-by-hop as PEP 3333 means it (RFC 2616 §13.5.1, `wsgiref.util.is_hop_by_hop`,
+/// gunicorn's `is_hoppish`) together with RFC 9110 §7.6.1.
 #[test]
 fn hop_by_hop_headers_from_the_app_are_not_passed_through() {
     let server = Server::start("responses:hop_by_hop");
@@ -243,7 +245,7 @@ fn hop_by_hop_headers_from_the_app_are_not_passed_through() {
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), "hop");
     assert_eq!(response.header("X-End-To-End"), Some("kept"));
-    for name in ["Proxy-Authenticate", "TE", "Trailers", "Upgrade"] {
+    for name in ["Proxy-Authenticate", "TE", "Trailer", "Upgrade"] {
         assert_eq!(response.header(name), None, "{name} passed through");
     }
     assert!(

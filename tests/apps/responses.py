@@ -36,7 +36,7 @@ def hop_by_hop(environ, start_response):
             ("Keep-Alive", "timeout=999"),
             ("Proxy-Authenticate", "Basic realm=x"),
             ("TE", "trailers"),
-            ("Trailers", "X-Trailer"),
+            ("Trailer", "X-Trailer"),
             ("Upgrade", "h2c"),
             ("X-End-To-End", "kept"),
         ],
