@@ -391,3 +391,67 @@ fn hundred_concurrent_connections_are_all_served_by_one_worker() {
         assert_eq!(response.text(), "Hello, World!\n");
     }
 }
+
+// --- more response shapes -----------------------------------------------------
+
+#[test]
+fn file_wrapper_over_a_file_like_object_without_fileno_is_iterated() {
+    let server = Server::start("responses:file_wrapper_bytesio");
+    let response = server.get("/");
+    assert_eq!(response.status, 200, "{}", server.log());
+    let expected: String = (0..500).map(|i| format!("block {i}\n")).collect();
+    assert_eq!(response.text(), expected);
+}
+
+#[test]
+fn no_content_and_not_modified_responses_have_no_body_or_framing() {
+    let server = Server::start("responses:status_from_query");
+    let mut client = server.connect();
+    client.send(
+        b"GET /?status=204+No+Content HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /?status=304+Not+Modified HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /?status=200+OK HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    for status in [204, 304] {
+        let response = client.read_response();
+        assert_eq!(response.status, status);
+        assert_eq!(
+            response.header("Transfer-Encoding"),
+            None,
+            "{status} must not be chunked"
+        );
+    }
+    let last = client.read_response();
+    assert_eq!(last.status, 200, "bytes after a 204/304 head");
+    assert_eq!(last.text(), "status body");
+}
+
+#[test]
+fn app_status_line_is_sent_as_given() {
+    let server = Server::start("responses:status_from_query");
+    let response = server.get("/?status=299+Quite+Unusual+Reason");
+    assert_eq!(response.status, 299);
+    assert_eq!(response.reason, "Quite Unusual Reason");
+    assert_eq!(response.text(), "status body");
+}
+
+#[test]
+fn latin1_header_value_is_sent_as_latin1_bytes() {
+    let server = Server::start("responses:latin1_header");
+    let response = server.get("/");
+    assert_eq!(response.status, 200, "{}", server.log());
+    let needle = b"X-Latin: caf\xe9\r\n";
+    assert!(
+        response.raw_head.windows(needle.len()).any(|w| w == needle),
+        "{:?}",
+        String::from_utf8_lossy(&response.raw_head)
+    );
+}
+
+#[test]
+fn header_value_outside_latin1_gives_500() {
+    let server = Server::start("responses:non_latin1_header");
+    let response = server.get("/");
+    assert_eq!(response.status, 500);
+    assert!(!response.text().contains("should never be sent"));
+}

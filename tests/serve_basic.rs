@@ -353,3 +353,36 @@ fn idle_keep_alive_connection_is_closed_after_the_timeout() {
         "idle connection outlived --keep-alive 1"
     );
 }
+
+#[test]
+fn ipv6_loopback_bind_serves() {
+    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: this machine has no IPv6 loopback");
+        return;
+    };
+    let address = probe.local_addr().unwrap();
+    drop(probe);
+    let server = ServerBuilder::new("echo:application").tcp(address).start();
+    let response = server.get("/v6");
+    assert_eq!(response.status, 200);
+    assert!(
+        response.text().contains("REMOTE_ADDR\tstr\t'::1'\n"),
+        "{}",
+        response.text()
+    );
+}
+
+#[test]
+fn several_binds_all_serve() {
+    let dir = TempDir::new("multi-bind");
+    let socket = dir.join("second.sock");
+    let server = ServerBuilder::new("hello:application")
+        .arg("--bind")
+        .arg(format!("unix:{}", socket.display()))
+        .start();
+    assert_eq!(server.get("/").text(), HELLO);
+    assert!(support::wait_until(Duration::from_secs(5), || socket.exists()));
+    let mut unix = support::Client::connect(&support::server::Address::Unix(socket.clone()));
+    unix.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(unix.read_response().text(), HELLO);
+}

@@ -77,3 +77,31 @@ def file_wrapper(environ, start_response):
     start_response("200 OK", headers)
     handle = RecordingFile(path, query.get("log", [None])[0])
     return environ["wsgi.file_wrapper"](handle, 32768)
+
+
+def file_wrapper_bytesio(environ, start_response):
+    """file_wrapper over an object with no fileno(): must fall back to
+    reading blocks."""
+    data = b"".join(b"block %d\n" % i for i in range(500))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return environ["wsgi.file_wrapper"](io.BytesIO(data), 64)
+
+
+def status_from_query(environ, start_response):
+    """Answers with the status line in `?status=` (e.g. `204 No Content`)
+    and, unless it is 204 or 304, a short body without Content-Length."""
+    status = parse_qs(environ.get("QUERY_STRING", ""))["status"][0]
+    start_response(status, [("Content-Type", "text/plain")])
+    return [] if status[:3] in ("204", "304") else [b"status body"]
+
+
+def latin1_header(environ, start_response):
+    """A header value outside ASCII but inside latin-1 (PEP 3333 allows it)."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2"), ("X-Latin", "caf\xe9")])
+    return [b"ok"]
+
+
+def non_latin1_header(environ, start_response):
+    """A header value that latin-1 cannot encode: the app is wrong."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Euro", "\u20ac")])
+    return [b"should never be sent"]

@@ -35,6 +35,8 @@ pub struct Response {
     pub reason: String,
     /// Header fields in the order received, names as sent.
     pub headers: Vec<(String, String)>,
+    /// The head exactly as received (status line and header fields).
+    pub raw_head: Vec<u8>,
     /// The body, de-chunked.
     pub body: Vec<u8>,
     pub framing: Framing,
@@ -208,9 +210,9 @@ impl Client {
     /// Reads one response to a request with `method`.
     pub fn try_read_response_to(&mut self, method: &str) -> Result<Response, ReadError> {
         let head_len = self.read_head()?;
-        let head = String::from_utf8_lossy(&self.pending[..head_len]).into_owned();
-        self.pending.drain(..head_len);
-        let mut response = parse_head(&head)?;
+        let raw_head: Vec<u8> = self.pending.drain(..head_len).collect();
+        let mut response = parse_head(&String::from_utf8_lossy(&raw_head))?;
+        response.raw_head = raw_head;
         self.read_body(method, &mut response);
         Ok(response)
     }
@@ -416,6 +418,7 @@ fn parse_head(head: &str) -> Result<Response, ReadError> {
         status,
         reason,
         headers,
+        raw_head: Vec::new(),
         body: Vec::new(),
         framing: Framing::None,
         complete: true,

@@ -104,6 +104,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Bind this TCP address instead of a free 127.0.0.1 port.
+    pub fn tcp(mut self, address: SocketAddr) -> ServerBuilder {
+        self.address = Some(Address::Tcp(address));
+        self
+    }
+
     /// One more command-line argument, placed before the app.
     pub fn arg(mut self, arg: impl Into<String>) -> ServerBuilder {
         self.args.push(arg.into());
