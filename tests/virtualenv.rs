@@ -147,3 +147,47 @@ fn virtualenv_pointing_at_a_plain_directory_fails_with_a_clear_message() {
         "message does not say what is wrong:\n{log}"
     );
 }
+
+#[test]
+fn virtualenv_of_another_python_version_is_refused_naming_both_versions() {
+    // What `python3.99 -m venv` would leave: a pyvenv.cfg and a versioned lib.
+    let dir = TempDir::new("other-version-venv");
+    std::fs::create_dir_all(dir.join("lib/python3.99/site-packages")).unwrap();
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    // Any existing interpreter will do for the link: the version to check
+    // is the one pyvenv.cfg records.
+    let interpreter = which_python();
+    std::os::unix::fs::symlink(&interpreter, dir.join("bin/python")).unwrap();
+    std::fs::write(
+        dir.join("pyvenv.cfg"),
+        "home = /opt/python3.99/bin\ninclude-system-site-packages = false\nversion = 3.99.0\n",
+    )
+    .unwrap();
+    let mut server = ServerBuilder::new("hello:application")
+        .arg("--virtualenv")
+        .arg(dir.path().display().to_string())
+        .spawn();
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("master did not exit for a venv of another Python");
+    assert!(!status.success(), "{}", server.log());
+    let log = server.log();
+    let built_for = env!("RGUNICORN_PYTHON_SHORT_VERSION");
+    assert!(
+        log.contains("3.99"),
+        "message does not name the venv's Python:\n{log}"
+    );
+    assert!(
+        log.contains(built_for),
+        "message does not name the server's Python {built_for}:\n{log}"
+    );
+}
+
+/// The absolute path of the build interpreter.
+fn which_python() -> PathBuf {
+    let output = Command::new(support::python())
+        .args(["-c", "import sys; print(sys.executable, end='')"])
+        .output()
+        .expect("run python3");
+    PathBuf::from(String::from_utf8(output.stdout).unwrap())
+}
