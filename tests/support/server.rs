@@ -63,6 +63,7 @@ impl Log {
 }
 
 /// Options for one server run.
+#[derive(Clone)]
 pub struct ServerBuilder {
     app: String,
     dir: PathBuf,
@@ -170,9 +171,18 @@ impl ServerBuilder {
     /// Spawns the server and waits until it serves (panics with the log if
     /// it does not within [`BOOT_TIMEOUT`]).
     pub fn start(self) -> Server {
-        let mut server = self.spawn();
-        server.wait_ready();
-        server
+        // A free port can be taken by another test between our probe and
+        // the server's bind: retry that case with a new port.
+        for _ in 0..3 {
+            let mut server = self.clone().spawn();
+            let port_taken =
+                self.address.is_none() && !server.wait_booted() && server.lost_port_race();
+            if !port_taken {
+                server.wait_ready();
+                return server;
+            }
+        }
+        panic!("no free port after 3 tries");
     }
 }
 
@@ -277,12 +287,7 @@ impl Server {
     /// Waits for every worker's boot line and for a successful connect;
     /// panics with the log otherwise.
     pub fn wait_ready(&mut self) {
-        let booted = self.wait_for_log_count(
-            "Booting worker with pid",
-            self.workers as usize,
-            BOOT_TIMEOUT,
-        );
-        if !booted {
+        if !self.wait_booted() {
             let status = self.try_exit_status();
             panic!(
                 "rgunicorn did not boot {} worker(s) within {:?} (exit: {status:?}); log:\n{}",
@@ -298,6 +303,20 @@ impl Server {
             self.address,
             self.log()
         );
+    }
+
+    /// Waits until every worker logged its boot line; false if the master
+    /// exited or [`BOOT_TIMEOUT`] passed first.
+    fn wait_booted(&mut self) -> bool {
+        let workers = self.workers as usize;
+        wait_until(BOOT_TIMEOUT, || {
+            self.log_count("Booting worker with pid") >= workers || self.try_exit_status().is_some()
+        }) && self.log_count("Booting worker with pid") >= workers
+    }
+
+    /// Whether the server exited because its port was already in use.
+    fn lost_port_race(&mut self) -> bool {
+        self.wait_exit(Duration::from_secs(5)).is_some() && self.log().contains("in use")
     }
 
     fn try_connect(&self) -> std::io::Result<()> {
