@@ -35,6 +35,8 @@ pub enum Address {
 struct Log {
     text: Mutex<String>,
     grew: Condvar,
+    /// How many reader threads reached EOF.
+    streams_ended: std::sync::atomic::AtomicUsize,
 }
 
 impl Log {
@@ -218,6 +220,10 @@ fn spawn_log_reader(stream: impl Read + Send + 'static, log: Arc<Log>) {
             log.append(text.trim_end_matches(['\r', '\n']));
             line.clear();
         }
+        let _text = log.text.lock().unwrap();
+        log.streams_ended
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        log.grew.notify_all();
     });
 }
 
@@ -358,11 +364,26 @@ impl Server {
     }
 
     /// The exit status, if the master has exited.
+    /// Once it has, the log holds everything it printed (unless workers
+    /// that outlived it still hold its stdout/stderr).
     pub fn try_exit_status(&mut self) -> Option<ExitStatus> {
         if self.exit.is_none() {
             self.exit = self.child.try_wait().ok().flatten();
+            if self.exit.is_some() {
+                self.wait_for_log_streams_to_end();
+            }
         }
         self.exit
+    }
+
+    fn wait_for_log_streams_to_end(&self) {
+        let ended = || {
+            self.log
+                .streams_ended
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 2
+        };
+        self.log.wait(Duration::from_secs(2), |_| ended());
     }
 
     /// Waits up to `timeout` for the master to exit.
