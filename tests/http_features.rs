@@ -286,14 +286,36 @@ fn request_split_across_many_writes_is_assembled() {
 
 // --- one worker, many clients ------------------------------------------------
 
-/// VmRSS of `pid` in KiB.
-fn rss_kib(pid: i32) -> u64 {
+/// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: i32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("worker status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// VmRSS of `pid` in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    status_kib(pid, "VmRSS")
+}
+
+#[test]
+fn large_upload_is_spooled_not_held_in_memory() {
+    let server = Server::start("input_methods:digest");
+    let worker = server.worker_pids()[0];
+    assert_eq!(server.post("/", b"warm up").status, 200);
+    let peak_before = status_kib(worker, "VmHWM");
+    let body = pattern(48 * 1024 * 1024);
+    let expected = python_digest(&body);
+    let response = server.post("/", &body);
+    assert_eq!(response.text(), expected);
+    let grown_mib = status_kib(worker, "VmHWM").saturating_sub(peak_before) / 1024;
+    assert!(
+        grown_mib < 24,
+        "worker peak memory grew by {grown_mib} MiB for a 48 MiB body: not spooled"
+    );
 }
 
 #[test]
