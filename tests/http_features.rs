@@ -477,3 +477,42 @@ fn header_value_outside_latin1_gives_500() {
     assert_eq!(response.status, 500);
     assert!(!response.text().contains("should never be sent"));
 }
+
+#[test]
+fn app_connection_close_header_closes_the_connection() {
+    let server = Server::start("responses:connection_close");
+    let mut client = server.connect();
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.text(), "bye");
+    assert!(
+        response.header_has_token("Connection", "close"),
+        "{:?}",
+        response.headers
+    );
+    assert!(client.is_closed_within(Duration::from_secs(5)));
+}
+
+#[test]
+fn chunked_body_is_read_correctly_by_every_input_method() {
+    let server = Server::start("input_methods:application");
+    let body = b"alpha\nbeta beta beta\n\ngamma\nlast line without newline";
+    for method in [
+        "read",
+        "read_n",
+        "readline",
+        "readline_n",
+        "readlines",
+        "iter",
+        "mixed",
+    ] {
+        let mut raw = format!(
+            "POST /?method={method}&n=4 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        raw.extend_from_slice(&chunked(body, 3));
+        let response = server.request(&raw);
+        assert_eq!(response.status, 200, "{method}: {}", server.log());
+        assert_eq!(response.body, body, "{method}");
+    }
+}
