@@ -8,6 +8,10 @@
 //! next request on the connection.
 
 use super::error::ParseError;
+use super::tables::{
+    all_in, hex_value, is_ows, scan, trim_ows, FIELD_VALUE, IPV6_LITERAL, REG_NAME, TARGET, TCHAR,
+};
+use std::cmp::min;
 
 /// A byte range into the buffer the head was parsed from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,14 +70,65 @@ pub enum BodyFraming {
 }
 
 /// Size limits applied while parsing (gunicorn's `limit_request_*`).
+///
+/// Besides the three limits, the whole head is capped at
+/// [`Limits::max_head_len`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest request line in bytes (`--limit-request-line`, default 4094; 0 = unlimited).
     pub request_line: usize,
-    /// Most header fields (`--limit-request-fields`, default 100).
+    /// Most header fields (`--limit-request-fields`, default 100; 0 or more
+    /// than 32768 means 32768).
     pub fields: usize,
     /// Longest header field line in bytes (`--limit-request-field_size`, default 8190; 0 = unlimited).
     pub field_size: usize,
+}
+
+/// Most CRLFs skipped before a request line (RFC 9112 §2.2 lets a server
+/// ignore at least one; a client sending more is not speaking HTTP).
+const MAX_LEADING_EMPTY_LINES: usize = 16;
+/// The head cap when the limits do not demand more, and the line length used
+/// for an unlimited (0) line limit.
+const DEFAULT_HEAD_CAP: usize = 64 * 1024;
+/// The most header fields, whatever the limits say (gunicorn's MAX_HEADERS).
+const MAX_FIELDS: usize = 32768;
+/// The longest line any limit may allow, so spans always fit in `u32`.
+const MAX_LINE: usize = 1 << 20;
+
+impl Limits {
+    fn request_line_limit(&self) -> usize {
+        match self.request_line {
+            0 => DEFAULT_HEAD_CAP,
+            n => min(n, MAX_LINE),
+        }
+    }
+
+    fn field_size_limit(&self) -> usize {
+        match self.field_size {
+            0 => DEFAULT_HEAD_CAP,
+            n => min(n, MAX_LINE),
+        }
+    }
+
+    fn field_count_limit(&self) -> usize {
+        match self.fields {
+            0 => MAX_FIELDS,
+            n => min(n, MAX_FIELDS),
+        }
+    }
+
+    /// The longest head accepted, leading empty lines and final CRLF
+    /// included: what the three limits allow, but at most 64 KiB unless one
+    /// longest request line plus one longest field line need more. A longer
+    /// head fails with [`ParseError::HeadTooLarge`] (431).
+    pub fn max_head_len(&self) -> usize {
+        let line = self.request_line_limit();
+        let field = self.field_size_limit();
+        let allowed =
+            2 * MAX_LEADING_EMPTY_LINES + line + 2 + self.field_count_limit() * (field + 2) + 2;
+        let cap = DEFAULT_HEAD_CAP.max(2 * MAX_LEADING_EMPTY_LINES + line + field + 6);
+        min(allowed, cap)
+    }
 }
 
 impl Default for Limits {
@@ -87,6 +142,9 @@ impl Default for Limits {
 }
 
 /// A parsed request head. Reuse one per connection: [`parse_head`] clears it.
+///
+/// Its contents are meaningful only after [`Status::Complete`]; spans are
+/// offsets into the slice given to [`parse_head`].
 #[derive(Debug, Clone, Default)]
 pub struct RequestHead {
     /// The method token, e.g. `GET`.
@@ -94,7 +152,9 @@ pub struct RequestHead {
     /// The request-target exactly as sent (`RAW_URI`).
     pub target: Span,
     /// The path part of the target, still percent-encoded (for absolute-form,
-    /// without scheme and authority; for `*`, the `*`).
+    /// without scheme and authority, and when that leaves nothing, a span
+    /// over a `/` of the `://`, so it reads `/`; for `*`, the `*`; for
+    /// CONNECT's authority-form, empty).
     pub path: Span,
     /// The query after `?`, without the `?` (empty when there is none).
     pub query: Span,
@@ -116,6 +176,30 @@ pub struct RequestHead {
     pub expect_continue: bool,
 }
 
+impl RequestHead {
+    /// Puts every field back to its default, keeping the `headers` storage.
+    fn reset(&mut self) {
+        self.method = Span::default();
+        self.target = Span::default();
+        self.path = Span::default();
+        self.query = Span::default();
+        self.version = Version::default();
+        self.headers.clear();
+        self.host = None;
+        self.framing = BodyFraming::None;
+        self.keep_alive = false;
+        self.expect_continue = false;
+    }
+
+    /// The value of the first kept header named `name` (case-insensitive).
+    pub fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.get(buf).eq_ignore_ascii_case(name))
+            .map(|h| h.value.get(buf))
+    }
+}
+
 /// The outcome of a parse attempt that did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -131,7 +215,561 @@ pub enum Status {
 /// Leading empty lines (CRLF) before the request line are skipped. Returns
 /// `Partial` when `buf` ends before the head does, and an error as soon as
 /// the bytes seen so far cannot begin a valid head.
-pub fn parse_head(buf: &[u8], head: &mut RequestHead, limits: &Limits) -> Result<Status, ParseError> {
-    let _ = (buf, head, limits);
-    todo!()
+///
+/// The outcome depends only on the bytes, not on how they arrived: a buffer
+/// grown a byte at a time yields `Partial` until the same `Complete` or error
+/// that the whole buffer yields (limits included: a line is too long as soon
+/// as one byte more than its limit is seen without a line end).
+pub fn parse_head(
+    buf: &[u8],
+    head: &mut RequestHead,
+    limits: &Limits,
+) -> Result<Status, ParseError> {
+    head.reset();
+    let cap = limits.max_head_len();
+    let truncated = buf.len() > cap;
+    let mut parser = HeadParser {
+        buf: if truncated { &buf[..cap] } else { buf },
+        truncated,
+        limits,
+        head,
+        facts: FieldFacts::default(),
+        field_count: 0,
+    };
+    match parser.parse()? {
+        Some(len) => Ok(Status::Complete(len)),
+        None => Ok(Status::Partial),
+    }
+}
+
+const SP: u8 = b' ';
+const HTAB: u8 = b'\t';
+const CR: u8 = b'\r';
+const LF: u8 = b'\n';
+
+/// `Ok(None)` is "need more bytes"; `Ok(Some(x))` carries a parse position.
+type Step<T> = Result<Option<T>, ParseError>;
+
+/// What one field line turned out to be.
+enum FieldLine {
+    /// A header field; the next line starts at this offset.
+    Field(usize),
+    /// The empty line ending the head; the head is this long.
+    End(usize),
+}
+
+/// What the header fields said about framing and the connection, gathered
+/// while parsing and judged once the head is complete.
+#[derive(Default)]
+struct FieldFacts {
+    host: Option<Span>,
+    content_length: Option<u64>,
+    transfer_encoding: bool,
+    chunked: bool,
+    chunked_not_final: bool,
+    other_coding: bool,
+    connection_close: bool,
+    connection_keep_alive: bool,
+    expect_continue: bool,
+}
+
+struct HeadParser<'b, 'h, 'l> {
+    /// The input, cut at the head cap.
+    buf: &'b [u8],
+    /// Whether the input went on past the head cap.
+    truncated: bool,
+    limits: &'l Limits,
+    head: &'h mut RequestHead,
+    facts: FieldFacts,
+    field_count: usize,
+}
+
+fn span(start: usize, end: usize) -> Span {
+    // Offsets are bounded by `Limits::max_head_len`, far below u32::MAX.
+    Span {
+        start: start as u32,
+        end: end as u32,
+    }
+}
+
+impl<'b> HeadParser<'b, '_, '_> {
+    fn parse(&mut self) -> Step<usize> {
+        let Some(mut pos) = self.skip_empty_lines()? else {
+            return Ok(None);
+        };
+        let Some(next) = self.request_line(pos)? else {
+            return Ok(None);
+        };
+        pos = next;
+        loop {
+            match self.field_line(pos)? {
+                None => return Ok(None),
+                Some(FieldLine::Field(next)) => pos = next,
+                Some(FieldLine::End(len)) => {
+                    self.finish()?;
+                    return Ok(Some(len));
+                }
+            }
+        }
+    }
+
+    /// The byte at `i`, or `None` when the input ends first (an error when
+    /// it was cut at the head cap).
+    fn byte_at(&self, i: usize) -> Step<u8> {
+        match self.buf.get(i) {
+            Some(&b) => Ok(Some(b)),
+            None if self.truncated => Err(ParseError::HeadTooLarge),
+            None => Ok(None),
+        }
+    }
+
+    /// The input window for a line starting at `start` whose content may
+    /// be at most `limit` bytes: one byte more, so that a line with no end
+    /// in sight is known to be too long.
+    fn line_window(&self, start: usize, limit: usize) -> &'b [u8] {
+        &self.buf[..min(self.buf.len(), start.saturating_add(limit + 1))]
+    }
+
+    /// A scan of a line reached the end of its window without finding the
+    /// line's end.
+    fn ran_out<T>(
+        &self,
+        start: usize,
+        window_end: usize,
+        limit: usize,
+        too_long: ParseError,
+    ) -> Step<T> {
+        if window_end - start > limit {
+            Err(too_long)
+        } else if self.truncated && window_end == self.buf.len() {
+            Err(ParseError::HeadTooLarge)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Skips CRLFs before the request line; returns where it starts.
+    fn skip_empty_lines(&self) -> Step<usize> {
+        let mut pos = 0;
+        for _ in 0..=MAX_LEADING_EMPTY_LINES {
+            match self.byte_at(pos)? {
+                None => return Ok(None),
+                Some(CR) => match self.byte_at(pos + 1)? {
+                    None => return Ok(None),
+                    Some(LF) => pos += 2,
+                    Some(_) => return Err(ParseError::BareCr),
+                },
+                Some(LF) => return Err(ParseError::BareLf),
+                Some(_) => return Ok(Some(pos)),
+            }
+        }
+        Err(ParseError::TooManyEmptyLines)
+    }
+
+    /// `request-line = method SP request-target SP HTTP-version CRLF`;
+    /// returns where the first field line starts.
+    fn request_line(&mut self, start: usize) -> Step<usize> {
+        use ParseError::*;
+        let limit = self.limits.request_line_limit();
+        let w = self.line_window(start, limit);
+
+        let method_end = scan(w, start, &TCHAR);
+        if method_end == w.len() {
+            return self.ran_out(start, method_end, limit, RequestLineTooLong);
+        }
+        match w[method_end] {
+            SP if method_end > start => {}
+            CR | LF if method_end > start => return Err(InvalidRequestLine),
+            _ => return Err(InvalidMethod),
+        }
+
+        let target_start = method_end + 1;
+        let target_end = scan(w, target_start, &TARGET);
+        if target_end == w.len() {
+            return self.ran_out(start, target_end, limit, RequestLineTooLong);
+        }
+        match w[target_end] {
+            SP if target_end > target_start => {}
+            CR | LF if target_end > target_start => return Err(InvalidRequestLine),
+            _ => return Err(InvalidTarget),
+        }
+        self.head.method = span(start, method_end);
+        self.head.target = span(target_start, target_end);
+        self.classify_target(target_start, target_end)?;
+
+        let version_start = target_end + 1;
+        for (i, &expected) in b"HTTP/#.#".iter().enumerate() {
+            let Some(&b) = w.get(version_start + i) else {
+                return self.ran_out(start, w.len(), limit, RequestLineTooLong);
+            };
+            let fits = if expected == b'#' {
+                b.is_ascii_digit()
+            } else {
+                b == expected
+            };
+            if !fits {
+                return Err(InvalidVersion);
+            }
+        }
+        let cr = version_start + 8;
+        match w.get(cr) {
+            None => return self.ran_out(start, w.len(), limit, RequestLineTooLong),
+            Some(&CR) => {}
+            Some(&LF) => return Err(BareLf),
+            Some(_) => return Err(InvalidVersion),
+        }
+        self.head.version = match (w[version_start + 5], w[version_start + 7]) {
+            (b'1', b'0') => Version::Http10,
+            (b'1', b'1') => Version::Http11,
+            _ => return Err(UnsupportedVersion),
+        };
+        match self.byte_at(cr + 1)? {
+            None => Ok(None),
+            Some(LF) => Ok(Some(cr + 2)),
+            Some(_) => Err(BareCr),
+        }
+    }
+
+    /// Checks the request-target's form against the method and splits it
+    /// into path and query (RFC 9112 §3.2).
+    fn classify_target(&mut self, start: usize, end: usize) -> Result<(), ParseError> {
+        let target = &self.buf[start..end];
+        if target.contains(&b'#') {
+            return Err(ParseError::FragmentInTarget);
+        }
+        let method = self.head.method.get(self.buf);
+        if method == b"CONNECT" {
+            // authority-form = uri-host ":" port
+            if !valid_authority(target, true) {
+                return Err(ParseError::InvalidTarget);
+            }
+            self.head.path = span(end, end);
+            self.head.query = span(end, end);
+        } else if target[0] == b'/' {
+            // origin-form = absolute-path [ "?" query ]
+            self.split_path_query(start, end);
+        } else if target == b"*" {
+            // asterisk-form, for a server-wide OPTIONS only
+            if method != b"OPTIONS" {
+                return Err(ParseError::InvalidTarget);
+            }
+            self.head.path = span(start, end);
+            self.head.query = span(end, end);
+        } else {
+            self.absolute_form(start, end)?;
+        }
+        Ok(())
+    }
+
+    /// `absolute-form = absolute-URI`, restricted to the http and https
+    /// schemes: `scheme "://" authority path-abempty [ "?" query ]`.
+    fn absolute_form(&mut self, start: usize, end: usize) -> Result<(), ParseError> {
+        let target = &self.buf[start..end];
+        let scheme_len = if target.len() > 7 && target[..7].eq_ignore_ascii_case(b"http://") {
+            4
+        } else if target.len() > 8 && target[..8].eq_ignore_ascii_case(b"https://") {
+            5
+        } else {
+            return Err(ParseError::InvalidTarget);
+        };
+        let authority_start = start + scheme_len + 3;
+        let authority_end = self.buf[authority_start..end]
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .map_or(end, |i| authority_start + i);
+        let authority = &self.buf[authority_start..authority_end];
+        if authority.is_empty() || !valid_authority(authority, false) {
+            return Err(ParseError::InvalidTarget);
+        }
+        self.head.host = Some(span(authority_start, authority_end));
+        if self.buf.get(authority_end) == Some(&b'/') && authority_end < end {
+            self.split_path_query(authority_end, end);
+        } else {
+            // An empty path is "/": point at the last slash of "://".
+            let slash = authority_start - 1;
+            self.head.path = span(slash, slash + 1);
+            self.head.query = if authority_end < end {
+                span(authority_end + 1, end)
+            } else {
+                span(end, end)
+            };
+        }
+        Ok(())
+    }
+
+    fn split_path_query(&mut self, start: usize, end: usize) {
+        match self.buf[start..end].iter().position(|&b| b == b'?') {
+            Some(q) => {
+                self.head.path = span(start, start + q);
+                self.head.query = span(start + q + 1, end);
+            }
+            None => {
+                self.head.path = span(start, end);
+                self.head.query = span(end, end);
+            }
+        }
+    }
+
+    /// `field-line = field-name ":" OWS field-value OWS CRLF`, or the empty
+    /// line that ends the head.
+    fn field_line(&mut self, start: usize) -> Step<FieldLine> {
+        use ParseError::*;
+        match self.byte_at(start)? {
+            None => return Ok(None),
+            Some(CR) => {
+                return match self.byte_at(start + 1)? {
+                    None => Ok(None),
+                    Some(LF) => Ok(Some(FieldLine::End(start + 2))),
+                    Some(_) => Err(BareCr),
+                }
+            }
+            Some(LF) => return Err(BareLf),
+            Some(SP | HTAB) => return Err(ObsFold),
+            Some(_) => {}
+        }
+        self.field_count += 1;
+        if self.field_count > self.limits.field_count_limit() {
+            return Err(TooManyHeaders);
+        }
+
+        let limit = self.limits.field_size_limit();
+        let w = self.line_window(start, limit);
+
+        let name_end = scan(w, start, &TCHAR);
+        if name_end == w.len() {
+            return self.ran_out(start, name_end, limit, HeaderFieldTooLarge);
+        }
+        match w[name_end] {
+            b':' if name_end > start => {}
+            SP | HTAB if name_end > start => return Err(WhitespaceBeforeColon),
+            _ => return Err(InvalidHeaderName),
+        }
+
+        let mut value_start = name_end + 1;
+        while value_start < w.len() && is_ows(w[value_start]) {
+            value_start += 1;
+        }
+        let cr = scan(w, value_start, &FIELD_VALUE);
+        if cr == w.len() {
+            return self.ran_out(start, cr, limit, HeaderFieldTooLarge);
+        }
+        match w[cr] {
+            CR => {}
+            LF => return Err(BareLf),
+            _ => return Err(InvalidHeaderValue),
+        }
+        let mut value_end = cr;
+        while value_end > value_start && is_ows(w[value_end - 1]) {
+            value_end -= 1;
+        }
+        match self.byte_at(cr + 1)? {
+            None => return Ok(None),
+            Some(LF) => {}
+            Some(_) => return Err(BareCr),
+        }
+
+        let field = HeaderSpan {
+            name: span(start, name_end),
+            value: span(value_start, value_end),
+        };
+        self.note_field(field)?;
+        // Dropped as gunicorn's `header_map=drop`: `X_Forwarded_For` must
+        // not pass for `X-Forwarded-For` once mapped to HTTP_X_FORWARDED_FOR.
+        if !self.buf[start..name_end].contains(&b'_') {
+            self.head.headers.push(field);
+        }
+        Ok(Some(FieldLine::Field(cr + 2)))
+    }
+
+    /// Records what a field means for framing, Host, Connection and Expect.
+    fn note_field(&mut self, field: HeaderSpan) -> Result<(), ParseError> {
+        let name = field.name.get(self.buf);
+        let value = field.value.get(self.buf);
+        let facts = &mut self.facts;
+        let is =
+            |expected: &[u8]| name.len() == expected.len() && name.eq_ignore_ascii_case(expected);
+        if is(b"host") {
+            if facts.host.is_some() {
+                return Err(ParseError::DuplicateHost);
+            }
+            if !valid_authority(value, false) {
+                return Err(ParseError::InvalidHost);
+            }
+            facts.host = Some(field.value);
+        } else if is(b"content-length") {
+            let length = parse_content_length(value)?;
+            match facts.content_length {
+                Some(previous) if previous != length => {
+                    return Err(ParseError::ConflictingContentLength)
+                }
+                _ => facts.content_length = Some(length),
+            }
+        } else if is(b"transfer-encoding") {
+            facts.note_transfer_encoding(value)?;
+        } else if is(b"connection") {
+            for option in list_elements(value) {
+                if option.eq_ignore_ascii_case(b"close") {
+                    facts.connection_close = true;
+                } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                    facts.connection_keep_alive = true;
+                }
+            }
+        } else if is(b"expect") {
+            if !value.eq_ignore_ascii_case(b"100-continue") {
+                return Err(ParseError::ExpectationFailed);
+            }
+            facts.expect_continue = true;
+        }
+        Ok(())
+    }
+
+    /// Judges the gathered facts once the head is complete (RFC 9112 §6.3).
+    fn finish(&mut self) -> Result<(), ParseError> {
+        use ParseError::*;
+        let facts = &self.facts;
+        let http11 = self.head.version == Version::Http11;
+        if http11 && facts.host.is_none() {
+            return Err(MissingHost);
+        }
+        self.head.framing = if facts.transfer_encoding {
+            if !http11 {
+                return Err(TransferEncodingOnHttp10);
+            }
+            if facts.content_length.is_some() {
+                return Err(ContentLengthWithTransferEncoding);
+            }
+            if facts.chunked_not_final {
+                return Err(ChunkedNotFinal);
+            }
+            if facts.other_coding {
+                return Err(UnsupportedTransferCoding);
+            }
+            if !facts.chunked {
+                return Err(ChunkedNotFinal);
+            }
+            BodyFraming::Chunked
+        } else {
+            match facts.content_length {
+                None | Some(0) => BodyFraming::None,
+                Some(n) => BodyFraming::Length(n),
+            }
+        };
+        if self.head.host.is_none() {
+            self.head.host = facts.host;
+        }
+        self.head.keep_alive = !facts.connection_close && (http11 || facts.connection_keep_alive);
+        self.head.expect_continue = http11 && facts.expect_continue;
+        Ok(())
+    }
+}
+
+impl FieldFacts {
+    /// `Transfer-Encoding = #transfer-coding`, across all its field lines.
+    fn note_transfer_encoding(&mut self, value: &[u8]) -> Result<(), ParseError> {
+        self.transfer_encoding = true;
+        for coding in list_elements(value) {
+            if self.chunked {
+                self.chunked_not_final = true;
+            }
+            if coding.eq_ignore_ascii_case(b"chunked") {
+                self.chunked = true;
+                continue;
+            }
+            // transfer-coding = token *( OWS ";" OWS transfer-parameter )
+            let name_end = scan(coding, 0, &TCHAR);
+            let well_formed = name_end > 0
+                && (name_end == coding.len()
+                    || coding[name_end] == b';'
+                    || is_ows(coding[name_end]));
+            if !well_formed {
+                return Err(ParseError::InvalidTransferEncoding);
+            }
+            self.other_coding = true;
+        }
+        Ok(())
+    }
+}
+
+/// The non-empty elements of a comma-separated list (RFC 9110 §5.6.1), each
+/// without surrounding OWS.
+fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|e| !e.is_empty())
+}
+
+/// `Content-Length = 1*DIGIT`, also as a list of identical values
+/// (RFC 9110 §8.6). Hand-rolled: `str::parse` would take a leading `+`.
+fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
+    let mut length = None;
+    for element in value.split(|&b| b == b',') {
+        let digits = trim_ows(element);
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(ParseError::InvalidContentLength);
+        }
+        let n = digits.iter().try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        });
+        let n = n.ok_or(ParseError::ContentTooLarge)?;
+        match length {
+            Some(previous) if previous != n => return Err(ParseError::ConflictingContentLength),
+            _ => length = Some(n),
+        }
+    }
+    length.ok_or(ParseError::InvalidContentLength)
+}
+
+/// `authority = uri-host [ ":" port ]` as in Host and absolute-form targets
+/// (no userinfo); with `port_required`, CONNECT's `uri-host ":" port`.
+fn valid_authority(authority: &[u8], port_required: bool) -> bool {
+    let port_part = if authority.first() == Some(&b'[') {
+        // IP-literal = "[" IPv6address "]"
+        let Some(close) = authority.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inside = &authority[1..close];
+        if inside.is_empty() || !all_in(inside, &IPV6_LITERAL) {
+            return false;
+        }
+        &authority[close + 1..]
+    } else {
+        let host_end = authority
+            .iter()
+            .position(|&b| b == b':')
+            .unwrap_or(authority.len());
+        if !valid_reg_name(&authority[..host_end]) {
+            return false;
+        }
+        &authority[host_end..]
+    };
+    match port_part {
+        [] => !port_required,
+        // port = *DIGIT
+        [b':', port @ ..] => {
+            port.len() <= 5
+                && port.iter().all(u8::is_ascii_digit)
+                && !(port_required && port.is_empty())
+        }
+        _ => false,
+    }
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )`, which also
+/// covers an IPv4address.
+fn valid_reg_name(host: &[u8]) -> bool {
+    if !all_in(host, &REG_NAME) {
+        return false;
+    }
+    let mut rest = host;
+    while let Some(percent) = rest.iter().position(|&b| b == b'%') {
+        let triplet_ok = rest.len() > percent + 2
+            && hex_value(rest[percent + 1]).is_some()
+            && hex_value(rest[percent + 2]).is_some();
+        if !triplet_ok {
+            return false;
+        }
+        rest = &rest[percent + 3..];
+    }
+    true
 }
