@@ -773,3 +773,468 @@ fn valid_reg_name(host: &[u8]) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ParseError::*;
+
+    fn parse_with(input: &[u8], limits: &Limits) -> Result<Status, ParseError> {
+        let mut head = RequestHead::default();
+        parse_head(input, &mut head, limits)
+    }
+
+    fn parse(input: &[u8]) -> Result<Status, ParseError> {
+        parse_with(input, &Limits::default())
+    }
+
+    /// Parses a complete head and returns it with its length.
+    fn complete(input: &[u8]) -> (RequestHead, usize) {
+        let mut head = RequestHead::default();
+        match parse_head(input, &mut head, &Limits::default()) {
+            Ok(Status::Complete(len)) => (head, len),
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(input)),
+        }
+    }
+
+    fn text(span: Span, buf: &[u8]) -> &str {
+        std::str::from_utf8(span.get(buf)).unwrap()
+    }
+
+    #[test]
+    fn valid_request_lines_split_into_method_path_query() {
+        // (request, method, target, path, query, version)
+        type Case = (
+            &'static [u8],
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            Version,
+        );
+        let cases: &[Case] = &[
+            // origin-form
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                "GET",
+                "/",
+                "/",
+                "",
+                Version::Http11,
+            ),
+            (
+                b"GET /a/b?x=1&y HTTP/1.1\r\nHost: a\r\n\r\n",
+                "GET",
+                "/a/b?x=1&y",
+                "/a/b",
+                "x=1&y",
+                Version::Http11,
+            ),
+            (
+                b"GET /?q HTTP/1.0\r\n\r\n",
+                "GET",
+                "/?q",
+                "/",
+                "q",
+                Version::Http10,
+            ),
+            (
+                b"GET /a?b?c HTTP/1.1\r\nHost: a\r\n\r\n",
+                "GET",
+                "/a?b?c",
+                "/a",
+                "b?c",
+                Version::Http11,
+            ),
+            (
+                b"GET /%7Euser//x HTTP/1.1\r\nHost: a\r\n\r\n",
+                "GET",
+                "/%7Euser//x",
+                "/%7Euser//x",
+                "",
+                Version::Http11,
+            ),
+            // absolute-form
+            (
+                b"GET http://example.com/p?q HTTP/1.1\r\nHost: a\r\n\r\n",
+                "GET",
+                "http://example.com/p?q",
+                "/p",
+                "q",
+                Version::Http11,
+            ),
+            (
+                b"GET HTTPS://example.com:8443 HTTP/1.1\r\nHost: a\r\n\r\n",
+                "GET",
+                "HTTPS://example.com:8443",
+                "/",
+                "",
+                Version::Http11,
+            ),
+            (
+                b"GET http://example.com?q=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+                "GET",
+                "http://example.com?q=1",
+                "/",
+                "q=1",
+                Version::Http11,
+            ),
+            // asterisk-form
+            (
+                b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+                "OPTIONS",
+                "*",
+                "*",
+                "",
+                Version::Http11,
+            ),
+            // authority-form
+            (
+                b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+                "CONNECT",
+                "example.com:443",
+                "",
+                "",
+                Version::Http11,
+            ),
+            // methods are any token
+            (
+                b"PROPFIND / HTTP/1.1\r\nHost: a\r\n\r\n",
+                "PROPFIND",
+                "/",
+                "/",
+                "",
+                Version::Http11,
+            ),
+        ];
+        for &(input, method, target, path, query, version) in cases {
+            let (head, len) = complete(input);
+            assert_eq!(len, input.len());
+            assert_eq!(text(head.method, input), method);
+            assert_eq!(text(head.target, input), target);
+            assert_eq!(text(head.path, input), path);
+            assert_eq!(text(head.query, input), query);
+            assert_eq!(head.version, version);
+        }
+    }
+
+    #[test]
+    fn fields_are_kept_in_order_trimmed_and_underscored_names_dropped() {
+        let input = b"GET / HTTP/1.1\r\nHost:  a.example \r\nX-A:\tone two\t\r\nX_Forwarded_For: 1.2.3.4\r\nEmpty:\r\nObs: caf\xc3\xa9\xff\r\n\r\n";
+        let (head, _) = complete(input);
+        let fields: Vec<(&[u8], &[u8])> = head
+            .headers
+            .iter()
+            .map(|h| (h.name.get(input), h.value.get(input)))
+            .collect();
+        let expected: Vec<(&[u8], &[u8])> = vec![
+            (b"Host", b"a.example"),
+            (b"X-A", b"one two"),
+            (b"Empty", b""),
+            (b"Obs", b"caf\xc3\xa9\xff"),
+        ];
+        assert_eq!(fields, expected);
+        assert_eq!(head.host.map(|h| h.get(input)), Some(&b"a.example"[..]));
+        assert_eq!(head.header(input, b"x-a"), Some(&b"one two"[..]));
+    }
+
+    #[test]
+    fn framing_keep_alive_and_expect_follow_the_fields() {
+        // (request, framing, keep_alive, expect_continue)
+        let cases: &[(&[u8], BodyFraming, bool, bool)] = &[
+            // Defaults per version
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", BodyFraming::None, true, false),
+            (b"GET / HTTP/1.0\r\n\r\n", BodyFraming::None, false, false),
+            // Connection options
+            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", BodyFraming::None, false, false),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, CLOSE\r\n\r\n", BodyFraming::None, false, false),
+            (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", BodyFraming::None, true, false),
+            (b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", BodyFraming::None, false, false),
+            (b"GET / HTTP/1.0\r\nConnection: te\r\n\r\n", BodyFraming::None, false, false),
+            // Content-Length
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", BodyFraming::Length(5), true, false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", BodyFraming::None, true, false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n", BodyFraming::Length(7), true, false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", BodyFraming::Length(5), true, false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", BodyFraming::Length(5), true, false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n", BodyFraming::Length(u64::MAX), true, false),
+            (b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n", BodyFraming::Length(3), false, false),
+            // Transfer-Encoding
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", BodyFraming::Chunked, true, false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n", BodyFraming::Chunked, true, false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked,\r\n\r\n", BodyFraming::Chunked, true, false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\nTransfer-Encoding: chunked\r\n\r\n", BodyFraming::Chunked, true, false),
+            // Expect
+            (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n", BodyFraming::Length(1), true, true),
+            (b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", BodyFraming::Length(1), false, false),
+        ];
+        for &(input, framing, keep_alive, expect_continue) in cases {
+            let (head, _) = complete(input);
+            let name = String::from_utf8_lossy(input);
+            assert_eq!(head.framing, framing, "{name:?}");
+            assert_eq!(head.keep_alive, keep_alive, "{name:?}");
+            assert_eq!(head.expect_continue, expect_continue, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_authority_wins_over_host() {
+        let input = b"GET http://origin.example:8080/x HTTP/1.1\r\nHost: other.example\r\n\r\n";
+        let (head, _) = complete(input);
+        assert_eq!(text(head.host.unwrap(), input), "origin.example:8080");
+        let input = b"GET /x HTTP/1.0\r\n\r\n";
+        assert_eq!(complete(input).0.host, None);
+    }
+
+    #[test]
+    fn leading_empty_lines_are_skipped_and_counted_in_the_length() {
+        let input = b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nNEXT";
+        let (head, len) = complete(input);
+        assert_eq!(len, input.len() - 4);
+        assert_eq!(text(head.method, input), "GET");
+        let many = [
+            &b"\r\n".repeat(MAX_LEADING_EMPTY_LINES + 1)[..],
+            b"GET / HTTP/1.0\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(parse(&many), Err(TooManyEmptyLines));
+    }
+
+    #[test]
+    fn every_prefix_of_a_valid_request_is_partial() {
+        let requests: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            b"\r\nPOST /form?a=b HTTP/1.1\r\nHost: [::1]:8000\r\nContent-Length: 5\r\nX:\r\n\r\n",
+            b"GET http://h/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ];
+        for &request in requests {
+            for end in 0..request.len() {
+                assert_eq!(
+                    parse(&request[..end]),
+                    Ok(Status::Partial),
+                    "{:?}",
+                    String::from_utf8_lossy(&request[..end])
+                );
+            }
+            assert_eq!(parse(request), Ok(Status::Complete(request.len())));
+        }
+    }
+
+    #[test]
+    fn invalid_heads_fail_with_their_error() {
+        let cases: &[(&[u8], ParseError)] = &[
+            // Request line shape
+            (b"GET\r\n", InvalidRequestLine),
+            (b"GET /\r\n", InvalidRequestLine),
+            (b" GET / HTTP/1.1\r\n", InvalidMethod),
+            (b"G(T / HTTP/1.1\r\n", InvalidMethod),
+            (b"GET  / HTTP/1.1\r\n", InvalidTarget),
+            (b"GET / HTTP/1.1 \r\n", InvalidVersion),
+            (b"GET / HTTP/1.1\r\r\n", BareCr),
+            (b"GET\t/ HTTP/1.1\r\n", InvalidMethod),
+            // Request target
+            (b"GET /a\x01b HTTP/1.1\r\n", InvalidTarget),
+            (b"GET /caf\xc3\xa9 HTTP/1.1\r\n", InvalidTarget),
+            (b"GET /\x7f HTTP/1.1\r\n", InvalidTarget),
+            (b"GET /a#frag HTTP/1.1\r\n", FragmentInTarget),
+            (b"GET * HTTP/1.1\r\n", InvalidTarget),
+            (b"M-SEARCH * HTTP/1.1\r\n", InvalidTarget),
+            (b"GET example.com:80 HTTP/1.1\r\n", InvalidTarget),
+            (b"CONNECT /x HTTP/1.1\r\n", InvalidTarget),
+            (b"CONNECT example.com HTTP/1.1\r\n", InvalidTarget),
+            (b"GET ftp://example.com/ HTTP/1.1\r\n", InvalidTarget),
+            (b"GET http:///x HTTP/1.1\r\n", InvalidTarget),
+            (b"GET http://user@h/ HTTP/1.1\r\n", InvalidTarget),
+            (b"GET http://h:port/ HTTP/1.1\r\n", InvalidTarget),
+            // Version
+            (b"GET / HTTP/2.0\r\n", UnsupportedVersion),
+            (b"GET / HTTP/1.2\r\n", UnsupportedVersion),
+            (b"GET / HTTP/0.9\r\n", UnsupportedVersion),
+            (b"GET / http/1.1\r\n", InvalidVersion),
+            (b"GET / HTTP/1.10\r\n", InvalidVersion),
+            (b"GET / HTTP/11\r\n", InvalidVersion),
+            (b"GET / HTTP/1.x\r\n", InvalidVersion),
+            // Line endings
+            (b"GET / HTTP/1.1\n", BareLf),
+            (b"\nGET / HTTP/1.1\r\n", BareLf),
+            (b"\rGET / HTTP/1.1\r\n", BareCr),
+            (b"GET / HTTP/1.1\r\nHost: a\n\r\n", BareLf),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\n", BareLf),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\rX", BareCr),
+            (b"GET / HTTP/1.1\r\nX: a\rb\r\n", BareCr),
+            // Field names
+            (b"GET / HTTP/1.1\r\n: a\r\n", InvalidHeaderName),
+            (b"GET / HTTP/1.1\r\nX Y: a\r\n", WhitespaceBeforeColon),
+            (b"GET / HTTP/1.1\r\nHost : a\r\n", WhitespaceBeforeColon),
+            (b"GET / HTTP/1.1\r\nHost\t: a\r\n", WhitespaceBeforeColon),
+            (b"GET / HTTP/1.1\r\nX(: a\r\n", InvalidHeaderName),
+            (b"GET / HTTP/1.1\r\nX\r\n", InvalidHeaderName),
+            (b"GET / HTTP/1.1\r\nCaf\xc3\xa9: a\r\n", InvalidHeaderName),
+            // Folding and values
+            (b"GET / HTTP/1.1\r\nX: a\r\n b\r\n", ObsFold),
+            (b"GET / HTTP/1.1\r\n\tX: a\r\n", ObsFold),
+            (b"GET / HTTP/1.1\r\nX: a\x00b\r\n", InvalidHeaderValue),
+            (b"GET / HTTP/1.1\r\nX: a\x0bb\r\n", InvalidHeaderValue),
+            (b"GET / HTTP/1.1\r\nX: \x7f\r\n", InvalidHeaderValue),
+            // Host
+            (b"GET / HTTP/1.1\r\n\r\n", MissingHost),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n", DuplicateHost),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n", InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost: a/b\r\n", InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost: user@a\r\n", InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost: a:b\r\n", InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost: a:123456\r\n", InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost: [::1\r\n", InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost: [::g]\r\n", InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost: a%2\r\n", InvalidHost),
+            (b"GET / HTTP/1.0\r\nHost: a,b\r\nHost: c\r\n", DuplicateHost),
+            // Content-Length
+            (b"GET / HTTP/1.1\r\nContent-Length: +5\r\n", InvalidContentLength),
+            (b"GET / HTTP/1.1\r\nContent-Length: -5\r\n", InvalidContentLength),
+            (b"GET / HTTP/1.1\r\nContent-Length: 5 5\r\n", InvalidContentLength),
+            (b"GET / HTTP/1.1\r\nContent-Length: 0x5\r\n", InvalidContentLength),
+            (b"GET / HTTP/1.1\r\nContent-Length: 1_000\r\n", InvalidContentLength),
+            (b"GET / HTTP/1.1\r\nContent-Length: \r\n", InvalidContentLength),
+            (b"GET / HTTP/1.1\r\nContent-Length: 5,\r\n", InvalidContentLength),
+            (b"GET / HTTP/1.1\r\nContent-Length: 5, 6\r\n", ConflictingContentLength),
+            (b"GET / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n", ConflictingContentLength),
+            (b"GET / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n", ContentTooLarge),
+            // Transfer-Encoding
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", ContentLengthWithTransferEncoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", ContentLengthWithTransferEncoding),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", TransferEncodingOnHttp10),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", ChunkedNotFinal),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", ChunkedNotFinal),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", ChunkedNotFinal),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", ChunkedNotFinal),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", UnsupportedTransferCoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", UnsupportedTransferCoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", UnsupportedTransferCoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;q=1\r\n\r\n", UnsupportedTransferCoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n", InvalidTransferEncoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chun/ked\r\n", InvalidTransferEncoding),
+            // Expect
+            (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue-x\r\n", ExpectationFailed),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: \r\n", ExpectationFailed),
+            (b"POST / HTTP/1.0\r\nExpect: 200-ok\r\n", ExpectationFailed),
+        ];
+        for &(input, error) in cases {
+            assert_eq!(
+                parse(input),
+                Err(error),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn limits_reject_long_lines_many_fields_and_big_heads() {
+        let small = Limits {
+            request_line: 16,
+            fields: 2,
+            field_size: 10,
+        };
+        let cases: &[(&[u8], Result<Status, ParseError>)] = &[
+            // Request line: 16 bytes is fine, 17 is too long even unfinished
+            (
+                b"GET /12345678901 HTTP/1.0\r\n\r\n",
+                Err(RequestLineTooLong),
+            ),
+            (b"GET /123456789012", Err(RequestLineTooLong)),
+            (b"GET /12345678901", Ok(Status::Partial)),
+            (b"GET /12 HTTP/1.0\r\n\r\n", Ok(Status::Complete(20))),
+            (b"GET /123 HTTP/1.0\r\n\r\n", Err(RequestLineTooLong)),
+            (b"GET /12 HTTP/1.0\r", Ok(Status::Partial)),
+            // An error inside the allowed length wins over the length
+            (b"GET /1234\x01678901234567890", Err(InvalidTarget)),
+            // Field lines: 10 bytes is fine, 11 is too long
+            (
+                b"GET / HTTP/1.0\r\nX: 3456789\r\n\r\n",
+                Ok(Status::Complete(30)),
+            ),
+            (
+                b"GET / HTTP/1.0\r\nX: 34567890\r\n\r\n",
+                Err(HeaderFieldTooLarge),
+            ),
+            (b"GET / HTTP/1.0\r\nX: 34567890", Err(HeaderFieldTooLarge)),
+            (b"GET / HTTP/1.0\r\nX: 3456789\r", Ok(Status::Partial)),
+            // Field count
+            (
+                b"GET / HTTP/1.0\r\nA: 1\r\nB: 2\r\n\r\n",
+                Ok(Status::Complete(30)),
+            ),
+            (b"GET / HTTP/1.0\r\nA: 1\r\nB: 2\r\nC", Err(TooManyHeaders)),
+            (
+                b"GET / HTTP/1.0\r\nA: 1\r\nB_B: 2\r\nC: 3\r\n\r\n",
+                Err(TooManyHeaders),
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                &parse_with(input, &small),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn the_whole_head_is_capped() {
+        let limits = Limits::default();
+        let cap = limits.max_head_len();
+        assert!((64 * 1024..128 * 1024).contains(&cap), "{cap}");
+        let mut input = b"GET / HTTP/1.0\r\n".to_vec();
+        while input.len() <= cap {
+            input.extend_from_slice(b"X-Filler: ");
+            input.extend_from_slice(&[b'f'; 1000]);
+            input.extend_from_slice(b"\r\n");
+        }
+        assert_eq!(parse(&input), Err(HeadTooLarge));
+        assert_eq!(parse(&input[..cap]), Ok(Status::Partial));
+        // A single field as long as the limit allows still fits.
+        let big = Limits {
+            request_line: 100,
+            fields: 10,
+            field_size: 200_000,
+        };
+        let mut input = b"GET / HTTP/1.0\r\nX: ".to_vec();
+        input.resize(input.len() + 199_990, b'v');
+        input.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(parse_with(&input, &big), Ok(Status::Complete(input.len())));
+    }
+
+    #[test]
+    fn zero_limits_mean_unlimited_within_the_head_cap() {
+        let unlimited = Limits {
+            request_line: 0,
+            fields: 0,
+            field_size: 0,
+        };
+        let mut input = b"GET /".to_vec();
+        input.resize(20_000, b'a');
+        input.extend_from_slice(b" HTTP/1.0\r\nX: ");
+        input.resize(input.len() + 20_000, b'b');
+        input.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(
+            parse_with(&input, &unlimited),
+            Ok(Status::Complete(input.len()))
+        );
+    }
+
+    #[test]
+    fn a_reused_head_is_cleared_between_requests() {
+        let mut head = RequestHead::default();
+        let first = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nX: 1\r\n\r\n";
+        let second = b"GET /b HTTP/1.0\r\n\r\n";
+        parse_head(first, &mut head, &Limits::default()).unwrap();
+        assert_eq!(head.headers.len(), 3);
+        parse_head(second, &mut head, &Limits::default()).unwrap();
+        assert_eq!(head.headers.len(), 0);
+        assert_eq!(head.framing, BodyFraming::None);
+        assert_eq!(head.host, None);
+        assert!(!head.keep_alive);
+    }
+}

@@ -316,3 +316,336 @@ pub fn reason_phrase(status: u16) -> &'static str {
         _ => "Unknown Status",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+
+    struct Case<'a> {
+        version: Version,
+        status: &'a str,
+        headers: &'a [(&'a str, &'a str)],
+        is_head: bool,
+        keep_alive: bool,
+    }
+
+    fn begin(case: &Case<'_>) -> Result<(String, ResponseFraming, bool), &'static str> {
+        let mut out = b"previous".to_vec();
+        let headers = case
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()));
+        let result = begin_response(
+            &mut out,
+            case.version,
+            case.status.as_bytes(),
+            headers,
+            case.is_head,
+            case.keep_alive,
+            DATE,
+        );
+        let (framing, keep_alive) = result.inspect_err(|_| assert_eq!(out, b"previous"))?;
+        let text = String::from_utf8(out[8..].to_vec()).unwrap();
+        Ok((text, framing, keep_alive))
+    }
+
+    fn ok(status: &'static str, headers: &'static [(&'static str, &'static str)]) -> Case<'static> {
+        Case {
+            version: Version::Http11,
+            status,
+            headers,
+            is_head: false,
+            keep_alive: true,
+        }
+    }
+
+    const DEFAULTS: &str = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nServer: rgunicorn\r\n";
+
+    #[test]
+    fn framing_follows_content_length_version_and_status() {
+        // (case, framing, keep_alive, expected head after the defaults)
+        let http10 = |keep_alive| Case {
+            version: Version::Http10,
+            keep_alive,
+            ..ok("200 OK", &[])
+        };
+        let head = Case {
+            is_head: true,
+            ..ok("200 OK", &[("Content-Length", "42")])
+        };
+        let cases: Vec<(Case, ResponseFraming, bool, &str, &str)> = vec![
+            // Content-Length from the app
+            (
+                ok("200 OK", &[("Content-Length", "5")]),
+                ResponseFraming::Length(5),
+                true,
+                "Content-Length: 5\r\n",
+                "",
+            ),
+            (
+                ok("200 OK", &[("content-length", " 0 ")]),
+                ResponseFraming::Length(0),
+                true,
+                "content-length:  0 \r\n",
+                "",
+            ),
+            // No length: chunked on 1.1, close-delimited on 1.0
+            (
+                ok("200 OK", &[]),
+                ResponseFraming::Chunked,
+                true,
+                "",
+                "Transfer-Encoding: chunked\r\n",
+            ),
+            (
+                http10(true),
+                ResponseFraming::Close,
+                false,
+                "",
+                "Connection: close\r\n",
+            ),
+            // 1.0 keep-alive with a length says so
+            (
+                Case {
+                    headers: &[("Content-Length", "1")],
+                    ..http10(true)
+                },
+                ResponseFraming::Length(1),
+                true,
+                "Content-Length: 1\r\n",
+                "Connection: keep-alive\r\n",
+            ),
+            // Not keeping alive
+            (
+                Case {
+                    keep_alive: false,
+                    ..ok("200 OK", &[("Content-Length", "1")])
+                },
+                ResponseFraming::Length(1),
+                false,
+                "Content-Length: 1\r\n",
+                "Connection: close\r\n",
+            ),
+            (
+                Case {
+                    keep_alive: false,
+                    ..ok("200 OK", &[])
+                },
+                ResponseFraming::Chunked,
+                false,
+                "",
+                "Transfer-Encoding: chunked\r\nConnection: close\r\n",
+            ),
+            // No body: HEAD keeps the app's Content-Length, 204 and 1xx drop it
+            (
+                head,
+                ResponseFraming::NoBody,
+                true,
+                "Content-Length: 42\r\n",
+                "",
+            ),
+            (
+                ok("204 No Content", &[("Content-Length", "0")]),
+                ResponseFraming::NoBody,
+                true,
+                "",
+                "",
+            ),
+            (
+                ok("304 Not Modified", &[("Content-Length", "9")]),
+                ResponseFraming::NoBody,
+                true,
+                "Content-Length: 9\r\n",
+                "",
+            ),
+            (
+                ok("101 Switching Protocols", &[]),
+                ResponseFraming::NoBody,
+                true,
+                "",
+                "",
+            ),
+            // Hop-by-hop headers are dropped; the app's Connection: close is honoured
+            (
+                ok(
+                    "200 OK",
+                    &[
+                        ("Connection", "close"),
+                        ("Keep-Alive", "timeout=5"),
+                        ("Transfer-Encoding", "gzip"),
+                        ("TE", "x"),
+                        ("Trailer", "x"),
+                        ("Upgrade", "h2c"),
+                        ("Proxy-Connection", "x"),
+                        ("Content-Length", "2"),
+                    ],
+                ),
+                ResponseFraming::Length(2),
+                false,
+                "Content-Length: 2\r\n",
+                "Connection: close\r\n",
+            ),
+            // Other headers pass through in order, as written
+            (
+                ok(
+                    "200 OK",
+                    &[("X-B", "2"), ("x-a", "1"), ("Content-Length", "0")],
+                ),
+                ResponseFraming::Length(0),
+                true,
+                "X-B: 2\r\nx-a: 1\r\nContent-Length: 0\r\n",
+                "",
+            ),
+        ];
+        for (case, framing, keep_alive, app_headers, tail) in cases {
+            let (text, got_framing, got_keep_alive) = begin(&case).unwrap();
+            let expected = format!(
+                "HTTP/1.1 {}\r\n{app_headers}{DEFAULTS}{tail}\r\n",
+                case.status
+            );
+            assert_eq!(text, expected);
+            assert_eq!(got_framing, framing, "{expected:?}");
+            assert_eq!(got_keep_alive, keep_alive, "{expected:?}");
+        }
+    }
+
+    #[test]
+    fn app_date_and_server_replace_the_defaults() {
+        let case = ok(
+            "200 OK",
+            &[
+                ("server", "app/1"),
+                ("DATE", "yesterday"),
+                ("Content-Length", "0"),
+            ],
+        );
+        let (text, _, _) = begin(&case).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nserver: app/1\r\nDATE: yesterday\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bad_statuses_and_headers_are_errors() {
+        let cases: &[(Case, &str)] = &[
+            // Status
+            (ok("OK", &[]), "invalid status"),
+            (ok("20 OK", &[]), "invalid status"),
+            (ok("2000 OK", &[]), "invalid status"),
+            (ok("099 x", &[]), "invalid status"),
+            (ok("200 OK\r\nX: y", &[]), "invalid status"),
+            // Names and values
+            (ok("200 OK", &[("X Y", "1")]), "invalid header name"),
+            (ok("200 OK", &[("", "1")]), "invalid header name"),
+            (
+                ok("200 OK", &[("X", "a\r\nSet-Cookie: x")]),
+                "invalid header value",
+            ),
+            (ok("200 OK", &[("X", "a\nb")]), "invalid header value"),
+            (ok("200 OK", &[("X", "a\0")]), "invalid header value"),
+            // Content-Length
+            (
+                ok("200 OK", &[("Content-Length", "+5")]),
+                "invalid Content-Length",
+            ),
+            (
+                ok("200 OK", &[("Content-Length", "5x")]),
+                "invalid Content-Length",
+            ),
+            (
+                ok("200 OK", &[("Content-Length", "")]),
+                "invalid Content-Length",
+            ),
+            (
+                ok("200 OK", &[("Content-Length", "99999999999999999999")]),
+                "invalid Content-Length",
+            ),
+            (
+                ok(
+                    "200 OK",
+                    &[("Content-Length", "1"), ("Content-Length", "2")],
+                ),
+                "conflicting Content-Length",
+            ),
+        ];
+        for (case, error) in cases {
+            assert_eq!(begin(case).map(|r| r.0), Err(*error), "{:?}", case.status);
+        }
+    }
+
+    #[test]
+    fn status_without_reason_is_accepted() {
+        let (text, _, _) = begin(&ok("200", &[("Content-Length", "0")])).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200\r\n"), "{text:?}");
+    }
+
+    #[test]
+    fn chunks_are_hex_sized_and_empty_data_writes_nothing() {
+        let cases: &[(usize, &str)] = &[
+            (1, "1"),
+            (10, "a"),
+            (255, "ff"),
+            (256, "100"),
+            (65536, "10000"),
+        ];
+        for &(len, hex) in cases {
+            let data = vec![b'x'; len];
+            let mut out = Vec::new();
+            write_chunk(&mut out, &data);
+            let expected = [hex.as_bytes(), b"\r\n", &data, b"\r\n"].concat();
+            assert_eq!(out, expected, "{len}");
+        }
+        let mut out = Vec::new();
+        write_chunk(&mut out, b"");
+        assert!(out.is_empty());
+        write_last_chunk(&mut out);
+        assert_eq!(out, b"0\r\n\r\n");
+    }
+
+    #[test]
+    fn written_chunks_decode_back() {
+        let mut out = Vec::new();
+        for piece in [&b"hello"[..], &[b'-'; 300], b"!"] {
+            write_chunk(&mut out, piece);
+        }
+        write_last_chunk(&mut out);
+        let mut decoder = crate::http::ChunkedDecoder::new();
+        let mut body = Vec::new();
+        assert_eq!(decoder.decode(&out, &mut body), Ok(out.len()));
+        assert!(decoder.is_done());
+        assert_eq!(body, [&b"hello"[..], &[b'-'; 300], b"!"].concat());
+    }
+
+    #[test]
+    fn error_responses_are_complete_and_self_describing() {
+        let mut out = Vec::new();
+        write_error_response(&mut out, 400, true, DATE);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 400 Bad Request\r\nServer: rgunicorn\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Connection: close\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\r\n400 Bad Request\n"
+        );
+        let mut out = Vec::new();
+        write_error_response(&mut out, 431, false, DATE);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("Connection"));
+        assert!(
+            text.ends_with("Content-Length: 36\r\n\r\n431 Request Header Fields Too Large\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_status_the_parser_produces_has_a_reason() {
+        for status in [400, 408, 413, 414, 417, 431, 500, 501, 505] {
+            assert_ne!(reason_phrase(status), "Unknown Status", "{status}");
+        }
+    }
+}
