@@ -17,6 +17,6 @@ pub use date::HttpDate;
 pub use error::ParseError;
 pub use parser::{parse_head, BodyFraming, HeaderSpan, Limits, RequestHead, Span, Status, Version};
 pub use response::{
-    begin_response, reason_phrase, write_chunk, write_error_response, write_last_chunk,
-    ResponseFraming, CONTINUE_100, SERVER_NAME,
+    begin_response, reason_phrase, write_chunk, write_chunk_header, write_error_response,
+    write_last_chunk, ResponseFraming, CONTINUE_100, SERVER_NAME,
 };

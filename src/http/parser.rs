@@ -174,6 +174,30 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent (HTTP/1.1 only).
     pub expect_continue: bool,
+    /// Where the last parse stopped if it was `Partial`, so that the next
+    /// call continues there instead of starting over.
+    resume: Option<Resume>,
+}
+
+/// The state of a parse that ran out of bytes inside the field lines: the
+/// head already holds the request line and the complete fields.
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    /// Where the first incomplete field line starts.
+    line_start: usize,
+    field_count: usize,
+    facts: FieldFacts,
+    /// How far that line's value is known to be valid, if it got that far.
+    value: Option<ValueProgress>,
+}
+
+/// A field line known valid up to `scanned_to`, with a non-empty value
+/// started at `value_start`.
+#[derive(Debug, Clone, Copy)]
+struct ValueProgress {
+    name_end: usize,
+    value_start: usize,
+    scanned_to: usize,
 }
 
 impl RequestHead {
@@ -189,6 +213,7 @@ impl RequestHead {
         self.framing = BodyFraming::None;
         self.keep_alive = false;
         self.expect_continue = false;
+        self.resume = None;
     }
 
     /// The value of the first kept header named `name` (case-insensitive).
@@ -220,12 +245,25 @@ pub enum Status {
 /// grown a byte at a time yields `Partial` until the same `Complete` or error
 /// that the whole buffer yields (limits included: a line is too long as soon
 /// as one byte more than its limit is seen without a line end).
+///
+/// Calling again after `Partial` with the same `head` and a buffer that
+/// starts with the same bytes (the buffer only grew) resumes at the first
+/// incomplete field line, so a head arriving in many small reads is not
+/// re-parsed from the start each time. Pass a fresh (or completed) head
+/// when the buffer's start has changed.
 pub fn parse_head(
     buf: &[u8],
     head: &mut RequestHead,
     limits: &Limits,
 ) -> Result<Status, ParseError> {
-    head.reset();
+    // A cheap check that the buffer is still the one that was parsed: the
+    // complete lines end where they ended.
+    let resume = head.resume.take().filter(|resume| {
+        resume.line_start <= buf.len() && buf[..resume.line_start].ends_with(b"\r\n")
+    });
+    if resume.is_none() {
+        head.reset();
+    }
     let cap = limits.max_head_len();
     let truncated = buf.len() > cap;
     let mut parser = HeadParser {
@@ -233,10 +271,11 @@ pub fn parse_head(
         truncated,
         limits,
         head,
-        facts: FieldFacts::default(),
-        field_count: 0,
+        facts: resume.map_or_else(FieldFacts::default, |r| r.facts),
+        field_count: resume.map_or(0, |r| r.field_count),
+        value_progress: resume.and_then(|r| r.value),
     };
-    match parser.parse()? {
+    match parser.parse(resume.map(|r| r.line_start))? {
         Some(len) => Ok(Status::Complete(len)),
         None => Ok(Status::Partial),
     }
@@ -260,7 +299,7 @@ enum FieldLine {
 
 /// What the header fields said about framing and the connection, gathered
 /// while parsing and judged once the head is complete.
-#[derive(Default)]
+#[derive(Debug, Clone, Copy, Default)]
 struct FieldFacts {
     host: Option<Span>,
     content_length: Option<u64>,
@@ -282,6 +321,9 @@ struct HeadParser<'b, 'h, 'l> {
     head: &'h mut RequestHead,
     facts: FieldFacts,
     field_count: usize,
+    /// In: how far the first field line is known valid (when resuming).
+    /// Out: how far the incomplete field line was found valid.
+    value_progress: Option<ValueProgress>,
 }
 
 fn span(start: usize, end: usize) -> Span {
@@ -293,17 +335,33 @@ fn span(start: usize, end: usize) -> Span {
 }
 
 impl<'b> HeadParser<'b, '_, '_> {
-    fn parse(&mut self) -> Step<usize> {
-        let Some(mut pos) = self.skip_empty_lines()? else {
-            return Ok(None);
+    /// Parses the head, from the start or from a field line where an
+    /// earlier parse of the same bytes stopped.
+    fn parse(&mut self, resume_at: Option<usize>) -> Step<usize> {
+        let mut pos = match resume_at {
+            Some(line_start) => line_start,
+            None => {
+                let Some(start) = self.skip_empty_lines()? else {
+                    return Ok(None);
+                };
+                let Some(next) = self.request_line(start)? else {
+                    return Ok(None);
+                };
+                next
+            }
         };
-        let Some(next) = self.request_line(pos)? else {
-            return Ok(None);
-        };
-        pos = next;
         loop {
+            let field_count = self.field_count;
             match self.field_line(pos)? {
-                None => return Ok(None),
+                None => {
+                    self.head.resume = Some(Resume {
+                        line_start: pos,
+                        field_count,
+                        facts: self.facts,
+                        value: self.value_progress,
+                    });
+                    return Ok(None);
+                }
                 Some(FieldLine::Field(next)) => pos = next,
                 Some(FieldLine::End(len)) => {
                     self.finish()?;
@@ -535,21 +593,38 @@ impl<'b> HeadParser<'b, '_, '_> {
         let limit = self.limits.field_size_limit();
         let w = self.line_window(start, limit);
 
-        let name_end = scan(w, start, &TCHAR);
-        if name_end == w.len() {
-            return self.ran_out(start, name_end, limit, HeaderFieldTooLarge);
+        let known = self
+            .value_progress
+            .take()
+            .filter(|p| p.scanned_to <= w.len());
+        let (name_end, value_start, scan_from) = match known {
+            Some(progress) => (progress.name_end, progress.value_start, progress.scanned_to),
+            None => {
+                let name_end = scan(w, start, &TCHAR);
+                if name_end == w.len() {
+                    return self.ran_out(start, name_end, limit, HeaderFieldTooLarge);
+                }
+                match w[name_end] {
+                    b':' if name_end > start => {}
+                    SP | HTAB if name_end > start => return Err(WhitespaceBeforeColon),
+                    _ => return Err(InvalidHeaderName),
+                }
+                let mut value_start = name_end + 1;
+                while value_start < w.len() && is_ows(w[value_start]) {
+                    value_start += 1;
+                }
+                (name_end, value_start, value_start)
+            }
+        };
+        let cr = scan(w, scan_from, &FIELD_VALUE);
+        if cr > value_start {
+            // Once the value has begun, what was scanned needs no second look.
+            self.value_progress = Some(ValueProgress {
+                name_end,
+                value_start,
+                scanned_to: cr,
+            });
         }
-        match w[name_end] {
-            b':' if name_end > start => {}
-            SP | HTAB if name_end > start => return Err(WhitespaceBeforeColon),
-            _ => return Err(InvalidHeaderName),
-        }
-
-        let mut value_start = name_end + 1;
-        while value_start < w.len() && is_ows(w[value_start]) {
-            value_start += 1;
-        }
-        let cr = scan(w, value_start, &FIELD_VALUE);
         if cr == w.len() {
             return self.ran_out(start, cr, limit, HeaderFieldTooLarge);
         }
@@ -568,6 +643,7 @@ impl<'b> HeadParser<'b, '_, '_> {
             Some(_) => return Err(BareCr),
         }
 
+        self.value_progress = None;
         let field = HeaderSpan {
             name: span(start, name_end),
             value: span(value_start, value_end),
@@ -1019,6 +1095,40 @@ mod tests {
             }
             assert_eq!(parse(request), Ok(Status::Complete(request.len())));
         }
+    }
+
+    #[test]
+    fn a_growing_buffer_resumes_and_ends_like_a_fresh_parse() {
+        let request = b"POST /a HTTP/1.1\r\nHost: h\r\nX: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi";
+        let mut head = RequestHead::default();
+        for end in 0..request.len() - 2 {
+            let status = parse_head(&request[..end], &mut head, &Limits::default());
+            assert_eq!(status, Ok(Status::Partial), "{end}");
+        }
+        let status = parse_head(request, &mut head, &Limits::default());
+        let (fresh, len) = complete(request);
+        assert_eq!(status, Ok(Status::Complete(len)));
+        assert_eq!(format!("{head:?}"), format!("{fresh:?}"));
+        assert_eq!(head.framing, BodyFraming::Length(2));
+        assert!(!head.keep_alive);
+    }
+
+    #[test]
+    fn a_changed_buffer_is_parsed_from_the_start() {
+        let mut head = RequestHead::default();
+        let first = b"GET /a HTTP/1.1\r\nHost: a\r\nX-Lo";
+        assert_eq!(
+            parse_head(first, &mut head, &Limits::default()),
+            Ok(Status::Partial)
+        );
+        // Shorter than where the first parse stopped: start over.
+        let other = b"GET / HTTP/1.0\r\n\r\n";
+        assert_eq!(
+            parse_head(other, &mut head, &Limits::default()),
+            Ok(Status::Complete(other.len()))
+        );
+        assert_eq!(head.headers.len(), 0);
+        assert_eq!(head.version, Version::Http10);
     }
 
     #[test]

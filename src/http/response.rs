@@ -208,19 +208,28 @@ pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
     }
+    out.reserve(data.len() + 20);
+    write_chunk_header(out, data.len() as u64);
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the size line of a chunk of `len` bytes (`1a2b\r\n`), for a
+/// caller that sends the data itself (e.g. from a file); the data must be
+/// followed by CRLF. `len` must not be 0 (that is the last chunk).
+pub fn write_chunk_header(out: &mut Vec<u8>, len: u64) {
     let mut hex = [0u8; 16];
     let mut start = hex.len();
-    let mut size = data.len();
-    while {
+    let mut rest = len;
+    loop {
         start -= 1;
-        hex[start] = b"0123456789abcdef"[size & 0xf];
-        size >>= 4;
-        size != 0
-    } {}
-    out.reserve(hex.len() - start + data.len() + 4);
+        hex[start] = b"0123456789abcdef"[(rest & 0xf) as usize];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
     out.extend_from_slice(&hex[start..]);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -601,6 +610,9 @@ mod tests {
         let mut out = Vec::new();
         write_chunk(&mut out, b"");
         assert!(out.is_empty());
+        write_chunk_header(&mut out, u64::MAX);
+        assert_eq!(out, b"ffffffffffffffff\r\n");
+        out.clear();
         write_last_chunk(&mut out);
         assert_eq!(out, b"0\r\n\r\n");
     }
