@@ -435,3 +435,98 @@ fn mutated_vectors_give_the_same_outcome_however_split() {
         }
     }
 }
+
+/// Counts heap allocations made by the current thread, so a test can prove
+/// the hot path allocates nothing while other tests run in parallel.
+mod allocation_counter {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub struct Counting;
+
+    // SAFETY: every call is forwarded unchanged to the system allocator; the
+    // counter is a const-initialised thread-local, which never allocates.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            // SAFETY: the caller upholds `alloc`'s contract for `layout`.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` came from `System.alloc` with this `layout`.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            // SAFETY: the caller upholds `realloc`'s contract.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    /// Allocations made by this thread while running `f`.
+    pub fn count(f: impl FnOnce()) -> usize {
+        let before = ALLOCATIONS.with(Cell::get);
+        f();
+        ALLOCATIONS.with(Cell::get) - before
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: allocation_counter::Counting = allocation_counter::Counting;
+
+#[test]
+fn the_hot_path_allocates_nothing_once_buffers_are_warm() {
+    let mut request =
+        b"POST /upload?x=1 HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n"
+            .to_vec();
+    for i in 0..60 {
+        request.extend_from_slice(format!("X-Header-{i}: value {i}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    let body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nT: 1\r\n\r\n";
+    let limits = Limits::default();
+    let mut head = RequestHead::default();
+    let mut decoded = Vec::with_capacity(64);
+    let mut out = Vec::with_capacity(4096);
+    let app_headers: [(&[u8], &[u8]); 2] =
+        [(b"Content-Type", b"text/plain"), (b"Content-Length", b"11")];
+    // Warm up: the header storage grows once.
+    parse_head(&request, &mut head, &limits).unwrap();
+
+    let allocations = allocation_counter::count(|| {
+        for _ in 0..100 {
+            assert!(matches!(
+                parse_head(&request, &mut head, &limits),
+                Ok(Status::Complete(_))
+            ));
+            // Byte-at-a-time growth resumes without allocating either.
+            for end in (0..request.len()).step_by(7) {
+                assert_eq!(
+                    parse_head(&request[..end], &mut head, &limits),
+                    Ok(Status::Partial)
+                );
+            }
+            let mut decoder = ChunkedDecoder::new();
+            decoded.clear();
+            assert_eq!(decoder.decode(body, &mut decoded), Ok(body.len()));
+            out.clear();
+            let response = rgunicorn::http::begin_response(
+                &mut out,
+                rgunicorn::http::Version::Http11,
+                b"200 OK",
+                app_headers.iter().copied(),
+                false,
+                true,
+                b"Sun, 06 Nov 1994 08:49:37 GMT",
+            );
+            assert!(response.is_ok());
+            rgunicorn::http::write_chunk(&mut out, b"data");
+        }
+    });
+    assert_eq!(allocations, 0);
+    assert_eq!(decoded, b"hello world");
+}
