@@ -11,3 +11,6 @@ pub mod input;
 pub mod interpreter;
 pub mod start_response;
 pub mod traceback;
+
+#[cfg(test)]
+pub(crate) mod test_support;
