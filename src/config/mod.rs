@@ -14,7 +14,11 @@ use std::path::PathBuf;
 
 /// All settings of one rgunicorn run.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "rgunicorn", version, about = "A prefork WSGI HTTP server: a drop-in for gunicorn")]
+#[command(
+    name = "rgunicorn",
+    version,
+    about = "A prefork WSGI HTTP server: a drop-in for gunicorn"
+)]
 pub struct Settings {
     /// The WSGI application, `MODULE:VARIABLE` (variable defaults to
     /// `application`) or a factory call `MODULE:create_app('x', debug=True)`
@@ -23,7 +27,12 @@ pub struct Settings {
     pub app: AppSpec,
 
     /// The number of worker processes [default: $WEB_CONCURRENCY or 1].
-    #[arg(short = 'w', long = "workers", env = "WEB_CONCURRENCY", default_value_t = 1)]
+    #[arg(
+        short = 'w',
+        long = "workers",
+        env = "WEB_CONCURRENCY",
+        default_value_t = 1
+    )]
     pub workers: u32,
 
     /// The socket to bind: `HOST:PORT`, `[V6]:PORT` or `unix:PATH`.
@@ -68,6 +77,10 @@ pub struct Settings {
     pub limit_request_fields: usize,
 
     /// The longest header field in bytes (0 = unlimited).
-    #[arg(long = "limit-request-field_size", alias = "limit-request-field-size", default_value_t = 8190)]
+    #[arg(
+        long = "limit-request-field_size",
+        alias = "limit-request-field-size",
+        default_value_t = 8190
+    )]
     pub limit_request_field_size: usize,
 }
