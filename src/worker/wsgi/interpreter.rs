@@ -144,6 +144,10 @@ fn verify_virtualenv(venv: &Path) -> Result<PathBuf, InterpreterError> {
         path: venv.to_path_buf(),
         problem,
     };
+    // Relative to the working directory (after --chdir), symlinks kept so
+    // sys.prefix reads as the user wrote it.
+    let venv = &std::path::absolute(venv)
+        .map_err(|e| problem(format!("cannot make the path absolute: {e}")))?;
     if !venv.is_dir() {
         return Err(problem("no such directory".to_string()));
     }
@@ -153,7 +157,7 @@ fn verify_virtualenv(venv: &Path) -> Result<PathBuf, InterpreterError> {
     let python = venv.join("bin").join("python");
     if !python.exists() {
         return Err(problem(
-            "not a virtualenv: bin/python is missing".to_string(),
+            "not a virtualenv: bin/python is missing (or a broken link)".to_string(),
         ));
     }
     let created_with = pyvenv_short_version(&cfg).ok_or_else(|| {

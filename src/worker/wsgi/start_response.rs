@@ -426,6 +426,24 @@ mod tests {
     }
 
     #[test]
+    fn failed_replacement_keeps_the_earlier_response() {
+        super::super::test_support::attach(|py| {
+            let sr = start_response(py);
+            sr.call1(("200 OK", eval(py, c"[('X-A', '1')]"))).unwrap();
+            let exc_info = eval(py, c"(ValueError, ValueError('x'), None)");
+            let bad_headers = eval(py, c"[('X-B', 'a\\r\\nb')]");
+            let err = sr.call1(("500 Oops", bad_headers, exc_info)).unwrap_err();
+            assert!(err.is_instance_of::<PyValueError>(py));
+            let sr = sr.borrow();
+            assert_eq!(sr.status(), Some(&b"200 OK"[..]));
+            assert_eq!(
+                sr.headers().collect::<Vec<_>>(),
+                vec![(&b"X-A"[..], &b"1"[..])]
+            );
+        });
+    }
+
+    #[test]
     fn exc_info_after_headers_are_sent_is_reraised_with_its_traceback() {
         super::super::test_support::attach(|py| {
             let sr = start_response(py);
