@@ -440,16 +440,41 @@ mod tests {
         });
     }
 
+    /// Runs `command` to completion, killing it (by its pid) if it takes
+    /// more than a minute.
+    fn run_bounded(mut command: std::process::Command) -> std::process::Output {
+        use std::process::Stdio;
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let output = child.wait_with_output();
+            let _ = done_tx.send(());
+            output
+        });
+        if done_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_err()
+        {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not
+            // reaped yet (the waiter thread is still waiting on it).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        waiter.join().unwrap().unwrap()
+    }
+
     #[test]
     fn virtualenv_site_packages_are_on_sys_path() {
         let venv = std::env::temp_dir().join(format!("rgunicorn-realvenv-{}", std::process::id()));
-        let created = std::process::Command::new(BUILD_EXECUTABLE)
-            .args(["-m", "venv", "--without-pip"])
-            .arg(&venv)
-            .status()
-            .unwrap();
-        assert!(created.success());
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
+        let mut create = std::process::Command::new(BUILD_EXECUTABLE);
+        create.args(["-m", "venv", "--without-pip"]).arg(&venv);
+        assert!(run_bounded(create).status.success());
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
             .args([
                 "--exact",
                 "worker::wsgi::interpreter::tests::child_prints_sys_prefix_and_path",
@@ -457,9 +482,8 @@ mod tests {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env("RGUNICORN_TEST_VENV", &venv)
-            .output()
-            .unwrap();
+            .env("RGUNICORN_TEST_VENV", &venv);
+        let output = run_bounded(child);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         std::fs::remove_dir_all(&venv).unwrap();
         assert!(
