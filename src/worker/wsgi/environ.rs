@@ -8,8 +8,9 @@
 //!
 //! Decisions, following gunicorn where PEP 3333 leaves room:
 //! * `PATH_INFO` is the path percent-decoded to bytes, then latin-1 decoded
-//!   (PEP 3333); when `SCRIPT_NAME` (from the environment) is a prefix of the
-//!   still-encoded path at a `/` boundary, it is stripped from `PATH_INFO`.
+//!   (PEP 3333); when `SCRIPT_NAME` (from the environment, trailing `/`
+//!   dropped) is a prefix of the decoded path at a `/` boundary, it is
+//!   stripped from `PATH_INFO`. `SCRIPT_NAME` is latin-1 decoded too.
 //! * `SERVER_NAME`/`SERVER_PORT` come from the request's host (`name[:port]`,
 //!   `[v6]:port` keeping the brackets; port `80` when none is given), else
 //!   from the local endpoint (for a unix socket: both empty).
@@ -29,6 +30,7 @@ use pyo3::{ffi, intern};
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
 
 /// Where a connection came from and arrived at.
 #[derive(Debug, Clone)]
@@ -86,7 +88,14 @@ impl EnvironTemplate {
     /// Builds the template (wsgi.version, wsgi.errors, wsgi.file_wrapper,
     /// SCRIPT_NAME, SERVER_SOFTWARE, the multiprocess flags, ...).
     pub fn new(py: Python<'_>) -> PyResult<EnvironTemplate> {
-        let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
+        let script_name = std::env::var_os("SCRIPT_NAME").unwrap_or_default();
+        EnvironTemplate::with_script_name(py, script_name.as_bytes())
+    }
+
+    /// Builds the template for an app mounted at `script_name` (raw bytes,
+    /// as in the environment; a trailing `/` is dropped).
+    pub fn with_script_name(py: Python<'_>, script_name: &[u8]) -> PyResult<EnvironTemplate> {
+        let script_name = script_name.strip_suffix(b"/").unwrap_or(script_name);
         let template = PyDict::new(py);
         let version = PyTuple::new(py, [1, 0])?;
         template.set_item(intern!(py, "wsgi.version"), version)?;
@@ -103,7 +112,7 @@ impl EnvironTemplate {
             intern!(py, "wsgi.file_wrapper"),
             py.get_type::<FileWrapper>(),
         )?;
-        template.set_item(intern!(py, "SCRIPT_NAME"), script_name.as_str())?;
+        template.set_item(intern!(py, "SCRIPT_NAME"), latin1(py, script_name)?)?;
         template.set_item(intern!(py, "SERVER_SOFTWARE"), crate::SERVER_SOFTWARE)?;
         let known_keys = KNOWN_HEADERS
             .iter()
@@ -111,7 +120,7 @@ impl EnvironTemplate {
             .collect();
         Ok(EnvironTemplate {
             template: template.unbind(),
-            script_name: script_name.into_bytes(),
+            script_name: script_name.to_vec(),
             known_keys,
             scratch: RefCell::new(Vec::with_capacity(256)),
         })
@@ -153,23 +162,23 @@ impl EnvironTemplate {
         Ok(environ)
     }
 
-    /// PATH_INFO: `raw_path` minus SCRIPT_NAME, percent-decoded, latin-1.
+    /// PATH_INFO: `raw_path` percent-decoded, minus SCRIPT_NAME, latin-1.
     fn set_path(
         &self,
         py: Python<'_>,
         environ: &Bound<'_, PyDict>,
         raw_path: &[u8],
     ) -> PyResult<()> {
-        let path = strip_script_name(raw_path, &self.script_name);
-        let value = if path.contains(&b'%') {
-            let mut scratch = self.scratch.borrow_mut();
+        let mut scratch = self.scratch.borrow_mut();
+        let decoded = if raw_path.contains(&b'%') {
             scratch.clear();
-            percent_decode_into(&mut scratch, path);
-            latin1(py, &scratch)?
+            percent_decode_into(&mut scratch, raw_path);
+            &scratch[..]
         } else {
-            latin1(py, path)?
+            raw_path
         };
-        environ.set_item(intern!(py, "PATH_INFO"), value)
+        let path = strip_script_name(decoded, &self.script_name);
+        environ.set_item(intern!(py, "PATH_INFO"), latin1(py, path)?)
     }
 
     /// CONTENT_TYPE, CONTENT_LENGTH and an `HTTP_*` key per other header.
@@ -297,12 +306,11 @@ fn split_host(host: &[u8]) -> (&[u8], Option<&[u8]>) {
     (name, port)
 }
 
-/// `raw_path` without a leading `script_name` (matched at a `/` boundary).
-fn strip_script_name<'a>(raw_path: &'a [u8], script_name: &[u8]) -> &'a [u8] {
-    let script_name = script_name.strip_suffix(b"/").unwrap_or(script_name);
-    match raw_path.strip_prefix(script_name) {
+/// `path` without a leading `script_name` (matched at a `/` boundary).
+fn strip_script_name<'a>(path: &'a [u8], script_name: &[u8]) -> &'a [u8] {
+    match path.strip_prefix(script_name) {
         Some(rest) if !script_name.is_empty() && (rest.is_empty() || rest[0] == b'/') => rest,
-        _ => raw_path,
+        _ => path,
     }
 }
 
@@ -683,10 +691,40 @@ mod tests {
     }
 
     #[test]
+    fn script_name_is_stripped_from_the_decoded_path() {
+        super::super::test_support::attach(|py| {
+            let template = EnvironTemplate::with_script_name(py, "/caf\u{e9}/".as_bytes()).unwrap();
+            for (target, path_info) in [
+                ("/caf%C3%A9/x%20y", "/x y"),
+                ("/caf\u{e9}", ""),
+                ("/cafe/x", "/cafe/x"),
+            ] {
+                let request = Request::new("GET", target, &[("Host", "h")]);
+                let info = RequestInfo {
+                    buf: &request.buf,
+                    head: &request.head,
+                    peer: &PEER,
+                    local: &LOCAL,
+                };
+                let input = Bound::new(py, WsgiInputForTests::new(RequestBody::Memory(vec![])));
+                let environ = template.build(py, &info, input.unwrap()).unwrap();
+                assert_eq!(
+                    get(&environ, "PATH_INFO").as_deref(),
+                    Some(path_info),
+                    "{target}"
+                );
+                assert_eq!(
+                    get(&environ, "SCRIPT_NAME").as_deref(),
+                    Some("/caf\u{c3}\u{a9}")
+                );
+            }
+        });
+    }
+
+    #[test]
     fn script_name_is_stripped_at_a_segment_boundary() {
         assert_eq!(strip_script_name(b"/app/x", b"/app"), b"/x");
         assert_eq!(strip_script_name(b"/app", b"/app"), b"");
-        assert_eq!(strip_script_name(b"/app/x", b"/app/"), b"/x");
         assert_eq!(strip_script_name(b"/application", b"/app"), b"/application");
         assert_eq!(strip_script_name(b"/other", b"/app"), b"/other");
         assert_eq!(strip_script_name(b"/x", b""), b"/x");

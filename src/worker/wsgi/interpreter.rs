@@ -56,7 +56,12 @@ pub enum InterpreterError {
 pub fn start(settings: &Settings) -> Result<(), InterpreterError> {
     verify_version()?;
     verify_libpython()?;
-    let program = match &settings.virtualenv {
+    // An empty $VIRTUAL_ENV means none.
+    let virtualenv = settings
+        .virtualenv
+        .as_ref()
+        .filter(|v| !v.as_os_str().is_empty());
+    let program = match virtualenv {
         Some(venv) => verify_virtualenv(venv)?,
         None => PathBuf::from(BUILD_EXECUTABLE),
     };
