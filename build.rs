@@ -7,8 +7,10 @@
 //! (Debian's `/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0` beside a pyenv
 //! build, say), the loader would pick the system one and the worker would run
 //! a different interpreter than `python3`. We add an rpath to `LIBDIR` and
-//! record the interpreter's identity so the worker can verify at start-up that
-//! the library it actually loaded is the one it was built for.
+//! record the interpreter's identity (its real executable, libpython path,
+//! version, and whether libpython is linked shared) so the worker can verify
+//! at start-up that the library it actually loaded is the one it was built
+//! for (`src/worker/wsgi/interpreter.rs`).
 
 use std::process::Command;
 
