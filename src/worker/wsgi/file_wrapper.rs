@@ -7,7 +7,6 @@
 //! [`FileWrapper::sendfile_source`] and send the file itself.
 
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
 use std::os::fd::RawFd;
 
 /// The block size used when the app gives none (PEP 3333's example value).
@@ -106,15 +105,16 @@ impl FileWrapper {
     }
 }
 
-/// A convenience for tests and the connection: the bytes of one block.
-pub fn block_bytes<'a>(block: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
-    block.cast::<PyBytes>().ok().map(|b| b.as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pyo3::types::PyBytes;
     use std::io::Write;
+
+    /// The bytes of one block.
+    fn block_bytes<'a>(block: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
+        block.cast::<PyBytes>().ok().map(|b| b.as_bytes())
+    }
 
     fn temp_file(name: &str, contents: &[u8]) -> std::path::PathBuf {
         let path = std::env::temp_dir().join(format!("rgunicorn-fw-{name}-{}", std::process::id()));
