@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 /// The `wsgi.errors` stream.
-#[pyclass(module = "rgunicorn", unsendable)]
+#[pyclass(module = "rgunicorn")]
 #[derive(Default)]
 pub struct ErrorStream {
     /// Text written since the last newline.

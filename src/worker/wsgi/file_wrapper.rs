@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 const DEFAULT_BLOCK_SIZE: usize = 8192;
 
 /// The object the app returns to ask for a file to be sent.
-#[pyclass(module = "rgunicorn", unsendable)]
+#[pyclass(module = "rgunicorn")]
 pub struct FileWrapper {
     /// The wrapped file-like object.
     #[pyo3(get)]

@@ -39,7 +39,7 @@ impl RequestBody {
 }
 
 /// The file-like object given to the app as `wsgi.input`.
-#[pyclass(module = "rgunicorn", unsendable)]
+#[pyclass(module = "rgunicorn")]
 pub struct WsgiInput {
     body: RequestBody,
     /// Bytes already returned to the app.
@@ -291,6 +291,23 @@ mod tests {
                     .unwrap();
                 assert_eq!(lines, expected[..2]);
             }
+        });
+    }
+
+    #[test]
+    fn another_python_thread_may_read_the_body() {
+        super::super::test_support::attach(|py| {
+            let globals = pyo3::types::PyDict::new(py);
+            globals.set_item("body", input(py, spooled(BODY))).unwrap();
+            let code = c"import threading
+out = []
+t = threading.Thread(target=lambda: out.append(body.read()))
+t.start()
+t.join()
+";
+            py.run(code, Some(&globals), None).unwrap();
+            let out: Vec<Vec<u8>> = globals.get_item("out").unwrap().unwrap().extract().unwrap();
+            assert_eq!(out, vec![BODY.to_vec()]);
         });
     }
 

@@ -23,7 +23,7 @@ struct HeaderRanges {
 
 /// The `start_response` callable for one request. The connection reads the
 /// recorded status and headers once the app has returned (or yielded).
-#[pyclass(module = "rgunicorn", unsendable)]
+#[pyclass(module = "rgunicorn")]
 #[derive(Debug, Default)]
 pub struct StartResponse {
     /// Latin-1 bytes of the status, then of every header name and value.
@@ -279,7 +279,7 @@ fn reraise(exc_info: &Bound<'_, PyAny>) -> PyErr {
 
 /// The `write(data)` callable returned by `start_response` (PEP 3333's
 /// imperative output, for legacy apps).
-#[pyclass(module = "rgunicorn", unsendable)]
+#[pyclass(module = "rgunicorn")]
 pub struct Write {
     start_response: Py<StartResponse>,
 }
