@@ -240,7 +240,7 @@ impl StartResponse {
     ) -> PyResult<Write> {
         let exc_info = exc_info.filter(|info| !info.is_none());
         {
-            let mut this = slf.borrow_mut();
+            let mut this = slf.try_borrow_mut()?;
             match exc_info {
                 Some(info) if this.headers_sent => {
                     drop(this);
@@ -293,7 +293,7 @@ impl Write {
                 type_name(data)
             ))
         })?;
-        let mut start_response = self.start_response.bind(py).borrow_mut();
+        let mut start_response = self.start_response.bind(py).try_borrow_mut()?;
         if start_response.status.is_none() {
             return Err(PyAssertionError::new_err(
                 "write() called before start_response()",
