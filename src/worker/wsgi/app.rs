@@ -4,7 +4,10 @@
 //! The expression is parsed with Python's `ast` and never evaluated as code:
 //! it must be a name or a dotted attribute chain (`app`, `api.wsgi`), or a
 //! call of one whose positional and keyword arguments are literals (each
-//! checked with `ast.literal_eval`). Error messages follow gunicorn's.
+//! checked with `ast.literal_eval`). A factory call may not reach through
+//! another module (`app:os.system('x')` is refused): the command line is
+//! trusted, but the expression stays among the app module's own objects.
+//! Error messages follow gunicorn's.
 
 use crate::config::AppSpec;
 use pyo3::exceptions::PyException;
@@ -23,7 +26,14 @@ pub fn load(py: Python<'_>, spec: &AppSpec) -> PyResult<Py<PyAny>> {
     let target = parse_expression(py, &spec.expression)?;
     let module = import(py, &spec.module)?;
     let mut object = module.clone().into_any();
-    for name in &target.path {
+    for (depth, name) in target.path.iter().enumerate() {
+        if depth > 0 && target.call.is_some() && object.is_instance_of::<PyModule>() {
+            return Err(AppImportError::new_err(format!(
+                "Failed to parse '{}': a factory must be defined in '{}', not reached \
+                 through another module.",
+                spec.expression, spec.module
+            )));
+        }
         object = object.getattr(name.as_str()).map_err(|err| {
             if err.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) {
                 AppImportError::new_err(format!(
@@ -175,6 +185,12 @@ class api:
     class v1:
         wsgi = application
 
+    @staticmethod
+    def create(name):
+        return create_app(name)
+
+import os
+
 not_callable = 42
 nothing = None
 ";
@@ -252,6 +268,26 @@ nothing = None
                 );
             }
             assert!(!std::path::Path::new("/tmp/rgunicorn-pwned").exists());
+        });
+    }
+
+    #[test]
+    fn factory_reached_through_another_module_is_refused_uncalled() {
+        super::super::test_support::attach(|py| {
+            let module = test_module(py);
+            let marker = std::env::temp_dir().join(format!("rgunicorn-os-{}", std::process::id()));
+            let expression = format!("os.system('touch {}')", marker.display());
+            assert_eq!(
+                load_error(py, module, &expression),
+                format!(
+                    "rgunicorn.AppImportError: Failed to parse '{expression}': a factory must \
+                     be defined in 'rgunicorn_test_app', not reached through another module."
+                )
+            );
+            assert!(!marker.exists());
+            // A factory on a class of the module itself is fine.
+            let app = load(py, &spec(module, "api.create('y')")).unwrap();
+            assert!(app.bind(py).is_callable());
         });
     }
 
