@@ -414,13 +414,11 @@ mod tests {
             } else {
                 Span::default()
             };
-            let mut head = RequestHead {
-                method,
-                target: target_span,
-                path,
-                query,
-                ..RequestHead::default()
-            };
+            let mut head = RequestHead::default();
+            head.method = method;
+            head.target = target_span;
+            head.path = path;
+            head.query = query;
             for (name, value) in headers {
                 let name = span(&mut buf, name.as_bytes());
                 let value = span(&mut buf, value.as_bytes());
