@@ -15,9 +15,7 @@ mod tables;
 pub use chunked::ChunkedDecoder;
 pub use date::HttpDate;
 pub use error::ParseError;
-pub use parser::{
-    parse_head, BodyFraming, HeaderSpan, Limits, RequestHead, Span, Status, Version,
-};
+pub use parser::{parse_head, BodyFraming, HeaderSpan, Limits, RequestHead, Span, Status, Version};
 pub use response::{
     begin_response, write_chunk, write_error_response, write_last_chunk, ResponseFraming,
     CONTINUE_100,

@@ -131,7 +131,11 @@ pub enum Status {
 /// Leading empty lines (CRLF) before the request line are skipped. Returns
 /// `Partial` when `buf` ends before the head does, and an error as soon as
 /// the bytes seen so far cannot begin a valid head.
-pub fn parse_head(buf: &[u8], head: &mut RequestHead, limits: &Limits) -> Result<Status, ParseError> {
+pub fn parse_head(
+    buf: &[u8],
+    head: &mut RequestHead,
+    limits: &Limits,
+) -> Result<Status, ParseError> {
     let _ = (buf, head, limits);
     todo!()
 }

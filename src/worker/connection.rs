@@ -1,2 +1,515 @@
-//! One client connection's state machine: reading the head, reading the
-//! body, running the app, writing the response, then keep-alive or close.
+//! One client connection's state machine: waiting for a request, reading its
+//! head, reading its body, running the app, writing the response, then
+//! keep-alive (the next request, possibly already pipelined) or close.
+//!
+//! Sockets are edge-triggered: the connection remembers whether the socket
+//! was last seen readable/writable and keeps going until it would block, so
+//! work is never left waiting for an event that will not come.
+
+use super::app_response::{AppResponse, Pumped, RequestFacts, ResponseError};
+use super::out_queue::OutQueue;
+use super::request_body::{BodyError, BodyReader};
+use super::stream::Stream;
+use super::wsgi::environ::{Endpoint, EnvironTemplate, RequestInfo};
+use super::wsgi::input::WsgiInput;
+use super::wsgi::traceback::log_exception;
+use crate::http::{self, BodyFraming, HttpDate, Limits, RequestHead, Status};
+use pyo3::prelude::*;
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read and discarded while lingering before close.
+const LINGER_DRAIN_LIMIT: usize = 256 * 1024;
+
+/// Time limits for one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From the first byte of a request to the end of its head (absolute).
+    pub head: Duration,
+    /// Waiting for the next request on a kept-alive connection.
+    pub keepalive: Duration,
+    /// Longest pause while receiving a body.
+    pub body_idle: Duration,
+    /// Longest pause of a client that does not read its response.
+    pub send: Duration,
+    /// After an error response: how long to drain the client before closing.
+    pub linger: Duration,
+}
+
+/// What every connection of a worker shares.
+pub struct Shared {
+    pub app: Py<PyAny>,
+    pub environ: EnvironTemplate,
+    pub date: HttpDate,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    /// `--limit-request-body` (0 = unlimited).
+    pub body_limit: u64,
+    /// The worker is stopping gracefully: finish the current request, then close.
+    pub stopping: bool,
+}
+
+enum State {
+    /// Waiting for the first byte of the next request.
+    Idle,
+    /// Some bytes of a request head have arrived.
+    ReadingHead,
+    /// The head is parsed (its spans index `rbuf[..head_len]`); body bytes
+    /// are taken from `rbuf[body_pos..]`.
+    ReadingBody {
+        reader: BodyReader,
+        head_len: usize,
+        body_pos: usize,
+    },
+    /// The app has been called; `request_end` is where the next request
+    /// starts in `rbuf`.
+    Responding {
+        response: AppResponse,
+        request_end: usize,
+    },
+    /// Flushing a final response, then half-closing and draining the client
+    /// so it reads the response instead of a reset.
+    Closing { half_closed: bool, drained: usize },
+}
+
+/// Whether the event loop should keep the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Open,
+    Close,
+}
+
+/// One client connection.
+pub struct Connection {
+    stream: Stream,
+    peer: Endpoint,
+    local: Endpoint,
+    rbuf: Vec<u8>,
+    head: RequestHead,
+    state: State,
+    out: OutQueue,
+    readable: bool,
+    writable: bool,
+    peer_closed: bool,
+    deadline: Instant,
+}
+
+impl Connection {
+    /// A freshly accepted connection, waiting for its first request.
+    pub fn new(stream: Stream, peer: Endpoint, local: Endpoint, shared: &Shared) -> Connection {
+        Connection {
+            stream,
+            peer,
+            local,
+            rbuf: Vec::new(),
+            head: RequestHead::default(),
+            state: State::Idle,
+            out: OutQueue::default(),
+            readable: false,
+            writable: false,
+            peer_closed: false,
+            deadline: Instant::now() + shared.timeouts.head,
+        }
+    }
+
+    /// The socket, for (de)registration.
+    pub fn stream(&mut self) -> &mut Stream {
+        &mut self.stream
+    }
+
+    /// When the connection's current wait times out.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether the connection is between requests (safe to close on stop).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Idle) && self.rbuf.is_empty() && self.out.is_empty()
+    }
+
+    /// Handles a readiness event.
+    pub fn on_event(
+        &mut self,
+        py: Python<'_>,
+        shared: &mut Shared,
+        readable: bool,
+        writable: bool,
+    ) -> Keep {
+        self.readable |= readable;
+        self.writable |= writable;
+        self.drive(py, shared)
+    }
+
+    /// Handles the deadline having passed.
+    pub fn on_timeout(&mut self, py: Python<'_>, shared: &mut Shared) -> Keep {
+        match &mut self.state {
+            State::Idle | State::Closing { .. } => Keep::Close,
+            State::ReadingHead | State::ReadingBody { .. } => {
+                log::debug!("Request timed out before it was complete");
+                self.fail(shared, 408);
+                self.drive(py, shared)
+            }
+            State::Responding { response, .. } => {
+                log::info!("Client stopped reading its response; closing the connection");
+                response.close(py);
+                Keep::Close
+            }
+        }
+    }
+
+    /// Ends the connection now, closing any response iterable.
+    pub fn abort(&mut self, py: Python<'_>) {
+        if let State::Responding { response, .. } = &mut self.state {
+            response.close(py);
+        }
+    }
+
+    /// Runs the state machine until it must wait for the socket.
+    fn drive(&mut self, py: Python<'_>, shared: &mut Shared) -> Keep {
+        loop {
+            if !self.out.is_empty() && self.writable {
+                match self.out.write_to(py, &mut self.stream) {
+                    Ok(n) => {
+                        if n > 0 && matches!(self.state, State::Responding { .. }) {
+                            self.deadline = Instant::now() + shared.timeouts.send;
+                        }
+                        if !self.out.is_empty() {
+                            self.writable = false;
+                        }
+                    }
+                    Err(e) => {
+                        log::debug!("Client went away while writing: {e}");
+                        self.abort(py);
+                        return Keep::Close;
+                    }
+                }
+            }
+            let step = match self.state {
+                State::Idle | State::ReadingHead => self.step_head(py, shared),
+                State::ReadingBody { .. } => self.step_body(py, shared),
+                State::Responding { .. } => self.step_response(py, shared),
+                State::Closing { .. } => self.step_closing(shared),
+            };
+            match step {
+                Step::Continue => continue,
+                Step::Wait => {
+                    if !self.out.is_empty() && self.writable {
+                        continue;
+                    }
+                    return Keep::Open;
+                }
+                Step::Close => {
+                    self.abort(py);
+                    return Keep::Close;
+                }
+            }
+        }
+    }
+
+    /// Parses the head from what has arrived, or reads more.
+    fn step_head(&mut self, py: Python<'_>, shared: &mut Shared) -> Step {
+        if !self.rbuf.is_empty() {
+            if matches!(self.state, State::Idle) {
+                self.state = State::ReadingHead;
+                self.deadline = Instant::now() + shared.timeouts.head;
+            }
+            match http::parse_head(&self.rbuf, &mut self.head, &shared.limits) {
+                Ok(Status::Complete(head_len)) => return self.on_head(py, shared, head_len),
+                Ok(Status::Partial) => {}
+                Err(error) => {
+                    log::debug!("Invalid request from {:?}: {error}", self.peer);
+                    self.fail(shared, error.status());
+                    return Step::Continue;
+                }
+            }
+        } else if shared.stopping {
+            return Step::Close;
+        }
+        match self.read_more() {
+            Ok(true) => Step::Continue,
+            Ok(false) => Step::Wait,
+            Err(()) => Step::Close,
+        }
+    }
+
+    /// A complete head: set up the body and answer `Expect: 100-continue`.
+    fn on_head(&mut self, py: Python<'_>, shared: &mut Shared, head_len: usize) -> Step {
+        let reader = match BodyReader::new(self.head.framing, shared.body_limit) {
+            Ok(reader) => reader,
+            Err(error) => return self.body_failed(shared, error),
+        };
+        let announced_body = self.head.framing != BodyFraming::None;
+        if self.head.expect_continue && announced_body && self.rbuf.len() == head_len {
+            self.out.push_slice(http::CONTINUE_100);
+        }
+        self.state = State::ReadingBody {
+            reader,
+            head_len,
+            body_pos: head_len,
+        };
+        self.deadline = Instant::now() + shared.timeouts.body_idle;
+        self.step_body(py, shared)
+    }
+
+    /// Feeds arrived bytes to the body reader, or reads more.
+    fn step_body(&mut self, py: Python<'_>, shared: &mut Shared) -> Step {
+        let State::ReadingBody {
+            reader,
+            head_len,
+            body_pos,
+        } = &mut self.state
+        else {
+            unreachable!("step_body outside ReadingBody")
+        };
+        match reader.feed(&self.rbuf[*body_pos..]) {
+            Ok(consumed) => *body_pos += consumed,
+            Err(error) => return self.body_failed(shared, error),
+        }
+        if reader.is_complete() {
+            let body_pos = *body_pos;
+            return self.call_app(py, shared, body_pos);
+        }
+        // An incomplete body consumed everything after the head: keep only
+        // the head (its spans index the buffer) and read more.
+        self.rbuf.truncate(*head_len);
+        *body_pos = *head_len;
+        match self.read_more() {
+            Ok(true) => {
+                self.deadline = Instant::now() + shared.timeouts.body_idle;
+                Step::Continue
+            }
+            Ok(false) => Step::Wait,
+            Err(()) => {
+                log::debug!("Client closed the connection before sending the whole body");
+                Step::Close
+            }
+        }
+    }
+
+    fn body_failed(&mut self, shared: &mut Shared, error: BodyError) -> Step {
+        let status = match &error {
+            BodyError::Framing(e) => e.status(),
+            BodyError::TooLarge => 413,
+            BodyError::Spool(_) => 500,
+        };
+        log::debug!("Request body rejected: {error}");
+        self.fail(shared, status);
+        Step::Continue
+    }
+
+    /// The whole request has arrived: build the environ and call the app.
+    fn call_app(&mut self, py: Python<'_>, shared: &mut Shared, request_end: usize) -> Step {
+        let State::ReadingBody { reader, .. } = std::mem::replace(&mut self.state, State::Idle)
+        else {
+            unreachable!("call_app outside ReadingBody")
+        };
+        let body = match reader.finish() {
+            Ok(body) => body,
+            Err(error) => return self.body_failed(shared, error),
+        };
+        let facts = RequestFacts {
+            version: self.head.version,
+            is_head: self.head.method.get(&self.rbuf) == b"HEAD",
+            keep_alive: self.head.keep_alive && !shared.stopping,
+        };
+        let environ = Bound::new(py, WsgiInput::new(body)).and_then(|input| {
+            let request = RequestInfo {
+                buf: &self.rbuf,
+                head: &self.head,
+                peer: &self.peer,
+                local: &self.local,
+            };
+            shared.environ.build(py, &request, input)
+        });
+        let started = environ
+            .map_err(ResponseError::AppRaised)
+            .and_then(|environ| AppResponse::start(py, &shared.app, environ.into_any(), facts));
+        match started {
+            Ok(response) => {
+                self.state = State::Responding {
+                    response,
+                    request_end,
+                };
+                self.deadline = Instant::now() + shared.timeouts.send;
+                Step::Continue
+            }
+            Err(error) => {
+                self.log_app_error(py, &error);
+                self.fail(shared, 500);
+                Step::Continue
+            }
+        }
+    }
+
+    /// Pulls more of the response from the app.
+    fn step_response(&mut self, py: Python<'_>, shared: &mut Shared) -> Step {
+        if !self.out.is_empty() {
+            // Write what is queued before pulling more.
+            return Step::Wait;
+        }
+        let State::Responding {
+            response,
+            request_end,
+        } = &mut self.state
+        else {
+            unreachable!("step_response outside Responding")
+        };
+        let socket = self.stream.as_raw_fd();
+        match response.pump(py, &mut self.out, socket, shared.date.now()) {
+            Ok(Pumped::Queued) => Step::Continue,
+            Ok(Pumped::WouldBlock) => {
+                self.writable = false;
+                Step::Wait
+            }
+            Ok(Pumped::Done { keep_alive }) => {
+                let request_end = *request_end;
+                self.finish_request(shared, request_end, keep_alive)
+            }
+            Err(error) => {
+                let head_sent = response.head_sent();
+                response.close(py);
+                self.log_app_error(py, &error);
+                if head_sent {
+                    // The client has a partial response: all we can do is close.
+                    Step::Close
+                } else {
+                    self.fail(shared, 500);
+                    Step::Continue
+                }
+            }
+        }
+    }
+
+    /// A response is complete (queued): keep the connection for the next
+    /// request, or close it.
+    fn finish_request(
+        &mut self,
+        shared: &mut Shared,
+        request_end: usize,
+        keep_alive: bool,
+    ) -> Step {
+        self.rbuf.drain(..request_end.min(self.rbuf.len()));
+        if keep_alive && !self.peer_closed && !shared.stopping {
+            self.state = State::Idle;
+            self.deadline = Instant::now() + shared.timeouts.keepalive;
+        } else {
+            self.begin_closing(shared);
+        }
+        Step::Continue
+    }
+
+    /// Queues an error response of the server's own and closes after it.
+    fn fail(&mut self, shared: &mut Shared, status: u16) {
+        if let State::Responding { response, .. } = &mut self.state {
+            debug_assert!(!response.head_sent());
+        }
+        let date = shared.date.now();
+        self.out
+            .append_with(|buf| http::write_error_response(buf, status, true, date));
+        self.begin_closing(shared);
+    }
+
+    fn begin_closing(&mut self, shared: &Shared) {
+        self.state = State::Closing {
+            half_closed: false,
+            drained: 0,
+        };
+        self.deadline = Instant::now() + shared.timeouts.send;
+    }
+
+    /// Flushes the final response, half-closes, drains what the client still
+    /// sends, and closes on EOF or at the deadline.
+    fn step_closing(&mut self, shared: &Shared) -> Step {
+        if !self.out.is_empty() {
+            return Step::Wait;
+        }
+        let State::Closing {
+            half_closed,
+            drained,
+        } = &mut self.state
+        else {
+            unreachable!("step_closing outside Closing")
+        };
+        if !*half_closed {
+            *half_closed = true;
+            self.stream.shutdown(Shutdown::Write);
+            self.deadline = Instant::now() + shared.timeouts.linger;
+        }
+        if self.peer_closed {
+            return Step::Close;
+        }
+        let mut scratch = [0u8; 4096];
+        while self.readable {
+            match self.stream.read(&mut scratch) {
+                Ok(0) => return Step::Close,
+                Ok(n) => {
+                    *drained += n;
+                    if *drained > LINGER_DRAIN_LIMIT {
+                        return Step::Close;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
+            }
+        }
+        Step::Wait
+    }
+
+    /// Reads what the socket has into `rbuf`. Ok(true): got bytes;
+    /// Ok(false): would block; Err: EOF or error (the connection is over).
+    fn read_more(&mut self) -> Result<bool, ()> {
+        if !self.readable {
+            return Ok(false);
+        }
+        let len = self.rbuf.len();
+        self.rbuf.resize(len + READ_CHUNK, 0);
+        let result = self.stream.read(&mut self.rbuf[len..]);
+        match result {
+            Ok(0) => {
+                self.rbuf.truncate(len);
+                self.peer_closed = true;
+                Err(())
+            }
+            Ok(n) => {
+                self.rbuf.truncate(len + n);
+                Ok(true)
+            }
+            Err(e) => {
+                self.rbuf.truncate(len);
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => {
+                        self.readable = false;
+                        Ok(false)
+                    }
+                    io::ErrorKind::Interrupted => Ok(true),
+                    _ => Err(()),
+                }
+            }
+        }
+    }
+
+    fn log_app_error(&self, py: Python<'_>, error: &ResponseError) {
+        let target = String::from_utf8_lossy(self.head.target.get(&self.rbuf));
+        match error {
+            ResponseError::AppRaised(e) => {
+                log_exception(py, e, &format!("Error handling request {target}"))
+            }
+            other => log::error!("Error handling request {target}: {other}"),
+        }
+    }
+}
+
+/// The outcome of one state-machine step.
+enum Step {
+    /// Progress was made: run the machine again.
+    Continue,
+    /// Nothing more until the socket is ready.
+    Wait,
+    /// The connection is over.
+    Close,
+}

@@ -1,2 +1,317 @@
 //! The worker's mio event loop: accepts on the shared listening sockets,
-//! drives each connection's state machine, handles signals and timers.
+//! hands readiness to each connection's state machine, enforces deadlines,
+//! and acts on signals. The GIL is held throughout except around `poll`.
+
+use super::connection::{Connection, Keep, Shared};
+use super::signals::{SignalPipe, WorkerSignal};
+use super::stream::Stream;
+use super::wsgi::environ::Endpoint;
+use crate::listener::Listener;
+use mio::net::{TcpListener, UnixListener};
+use mio::{Events, Interest, Poll, Token};
+use pyo3::prelude::*;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const SIGNALS: Token = Token(0);
+/// Listener `i` has token `LISTENER_BASE + i`.
+const LISTENER_BASE: usize = 1;
+/// Connection slot `i` has token `CONNECTION_BASE + i`.
+const CONNECTION_BASE: usize = 1 << 16;
+/// How often deadlines and the master's liveness are checked.
+const TICK: Duration = Duration::from_millis(250);
+
+/// A listening socket adopted by this worker.
+enum Acceptor {
+    Tcp {
+        listener: TcpListener,
+        /// The bound address, unless it is a wildcard (then each connection
+        /// asks its own socket).
+        local: Option<SocketAddr>,
+    },
+    Unix(UnixListener),
+}
+
+impl Acceptor {
+    /// Adopts a duplicate of one of the master's listening sockets.
+    fn adopt(listener: &Listener) -> io::Result<Acceptor> {
+        Ok(match listener {
+            Listener::Tcp(l) => {
+                let l = l.try_clone()?;
+                l.set_nonblocking(true)?;
+                let local = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
+                Acceptor::Tcp {
+                    listener: TcpListener::from_std(l),
+                    local,
+                }
+            }
+            Listener::Unix(l) => {
+                let l = l.try_clone()?;
+                l.set_nonblocking(true)?;
+                Acceptor::Unix(UnixListener::from_std(l))
+            }
+        })
+    }
+
+    /// Accepts one connection.
+    fn accept(&self) -> io::Result<(Stream, Endpoint, Endpoint)> {
+        match self {
+            Acceptor::Tcp { listener, local } => {
+                let (stream, peer) = listener.accept()?;
+                let _ = stream.set_nodelay(true);
+                let local = match local {
+                    Some(addr) => *addr,
+                    None => stream.local_addr()?,
+                };
+                Ok((
+                    Stream::Tcp(stream),
+                    Endpoint::Tcp(peer),
+                    Endpoint::Tcp(local),
+                ))
+            }
+            Acceptor::Unix(listener) => {
+                let (stream, _) = listener.accept()?;
+                Ok((Stream::Unix(stream), Endpoint::Unix, Endpoint::Unix))
+            }
+        }
+    }
+
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Acceptor::Tcp { listener, .. } => listener,
+            Acceptor::Unix(listener) => listener,
+        }
+    }
+}
+
+/// The worker's loop and everything it owns.
+pub struct EventLoop {
+    poll: Poll,
+    acceptors: Vec<Acceptor>,
+    slots: Vec<Option<Connection>>,
+    free_slots: Vec<usize>,
+    open: usize,
+    max_connections: usize,
+    /// Accepting paused at the connection cap; resume when one closes.
+    accept_paused: bool,
+    signals: SignalPipe,
+    shared: Shared,
+    master_pid: i32,
+    graceful_timeout: Duration,
+    stop_deadline: Option<Instant>,
+}
+
+impl EventLoop {
+    /// Adopts the listening sockets and registers everything with a new poll.
+    pub fn new(
+        listeners: &[Listener],
+        mut signals: SignalPipe,
+        shared: Shared,
+        max_connections: usize,
+        master_pid: i32,
+        graceful_timeout: Duration,
+    ) -> io::Result<EventLoop> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(signals.receiver(), SIGNALS, Interest::READABLE)?;
+        let mut acceptors = Vec::with_capacity(listeners.len());
+        for (index, listener) in listeners.iter().enumerate() {
+            let mut acceptor = Acceptor::adopt(listener)?;
+            poll.registry().register(
+                acceptor.source(),
+                Token(LISTENER_BASE + index),
+                Interest::READABLE,
+            )?;
+            acceptors.push(acceptor);
+        }
+        Ok(EventLoop {
+            poll,
+            acceptors,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            open: 0,
+            max_connections: max_connections.max(1),
+            accept_paused: false,
+            signals,
+            shared,
+            master_pid,
+            graceful_timeout,
+            stop_deadline: None,
+        })
+    }
+
+    /// Serves until stopped. Returns the worker's exit code.
+    pub fn run(&mut self, py: Python<'_>) -> i32 {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            let poll = &mut self.poll;
+            let polled = py.detach(|| poll.poll(&mut events, Some(timeout)));
+            if let Err(e) = polled {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("poll failed: {e}");
+                    return 1;
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNALS => {
+                        if self.on_signals(py) {
+                            return 0;
+                        }
+                    }
+                    Token(t) if t >= CONNECTION_BASE => self.on_connection_event(
+                        py,
+                        t - CONNECTION_BASE,
+                        event.is_readable(),
+                        event.is_writable(),
+                    ),
+                    Token(t) => self.accept_from(py, t - LISTENER_BASE),
+                }
+            }
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + TICK;
+                self.expire_deadlines(py);
+                if !self.master_alive() {
+                    log::info!(
+                        "Parent changed, shutting down: worker {}",
+                        std::process::id()
+                    );
+                    self.begin_graceful_stop(py);
+                }
+            }
+            if let Some(deadline) = self.stop_deadline {
+                if self.open == 0 || Instant::now() >= deadline {
+                    return 0;
+                }
+            }
+        }
+    }
+
+    /// Handles pending signals. Returns true to exit at once.
+    fn on_signals(&mut self, py: Python<'_>) -> bool {
+        let mut exit_now = false;
+        for signal in self.signals.drain() {
+            match signal {
+                WorkerSignal::FastStop => exit_now = true,
+                WorkerSignal::GracefulStop => {
+                    self.begin_graceful_stop(py);
+                }
+                WorkerSignal::ReopenLogs => {
+                    log::info!("Reopening logs (nothing to reopen: logging to stderr)")
+                }
+            }
+        }
+        exit_now
+    }
+
+    /// Stops accepting, closes idle connections, and lets the others finish
+    /// their current request within the graceful timeout.
+    fn begin_graceful_stop(&mut self, py: Python<'_>) {
+        if self.stop_deadline.is_some() {
+            return;
+        }
+        self.stop_deadline = Some(Instant::now() + self.graceful_timeout);
+        self.shared.stopping = true;
+        for mut acceptor in self.acceptors.drain(..) {
+            let _ = self.poll.registry().deregister(acceptor.source());
+        }
+        for slot in 0..self.slots.len() {
+            if matches!(&self.slots[slot], Some(c) if c.is_idle()) {
+                self.close_slot(py, slot);
+            }
+        }
+    }
+
+    fn master_alive(&self) -> bool {
+        // SAFETY: getppid has no preconditions and cannot fail.
+        unsafe { libc::getppid() == self.master_pid }
+    }
+
+    /// Accepts every pending connection on listener `index`, up to the cap.
+    fn accept_from(&mut self, py: Python<'_>, index: usize) {
+        loop {
+            if self.open >= self.max_connections {
+                self.accept_paused = true;
+                return;
+            }
+            let Some(acceptor) = self.acceptors.get(index) else {
+                return;
+            };
+            match acceptor.accept() {
+                Ok((stream, peer, local)) => self.add_connection(py, stream, peer, local),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE, ECONNABORTED, ...: the loop keeps serving.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_connection(&mut self, py: Python<'_>, stream: Stream, peer: Endpoint, local: Endpoint) {
+        let slot = self.free_slots.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        let mut connection = Connection::new(stream, peer, local, &self.shared);
+        let token = Token(CONNECTION_BASE + slot);
+        if let Err(e) = self.poll.registry().register(
+            connection.stream(),
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot register connection: {e}");
+            self.free_slots.push(slot);
+            return;
+        }
+        self.slots[slot] = Some(connection);
+        self.open += 1;
+        // Data may already be waiting: the edge came before registration.
+        self.on_connection_event(py, slot, true, true);
+    }
+
+    fn on_connection_event(&mut self, py: Python<'_>, slot: usize, readable: bool, writable: bool) {
+        let Some(Some(connection)) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if connection.on_event(py, &mut self.shared, readable, writable) == Keep::Close {
+            self.close_slot(py, slot);
+        }
+    }
+
+    /// Times out connections whose deadline has passed.
+    fn expire_deadlines(&mut self, py: Python<'_>) {
+        let now = Instant::now();
+        for slot in 0..self.slots.len() {
+            let Some(connection) = self.slots[slot].as_mut() else {
+                continue;
+            };
+            if connection.deadline() <= now
+                && connection.on_timeout(py, &mut self.shared) == Keep::Close
+            {
+                self.close_slot(py, slot);
+            }
+        }
+    }
+
+    fn close_slot(&mut self, py: Python<'_>, slot: usize) {
+        if let Some(mut connection) = self.slots[slot].take() {
+            connection.abort(py);
+            let _ = self.poll.registry().deregister(connection.stream());
+            drop(connection);
+            self.free_slots.push(slot);
+            self.open -= 1;
+            if self.accept_paused && self.open < self.max_connections {
+                self.accept_paused = false;
+                for index in 0..self.acceptors.len() {
+                    self.accept_from(py, index);
+                }
+            }
+        }
+    }
+}

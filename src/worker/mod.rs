@@ -2,8 +2,13 @@
 //! embedded interpreter, imports the application and serves connections from
 //! its event loop until told to stop.
 
+mod app_response;
 mod connection;
 mod event_loop;
+mod out_queue;
+mod request_body;
+mod signals;
+mod stream;
 pub mod wsgi;
 
 /// Exit code: the worker could not start (interpreter, sockets, signals).
@@ -12,8 +17,15 @@ pub const WORKER_BOOT_ERROR: i32 = 3;
 pub const APP_LOAD_ERROR: i32 = 4;
 
 use crate::config::Settings;
+use crate::http::{HttpDate, Limits};
 use crate::listener::Listener;
+use connection::{Shared, Timeouts};
+use event_loop::EventLoop;
+use pyo3::prelude::*;
+use signals::SignalPipe;
+use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 
 /// What the master hands a worker at fork time.
 pub struct WorkerContext<'a> {
@@ -34,6 +46,95 @@ pub struct WorkerContext<'a> {
 /// Runs a worker in the freshly forked child. Returns the process exit code
 /// (0, [`WORKER_BOOT_ERROR`] or [`APP_LOAD_ERROR`]); the caller exits with it.
 pub fn run(ctx: WorkerContext<'_>) -> i32 {
-    let _ = ctx;
-    todo!()
+    let WorkerContext {
+        settings,
+        listeners,
+        boot_report,
+        master_pid,
+    } = ctx;
+    let mut report = std::fs::File::from(boot_report);
+    let mut fail = |code: i32, reason: &str| {
+        log::error!("{reason}");
+        let _ = writeln!(report, "{reason}");
+        code
+    };
+
+    let signals = match SignalPipe::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            return fail(
+                WORKER_BOOT_ERROR,
+                &format!("cannot install signal handlers: {e}"),
+            )
+        }
+    };
+    if !signals::die_with_master(master_pid) {
+        return 0;
+    }
+    if let Err(e) = wsgi::interpreter::start(settings) {
+        return fail(WORKER_BOOT_ERROR, &e.to_string());
+    }
+    Python::attach(|py| {
+        let app = match wsgi::app::load(py, &settings.app) {
+            Ok(app) => app,
+            Err(e) => {
+                wsgi::traceback::log_exception(py, &e, "Exception in worker process");
+                return fail(APP_LOAD_ERROR, &wsgi::traceback::one_line(py, &e));
+            }
+        };
+        let environ = match wsgi::environ::EnvironTemplate::new(py) {
+            Ok(environ) => environ,
+            Err(e) => return fail(WORKER_BOOT_ERROR, &wsgi::traceback::one_line(py, &e)),
+        };
+        let shared = Shared {
+            app,
+            environ,
+            date: HttpDate::new(),
+            limits: Limits {
+                request_line: settings.limit_request_line,
+                fields: settings.limit_request_fields,
+                field_size: settings.limit_request_field_size,
+            },
+            timeouts: Timeouts {
+                head: Duration::from_secs(30),
+                keepalive: Duration::from_secs(settings.keepalive.max(1)),
+                body_idle: Duration::from_secs(30),
+                send: Duration::from_secs(30),
+                linger: Duration::from_secs(2),
+            },
+            body_limit: 0,
+            stopping: false,
+        };
+        let mut event_loop = match EventLoop::new(
+            listeners,
+            signals,
+            shared,
+            settings.worker_connections,
+            master_pid,
+            Duration::from_secs(settings.graceful_timeout),
+        ) {
+            Ok(event_loop) => event_loop,
+            Err(e) => {
+                return fail(
+                    WORKER_BOOT_ERROR,
+                    &format!("cannot start the event loop: {e}"),
+                )
+            }
+        };
+        let code = event_loop.run(py);
+        flush_python_streams(py);
+        code
+    })
+}
+
+/// Flushes `sys.stdout` and `sys.stderr` so the app's last prints are not
+/// lost when the worker exits without finalising the interpreter.
+fn flush_python_streams(py: Python<'_>) {
+    if let Ok(sys) = py.import("sys") {
+        for name in ["stdout", "stderr"] {
+            if let Ok(stream) = sys.getattr(name) {
+                let _ = stream.call_method0("flush");
+            }
+        }
+    }
 }

@@ -1,0 +1,413 @@
+//! Driving one application response: calling the app, turning what it gives
+//! (status, headers, body items, `write()` data, a `wsgi.file_wrapper`) into
+//! framed bytes on the connection's out queue, pulled only as the socket
+//! drains, and calling the iterable's `close()` exactly once.
+
+use super::out_queue::OutQueue;
+use super::wsgi::file_wrapper::FileWrapper;
+use super::wsgi::start_response::StartResponse;
+use crate::http::{self, ResponseFraming, Version};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyIterator};
+use std::os::fd::RawFd;
+
+/// Pulling from the app stops while this many bytes wait to be written.
+pub const HIGH_WATER: usize = 64 * 1024;
+/// The most bytes one sendfile call sends.
+const SENDFILE_STEP: u64 = 1 << 20;
+
+/// Why a response could not be completed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    /// The application raised.
+    #[error("the application raised")]
+    AppRaised(PyErr),
+    /// A body item was not `bytes`.
+    #[error("response body items must be bytes, got {0}")]
+    NotBytes(String),
+    /// The application returned without calling start_response.
+    #[error("the application did not call start_response")]
+    NoStartResponse,
+    /// The headers cannot be sent (e.g. a malformed Content-Length).
+    #[error("invalid response headers: {0}")]
+    BadHeaders(&'static str),
+    /// The socket failed while sending a file (client gone).
+    #[error("sendfile failed: {0}")]
+    SendFile(std::io::Error),
+    /// The file shrank while it was being sent with a fixed length.
+    #[error("file ended before its announced length")]
+    FileTruncated,
+}
+
+/// What one `pump` achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pumped {
+    /// Bytes were queued (or the queue is full): write them, then pump again.
+    Queued,
+    /// sendfile would block: wait until the socket is writable.
+    WouldBlock,
+    /// The response is complete once the queue is flushed; `keep_alive`
+    /// says whether the connection may serve another request after it.
+    Done { keep_alive: bool },
+}
+
+enum Body {
+    /// Items from the app's iterable.
+    Items(Py<PyIterator>),
+    /// A real file sent with sendfile: `remaining` bytes from `offset`.
+    File {
+        fd: RawFd,
+        offset: i64,
+        remaining: u64,
+    },
+    /// Nothing left to pull.
+    Finished,
+}
+
+/// What the response needs to know about its request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts {
+    pub version: Version,
+    pub is_head: bool,
+    pub keep_alive: bool,
+}
+
+/// One response in progress.
+pub struct AppResponse {
+    result: Py<PyAny>,
+    start_response: Py<StartResponse>,
+    body: Body,
+    request: RequestFacts,
+    /// None until the head has been queued.
+    framing: Option<ResponseFraming>,
+    /// For `Length` framing: body bytes still to send.
+    length_left: u64,
+    keep_alive: bool,
+    closed: bool,
+}
+
+impl AppResponse {
+    /// Calls the application and prepares to stream what it returns.
+    pub fn start(
+        py: Python<'_>,
+        app: &Py<PyAny>,
+        environ: Bound<'_, PyAny>,
+        request: RequestFacts,
+    ) -> Result<AppResponse, ResponseError> {
+        let start_response = Py::new(py, StartResponse::new()).map_err(ResponseError::AppRaised)?;
+        let result = app
+            .call1(py, (environ, start_response.clone_ref(py)))
+            .map_err(ResponseError::AppRaised)?;
+        let mut response = AppResponse {
+            result,
+            start_response,
+            body: Body::Finished,
+            request,
+            framing: None,
+            length_left: 0,
+            keep_alive: request.keep_alive,
+            closed: false,
+        };
+        match response.choose_body(py) {
+            Ok(body) => response.body = body,
+            Err(e) => {
+                response.close(py);
+                return Err(e);
+            }
+        }
+        Ok(response)
+    }
+
+    /// A file_wrapper over a real file is sent with sendfile; anything else
+    /// is iterated.
+    fn choose_body(&self, py: Python<'_>) -> Result<Body, ResponseError> {
+        let result = self.result.bind(py);
+        if let Ok(wrapper) = result.cast::<FileWrapper>() {
+            if let Some((fd, offset)) = wrapper.borrow().sendfile_source(py) {
+                if let Some(size) = file_size(fd) {
+                    let remaining = size.saturating_sub(offset);
+                    return Ok(Body::File {
+                        fd,
+                        offset: offset as i64,
+                        remaining,
+                    });
+                }
+            }
+        }
+        let iterator = result.try_iter().map_err(ResponseError::AppRaised)?;
+        Ok(Body::Items(iterator.unbind()))
+    }
+
+    /// Whether the status line and headers have been queued.
+    pub fn head_sent(&self) -> bool {
+        self.framing.is_some()
+    }
+
+    /// Pulls from the app into `out` until the queue reaches [`HIGH_WATER`]
+    /// or the body ends; sends file bodies straight to `socket`.
+    pub fn pump(
+        &mut self,
+        py: Python<'_>,
+        out: &mut OutQueue,
+        socket: RawFd,
+        date: &[u8],
+    ) -> Result<Pumped, ResponseError> {
+        loop {
+            if out.len() >= HIGH_WATER {
+                return Ok(Pumped::Queued);
+            }
+            match &mut self.body {
+                Body::Items(iterator) => {
+                    let next = iterator.bind(py).clone().next();
+                    self.queue_written(py, out, date)?;
+                    match next {
+                        None => self.body = Body::Finished,
+                        Some(Err(e)) => return Err(ResponseError::AppRaised(e)),
+                        Some(Ok(item)) => {
+                            let bytes = item.cast_into::<PyBytes>().map_err(|e| {
+                                ResponseError::NotBytes(
+                                    e.into_inner()
+                                        .get_type()
+                                        .name()
+                                        .map(|n| n.to_string())
+                                        .unwrap_or_default(),
+                                )
+                            })?;
+                            if !bytes.as_bytes().is_empty() {
+                                self.queue_body(py, out, &bytes, date)?;
+                            }
+                        }
+                    }
+                }
+                Body::File { .. } => {
+                    if !self.head_sent() {
+                        self.queue_head(py, out, date)?;
+                        self.start_file_framing(out);
+                        if !out.is_empty() {
+                            return Ok(Pumped::Queued);
+                        }
+                    }
+                    if !out.is_empty() {
+                        return Ok(Pumped::Queued);
+                    }
+                    match self.send_file_part(socket)? {
+                        true => {
+                            if matches!(self.framing, Some(ResponseFraming::Chunked)) {
+                                out.push_slice(b"\r\n");
+                            }
+                            self.body = Body::Finished;
+                        }
+                        false => return Ok(Pumped::WouldBlock),
+                    }
+                }
+                Body::Finished => {
+                    if !self.head_sent() {
+                        self.queue_head(py, out, date)?;
+                    }
+                    return Ok(Pumped::Done {
+                        keep_alive: self.finish(py, out),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Queues bytes the app passed to `write()`.
+    fn queue_written(
+        &mut self,
+        py: Python<'_>,
+        out: &mut OutQueue,
+        date: &[u8],
+    ) -> Result<(), ResponseError> {
+        let written = self.start_response.borrow_mut(py).take_written();
+        if !written.is_empty() {
+            let bytes = PyBytes::new(py, &written);
+            self.queue_body(py, out, &bytes, date)?;
+        }
+        Ok(())
+    }
+
+    /// Queues the status line and headers, deciding the framing.
+    fn queue_head(
+        &mut self,
+        py: Python<'_>,
+        out: &mut OutQueue,
+        date: &[u8],
+    ) -> Result<(), ResponseError> {
+        let mut start_response = self.start_response.borrow_mut(py);
+        let status = start_response
+            .status()
+            .ok_or(ResponseError::NoStartResponse)?;
+        let mut outcome = Err("unset");
+        out.append_with(|buf| {
+            let mark = buf.len();
+            outcome = http::begin_response(
+                buf,
+                self.request.version,
+                status,
+                start_response.headers(),
+                self.request.is_head,
+                self.request.keep_alive,
+                date,
+            );
+            if outcome.is_err() {
+                buf.truncate(mark);
+            }
+        });
+        let (framing, keep_alive) = outcome.map_err(ResponseError::BadHeaders)?;
+        start_response.mark_headers_sent();
+        self.framing = Some(framing);
+        self.keep_alive = keep_alive;
+        if let ResponseFraming::Length(n) = framing {
+            self.length_left = n;
+        }
+        Ok(())
+    }
+
+    /// Queues one non-empty body item with the response's framing.
+    fn queue_body(
+        &mut self,
+        py: Python<'_>,
+        out: &mut OutQueue,
+        item: &Bound<'_, PyBytes>,
+        date: &[u8],
+    ) -> Result<(), ResponseError> {
+        if !self.head_sent() {
+            self.queue_head(py, out, date)?;
+        }
+        let data = item.as_bytes();
+        match self.framing.expect("head was queued") {
+            ResponseFraming::NoBody => {}
+            ResponseFraming::Length(_) => {
+                let allowed = self.length_left.min(data.len() as u64) as usize;
+                if allowed == data.len() {
+                    out.push_bytes(item);
+                } else {
+                    out.push_slice(&data[..allowed]);
+                }
+                self.length_left -= allowed as u64;
+            }
+            ResponseFraming::Chunked => {
+                out.append_with(|buf| write_chunk_header(buf, data.len() as u64));
+                out.push_bytes(item);
+                out.push_slice(b"\r\n");
+            }
+            ResponseFraming::Close => out.push_bytes(item),
+        }
+        Ok(())
+    }
+
+    /// Before a file body: bound it by Content-Length and open its chunk.
+    fn start_file_framing(&mut self, out: &mut OutQueue) {
+        let Body::File { remaining, .. } = &mut self.body else {
+            return;
+        };
+        match self.framing.expect("head was queued") {
+            ResponseFraming::NoBody => *remaining = 0,
+            ResponseFraming::Length(n) => *remaining = (*remaining).min(n),
+            ResponseFraming::Chunked if *remaining > 0 => {
+                out.append_with(|buf| write_chunk_header(buf, *remaining))
+            }
+            ResponseFraming::Chunked | ResponseFraming::Close => {}
+        }
+    }
+
+    /// Sends file bytes with sendfile(2). Returns true when the file part is
+    /// complete, false when the socket would block.
+    fn send_file_part(&mut self, socket: RawFd) -> Result<bool, ResponseError> {
+        let Body::File {
+            fd,
+            offset,
+            remaining,
+        } = &mut self.body
+        else {
+            return Ok(true);
+        };
+        while *remaining > 0 {
+            let step = (*remaining).min(SENDFILE_STEP) as usize;
+            // SAFETY: both descriptors are open (the socket is owned by the
+            // connection; `fd` belongs to the file object that `self.result`
+            // keeps alive); `offset` is a valid out-pointer for the call.
+            let sent = unsafe { libc::sendfile(socket, *fd, offset, step) };
+            match sent {
+                n if n > 0 => {
+                    *remaining -= n as u64;
+                    if let Some(ResponseFraming::Length(_)) = self.framing {
+                        self.length_left -= n as u64;
+                    }
+                }
+                0 => return Err(ResponseError::FileTruncated),
+                _ => {
+                    let error = std::io::Error::last_os_error();
+                    match error.kind() {
+                        std::io::ErrorKind::WouldBlock => return Ok(false),
+                        std::io::ErrorKind::Interrupted => continue,
+                        _ => return Err(ResponseError::SendFile(error)),
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Ends the body framing and closes the iterable. Returns whether the
+    /// connection may be kept alive.
+    fn finish(&mut self, py: Python<'_>, out: &mut OutQueue) -> bool {
+        match self.framing {
+            Some(ResponseFraming::Chunked) => out.append_with(http::write_last_chunk),
+            Some(ResponseFraming::Length(_)) if self.length_left > 0 => {
+                log::warn!(
+                    "Application sent {} bytes less than its Content-Length; closing the connection",
+                    self.length_left
+                );
+                self.keep_alive = false;
+            }
+            Some(ResponseFraming::Close) => self.keep_alive = false,
+            _ => {}
+        }
+        self.close(py);
+        self.keep_alive
+    }
+
+    /// Calls the iterable's `close()` if it has one, exactly once. An
+    /// exception from it is logged.
+    pub fn close(&mut self, py: Python<'_>) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
+        self.body = Body::Finished;
+        let result = self.result.bind(py);
+        match result.getattr(pyo3::intern!(py, "close")) {
+            Ok(close) => {
+                if let Err(e) = close.call0() {
+                    super::wsgi::traceback::log_exception(
+                        py,
+                        &e,
+                        "Error closing the response iterable",
+                    );
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Appends a chunk-size line (`1A2B\r\n`) for a chunk of `len` bytes.
+// TODO(http merge): move beside `http::write_chunk`.
+fn write_chunk_header(buf: &mut Vec<u8>, len: u64) {
+    use std::io::Write;
+    let _ = write!(buf, "{len:X}\r\n");
+}
+
+/// The size of the regular file behind `fd`, if it is one.
+fn file_size(fd: RawFd) -> Option<u64> {
+    // SAFETY: fstat writes into a zeroed, properly sized stat buffer; `fd`
+    // is an open descriptor owned by the app's file object.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut stat) != 0 || (stat.st_mode & libc::S_IFMT) != libc::S_IFREG {
+            return None;
+        }
+        Some(stat.st_size as u64)
+    }
+}
