@@ -102,7 +102,7 @@ fn format_tm(tm: &libc::tm, offset_seconds: libc::c_long) -> String {
 /// A UTC broken-down time computed without libc, for the (theoretical) case
 /// where `localtime_r` fails.
 fn tm_utc_epoch(now: libc::time_t) -> libc::tm {
-    let seconds = now.max(0) as i64;
+    let seconds = now.max(0);
     let days = seconds / 86_400;
     let (year, month, day) = civil_from_days(days);
     // SAFETY: `tm` is plain data; all-zero is a valid value.
@@ -122,11 +122,16 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -163,7 +168,10 @@ mod tests {
             (1_795_426_200, "2026-11-23 09:30:00 +0000"),
         ];
         for (seconds, expected) in cases {
-            assert_eq!(format_tm(&tm_utc_epoch(*seconds as libc::time_t), 0), *expected);
+            assert_eq!(
+                format_tm(&tm_utc_epoch(*seconds as libc::time_t), 0),
+                *expected
+            );
         }
     }
 

@@ -57,12 +57,20 @@ mod tests {
             ("_private:_app", "_private", "_app"),
             ("hello_master:application", "hello_master", "application"),
             ("app:create_app()", "app", "create_app()"),
-            ("app:create_app('x:y', debug=True)", "app", "create_app('x:y', debug=True)"),
+            (
+                "app:create_app('x:y', debug=True)",
+                "app",
+                "create_app('x:y', debug=True)",
+            ),
             (" app : application ", "app", "application"),
         ];
         for (text, module, expression) in cases {
             let spec = AppSpec::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-            assert_eq!((spec.module.as_str(), spec.expression.as_str()), (*module, *expression), "{text}");
+            assert_eq!(
+                (spec.module.as_str(), spec.expression.as_str()),
+                (*module, *expression),
+                "{text}"
+            );
         }
     }
 

@@ -33,7 +33,9 @@ pub enum BindAddressError {
     #[error("'{text}' is not HOST:PORT, [V6]:PORT or unix:PATH ('{host}' is not an IPv6 address)")]
     BadIpv6 { text: String, host: String },
     /// More than one colon without brackets (an IPv6 address must be bracketed).
-    #[error("'{text}' is not HOST:PORT, [V6]:PORT or unix:PATH (write an IPv6 address as [V6]:PORT)")]
+    #[error(
+        "'{text}' is not HOST:PORT, [V6]:PORT or unix:PATH (write an IPv6 address as [V6]:PORT)"
+    )]
     UnbracketedIpv6 { text: String },
     /// `unix:` with nothing after it.
     #[error("'{text}' names no socket path after 'unix:'")]
@@ -55,7 +57,9 @@ impl BindAddress {
         if let Some(path) = trimmed.strip_prefix("unix:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             if path.is_empty() {
-                return Err(BindAddressError::EmptyUnixPath { text: text.to_string() });
+                return Err(BindAddressError::EmptyUnixPath {
+                    text: text.to_string(),
+                });
             }
             return Ok(BindAddress::Unix(PathBuf::from(path)));
         }
@@ -69,10 +73,15 @@ impl BindAddress {
 }
 
 /// Splits `netloc` into host and the port text (`None` when absent).
-fn split_host_port<'a>(text: &str, netloc: &'a str) -> Result<(&'a str, Option<&'a str>), BindAddressError> {
+fn split_host_port<'a>(
+    text: &str,
+    netloc: &'a str,
+) -> Result<(&'a str, Option<&'a str>), BindAddressError> {
     if let Some(rest) = netloc.strip_prefix('[') {
         let Some((host, after)) = rest.split_once(']') else {
-            return Err(BindAddressError::BadBrackets { text: text.to_string() });
+            return Err(BindAddressError::BadBrackets {
+                text: text.to_string(),
+            });
         };
         if host.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(BindAddressError::BadIpv6 {
@@ -84,16 +93,22 @@ fn split_host_port<'a>(text: &str, netloc: &'a str) -> Result<(&'a str, Option<&
             "" => Ok((host, None)),
             _ => match after.strip_prefix(':') {
                 Some(port) => Ok((host, Some(port))),
-                None => Err(BindAddressError::BadBrackets { text: text.to_string() }),
+                None => Err(BindAddressError::BadBrackets {
+                    text: text.to_string(),
+                }),
             },
         };
     }
     if netloc.contains(']') {
-        return Err(BindAddressError::BadBrackets { text: text.to_string() });
+        return Err(BindAddressError::BadBrackets {
+            text: text.to_string(),
+        });
     }
     match netloc.split_once(':') {
         None => Ok((netloc, None)),
-        Some((_, port)) if port.contains(':') => Err(BindAddressError::UnbracketedIpv6 { text: text.to_string() }),
+        Some((_, port)) if port.contains(':') => Err(BindAddressError::UnbracketedIpv6 {
+            text: text.to_string(),
+        }),
         Some((host, port)) => Ok((host, Some(port))),
     }
 }
@@ -153,10 +168,22 @@ mod tests {
             ("[FE80::1]:1", tcp("fe80::1", 1)),
             ("tcp://127.0.0.1:81", tcp("127.0.0.1", 81)),
             (" 127.0.0.1:82 ", tcp("127.0.0.1", 82)),
-            ("unix:/tmp/app.sock", BindAddress::Unix("/tmp/app.sock".into())),
-            ("unix://tmp/app.sock", BindAddress::Unix("tmp/app.sock".into())),
-            ("unix:///tmp/app.sock", BindAddress::Unix("/tmp/app.sock".into())),
-            ("unix:relative.sock", BindAddress::Unix("relative.sock".into())),
+            (
+                "unix:/tmp/app.sock",
+                BindAddress::Unix("/tmp/app.sock".into()),
+            ),
+            (
+                "unix://tmp/app.sock",
+                BindAddress::Unix("tmp/app.sock".into()),
+            ),
+            (
+                "unix:///tmp/app.sock",
+                BindAddress::Unix("/tmp/app.sock".into()),
+            ),
+            (
+                "unix:relative.sock",
+                BindAddress::Unix("relative.sock".into()),
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(BindAddress::parse(text).as_ref(), Ok(expected), "{text}");
@@ -166,7 +193,10 @@ mod tests {
     #[test]
     fn invalid_addresses_are_rejected_with_a_reason() {
         let cases: &[(&str, &str)] = &[
-            ("x:y", "'x:y' is not HOST:PORT, [V6]:PORT or unix:PATH (bad port 'y')"),
+            (
+                "x:y",
+                "'x:y' is not HOST:PORT, [V6]:PORT or unix:PATH (bad port 'y')",
+            ),
             ("127.0.0.1:", "(bad port '')"),
             ("127.0.0.1:65536", "(bad port '65536')"),
             ("127.0.0.1:-1", "(bad port '-1')"),
@@ -194,7 +224,12 @@ mod tests {
 
     #[test]
     fn display_writes_bind_syntax_back() {
-        for text in ["127.0.0.1:8000", "[::1]:8080", "unix:/tmp/a.sock", "localhost:1"] {
+        for text in [
+            "127.0.0.1:8000",
+            "[::1]:8080",
+            "unix:/tmp/a.sock",
+            "localhost:1",
+        ] {
             assert_eq!(BindAddress::parse(text).unwrap().to_string(), text);
         }
     }

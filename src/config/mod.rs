@@ -95,7 +95,11 @@ pub struct Settings {
     pub keepalive: u64,
 
     /// The most simultaneous client connections one worker holds.
-    #[arg(long = "worker-connections", value_name = "INT", default_value_t = 1000)]
+    #[arg(
+        long = "worker-connections",
+        value_name = "INT",
+        default_value_t = 1000
+    )]
     pub worker_connections: usize,
 
     /// Seconds a graceful stop waits for workers to finish.
@@ -103,11 +107,19 @@ pub struct Settings {
     pub graceful_timeout: u64,
 
     /// The longest request line in bytes (0 = unlimited).
-    #[arg(long = "limit-request-line", value_name = "INT", default_value_t = 4094)]
+    #[arg(
+        long = "limit-request-line",
+        value_name = "INT",
+        default_value_t = 4094
+    )]
     pub limit_request_line: usize,
 
     /// The most header fields in a request.
-    #[arg(long = "limit-request-fields", value_name = "INT", default_value_t = 100)]
+    #[arg(
+        long = "limit-request-fields",
+        value_name = "INT",
+        default_value_t = 100
+    )]
     pub limit_request_fields: usize,
 
     /// The longest header field in bytes (0 = unlimited).
@@ -164,20 +176,29 @@ impl Environment {
     /// The variables of this process (those that are valid UTF-8).
     pub fn from_process() -> Environment {
         Environment::from_pairs(
-            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
         )
     }
 
     /// An environment holding exactly `pairs`.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Environment {
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Environment {
         Environment {
-            vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         }
     }
 
     /// The value of `name`, if set and not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -207,24 +228,28 @@ impl Settings {
         for (arg_id, value) in environment_defaults(env)? {
             command = command.mut_arg(arg_id, |arg| arg.default_value(value));
         }
-        let matches = command.try_get_matches_from(args).map_err(from_clap_error)?;
+        let matches = command
+            .try_get_matches_from(args)
+            .map_err(from_clap_error)?;
         Settings::from_arg_matches(&matches).map_err(from_clap_error)
     }
 }
 
 /// The defaults the environment sets, as `(clap arg id, value)`, each value
 /// checked first so that an error names the variable rather than the flag.
-fn environment_defaults(env: &Environment) -> Result<Vec<(&'static str, &'static str)>, ConfigError> {
+fn environment_defaults(
+    env: &Environment,
+) -> Result<Vec<(&'static str, &'static str)>, ConfigError> {
     let mut defaults = vec![("bind", DEFAULT_BIND)];
     if let Some(workers) = env.get("WEB_CONCURRENCY") {
-        parse_workers(workers).map_err(|message| ConfigError::invalid("WEB_CONCURRENCY", message))?;
+        parse_workers(workers)
+            .map_err(|message| ConfigError::invalid("WEB_CONCURRENCY", message))?;
         defaults.push(("workers", leak(workers.trim().to_string())));
     }
     if let Some(port) = env.get("PORT") {
-        let port: u16 = port
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError::invalid("PORT", format!("'{port}' is not a port number (0-65535)")))?;
+        let port: u16 = port.trim().parse().map_err(|_| {
+            ConfigError::invalid("PORT", format!("'{port}' is not a port number (0-65535)"))
+        })?;
         defaults[0] = ("bind", leak(format!("0.0.0.0:{port}")));
     }
     if let Some(virtualenv) = env.get("VIRTUAL_ENV") {
@@ -258,7 +283,9 @@ fn from_clap_error(err: clap::Error) -> ConfigError {
                 _ => String::new(),
             };
             match err.get(ContextKind::ValidValue) {
-                Some(ContextValue::Strings(valid)) => format!("'{value}' is not one of {}", valid.join(", ")),
+                Some(ContextValue::Strings(valid)) => {
+                    format!("'{value}' is not one of {}", valid.join(", "))
+                }
                 _ if value.is_empty() => "a value is required".to_string(),
                 _ => format!("'{value}' is not a valid value"),
             }
@@ -271,7 +298,10 @@ fn from_clap_error(err: clap::Error) -> ConfigError {
 /// `--bind <ADDRESS>` → `--bind`; `<APP_MODULE>` → `APP_MODULE`.
 fn setting_name(clap_arg: &str) -> String {
     let first = clap_arg.split_whitespace().next().unwrap_or(clap_arg);
-    first.trim_start_matches('<').trim_end_matches('>').to_string()
+    first
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
 }
 
 /// `--workers`: a whole number, at least 1.
@@ -279,7 +309,9 @@ fn parse_workers(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u32>() {
         Ok(0) => Err("'0' workers cannot serve: give 1 or more".to_string()),
         Ok(count) => Ok(count),
-        Err(_) => Err(format!("'{text}' is not a whole number of workers (1 or more)")),
+        Err(_) => Err(format!(
+            "'{text}' is not a whole number of workers (1 or more)"
+        )),
     }
 }
 
@@ -287,7 +319,9 @@ fn parse_workers(text: &str) -> Result<u32, String> {
 fn parse_backlog(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u32>() {
         Ok(backlog) if backlog >= 1 => Ok(backlog),
-        _ => Err(format!("'{text}' is not a whole number of pending connections (1 or more)")),
+        _ => Err(format!(
+            "'{text}' is not a whole number of pending connections (1 or more)"
+        )),
     }
 }
 
@@ -311,8 +345,14 @@ mod tests {
 
     fn parse_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let env = Environment::from_pairs(env.iter().copied());
-        Settings::from_sources(std::iter::once("rgunicorn").chain(args.iter().copied()), &env)
+        Settings::from_sources(
+            std::iter::once("rgunicorn").chain(args.iter().copied()),
+            &env,
+        )
     }
+
+    /// One table row: command line, environment, and what to expect.
+    type Case<'a, T> = (&'a [&'a str], &'a [(&'a str, &'a str)], T);
 
     fn tcp(host: &str, port: u16) -> BindAddress {
         BindAddress::Tcp {
@@ -377,11 +417,17 @@ mod tests {
         assert_eq!(settings.workers, 4);
         assert_eq!(
             settings.bind,
-            vec![tcp("0.0.0.0", 9000), BindAddress::Unix("/tmp/x.sock".into())]
+            vec![
+                tcp("0.0.0.0", 9000),
+                BindAddress::Unix("/tmp/x.sock".into())
+            ]
         );
         assert_eq!(settings.backlog, 64);
         assert_eq!(settings.chdir, Some(PathBuf::from("/srv")));
-        assert_eq!(settings.pythonpath, vec![PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(
+            settings.pythonpath,
+            vec![PathBuf::from("a"), PathBuf::from("b")]
+        );
         assert_eq!(settings.virtualenv, Some(PathBuf::from("/venv")));
         assert_eq!(settings.log_level, "warning");
         assert_eq!(settings.keepalive, 5);
@@ -396,14 +442,30 @@ mod tests {
 
     #[test]
     fn environment_supplies_defaults_under_the_command_line() {
-        let cases: &[(&[&str], &[(&str, &str)], u32, BindAddress)] = &[
-            (&["a:b"], &[("WEB_CONCURRENCY", "3")], 3, tcp("127.0.0.1", 8000)),
-            (&["-w", "2", "a:b"], &[("WEB_CONCURRENCY", "3")], 2, tcp("127.0.0.1", 8000)),
-            (&["a:b"], &[("PORT", "5000")], 1, tcp("0.0.0.0", 5000)),
-            (&["-b", "127.0.0.1:1", "a:b"], &[("PORT", "5000")], 1, tcp("127.0.0.1", 1)),
-            (&["a:b"], &[("PORT", ""), ("WEB_CONCURRENCY", "")], 1, tcp("127.0.0.1", 8000)),
+        let cases: &[Case<(u32, BindAddress)>] = &[
+            (
+                &["a:b"],
+                &[("WEB_CONCURRENCY", "3")],
+                (3, tcp("127.0.0.1", 8000)),
+            ),
+            (
+                &["-w", "2", "a:b"],
+                &[("WEB_CONCURRENCY", "3")],
+                (2, tcp("127.0.0.1", 8000)),
+            ),
+            (&["a:b"], &[("PORT", "5000")], (1, tcp("0.0.0.0", 5000))),
+            (
+                &["-b", "127.0.0.1:1", "a:b"],
+                &[("PORT", "5000")],
+                (1, tcp("127.0.0.1", 1)),
+            ),
+            (
+                &["a:b"],
+                &[("PORT", ""), ("WEB_CONCURRENCY", "")],
+                (1, tcp("127.0.0.1", 8000)),
+            ),
         ];
-        for (args, env, workers, bind) in cases {
+        for (args, env, (workers, bind)) in cases {
             let settings = parse_with_env(args, env).unwrap();
             assert_eq!(settings.workers, *workers, "{args:?} {env:?}");
             assert_eq!(settings.bind, vec![bind.clone()], "{args:?} {env:?}");
@@ -414,33 +476,72 @@ mod tests {
 
     #[test]
     fn bad_values_give_one_line_naming_the_setting() {
-        let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        let cases: &[Case<&str>] = &[
             (
                 &["-b", "x:y", "a:b"],
                 &[],
                 "--bind: 'x:y' is not HOST:PORT, [V6]:PORT or unix:PATH (bad port 'y')",
             ),
             (&["--bind=::1", "a:b"], &[], "--bind: "),
-            (&["-w", "0", "a:b"], &[], "--workers: '0' workers cannot serve"),
-            (&["-w", "many", "a:b"], &[], "--workers: 'many' is not a whole number"),
-            (&["--workers=-3", "a:b"], &[], "--workers: '-3' is not a whole number"),
-            (&["a:b"], &[("WEB_CONCURRENCY", "zero")], "WEB_CONCURRENCY: 'zero' is not a whole number"),
-            (&["a:b"], &[("WEB_CONCURRENCY", "0")], "WEB_CONCURRENCY: '0' workers"),
-            (&["a:b"], &[("PORT", "http")], "PORT: 'http' is not a port number"),
-            (&["a:b"], &[("PORT", "70000")], "PORT: '70000' is not a port number"),
+            (
+                &["-w", "0", "a:b"],
+                &[],
+                "--workers: '0' workers cannot serve",
+            ),
+            (
+                &["-w", "many", "a:b"],
+                &[],
+                "--workers: 'many' is not a whole number",
+            ),
+            (
+                &["--workers=-3", "a:b"],
+                &[],
+                "--workers: '-3' is not a whole number",
+            ),
+            (
+                &["a:b"],
+                &[("WEB_CONCURRENCY", "zero")],
+                "WEB_CONCURRENCY: 'zero' is not a whole number",
+            ),
+            (
+                &["a:b"],
+                &[("WEB_CONCURRENCY", "0")],
+                "WEB_CONCURRENCY: '0' workers",
+            ),
+            (
+                &["a:b"],
+                &[("PORT", "http")],
+                "PORT: 'http' is not a port number",
+            ),
+            (
+                &["a:b"],
+                &[("PORT", "70000")],
+                "PORT: '70000' is not a port number",
+            ),
             (
                 &["--log-level", "loud", "a:b"],
                 &[],
                 "--log-level: 'loud' is not one of debug, info, warning, error, critical",
             ),
-            (&["--backlog", "0", "a:b"], &[], "--backlog: '0' is not a whole number"),
-            (&["1nvalid:app"], &[], "APP_MODULE: '1nvalid:app' is not MODULE:VARIABLE"),
+            (
+                &["--backlog", "0", "a:b"],
+                &[],
+                "--backlog: '0' is not a whole number",
+            ),
+            (
+                &["1nvalid:app"],
+                &[],
+                "APP_MODULE: '1nvalid:app' is not MODULE:VARIABLE",
+            ),
             (&["mod:"], &[], "APP_MODULE: 'mod:' names no variable"),
             (&["--keep-alive", "x", "a:b"], &[], "--keep-alive: "),
         ];
         for (args, env, expected) in cases {
             let err = parse_with_env(args, env).expect_err(&format!("{args:?}"));
-            assert!(matches!(err, ConfigError::Invalid { .. }), "{args:?}: {err:?}");
+            assert!(
+                matches!(err, ConfigError::Invalid { .. }),
+                "{args:?}: {err:?}"
+            );
             let message = err.to_string();
             assert!(message.starts_with(expected), "{args:?}: {message}");
             assert!(!message.contains('\n'), "{args:?}: {message}");
@@ -459,7 +560,10 @@ mod tests {
         ];
         for (args, code) in cases {
             let err = parse(args).expect_err(&format!("{args:?}"));
-            assert!(matches!(err, ConfigError::CommandLine(_)), "{args:?}: {err:?}");
+            assert!(
+                matches!(err, ConfigError::CommandLine(_)),
+                "{args:?}: {err:?}"
+            );
             assert_eq!(err.exit_code(), *code, "{args:?}");
         }
     }
@@ -467,7 +571,9 @@ mod tests {
     #[test]
     fn version_is_the_package_version() {
         let err = parse(&["--version"]).unwrap_err();
-        let ConfigError::CommandLine(err) = err else { panic!() };
+        let ConfigError::CommandLine(err) = err else {
+            panic!()
+        };
         assert_eq!(err.to_string().trim(), "rgunicorn 0.1.0");
     }
 }
