@@ -12,7 +12,7 @@
 //! The arbiter never touches Python; the child side of a fork only hands
 //! over to [`worker::run`] and `_exit`s with its code.
 
-use super::signals::{MasterSignal, SignalQueue};
+use super::signals::{self, MasterSignal, SignalQueue};
 use super::sockets::BoundSockets;
 use crate::config::Settings;
 use crate::worker::{self, WorkerContext, APP_LOAD_ERROR, WORKER_BOOT_ERROR};
@@ -226,12 +226,22 @@ impl Arbiter {
     fn spawn_worker(&mut self) -> io::Result<()> {
         let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         let _ = io::stderr().flush();
+        let blocked = signals::block_for_fork()?;
         // SAFETY: the master is single-threaded, so the child starts with
         // consistent locks and allocator state. The child only drops master
         // state, runs the worker and `_exit`s; it never returns into the
         // master's loop.
-        match unsafe { fork() }? {
+        let forked = unsafe { fork() };
+        let forked = match forked {
+            Ok(forked) => forked,
+            Err(e) => {
+                blocked.restore();
+                return Err(e.into());
+            }
+        };
+        match forked {
             ForkResult::Parent { child } => {
+                blocked.restore();
                 drop(report_write);
                 self.next_age += 1;
                 self.workers.insert(
@@ -249,6 +259,8 @@ impl Arbiter {
             }
             ForkResult::Child => {
                 drop(report_read);
+                drop(self.signals.take());
+                blocked.restore_in_child();
                 let code = self.become_worker(report_write);
                 let _ = io::stderr().flush();
                 // SAFETY: `_exit` ends the child without running the master's
@@ -259,10 +271,9 @@ impl Arbiter {
         }
     }
 
-    /// The child side of a fork: lets go of the master's signal handlers and
+    /// The child side of a fork (signal handling already reset): lets go of
     /// the other workers' pipes, then runs the worker. Returns its exit code.
     fn become_worker(&mut self, boot_report: OwnedFd) -> i32 {
-        drop(self.signals.take());
         self.workers.clear();
         let context = WorkerContext {
             settings: &self.settings,

@@ -2,10 +2,16 @@
 //! `Poll`. A handler only writes to the pipe; [`SignalQueue::wait`] wakes the
 //! arbiter's loop and hands it the signals to act on, outside any handler.
 //!
-//! A forked worker must drop its copy ([`SignalQueue`] is owned in an
-//! `Option` by the arbiter for that) before installing its own handlers.
+//! Forks happen with the master's signals blocked ([`block_for_fork`]); the
+//! child drops its copy of the [`SignalQueue`] (the arbiter owns it in an
+//! `Option` for that), resets those signals to their default action and
+//! only then unblocks them, so a worker never runs with the master's
+//! handlers live.
 
 use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::{
+    pthread_sigmask, sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+};
 use signal_hook::consts::signal::{
     SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH,
 };
@@ -126,8 +132,50 @@ fn signal_name(signal: libc::c_int) -> &'static str {
     }
 }
 
+/// The master's signals, blocked around a fork so that none reaches the
+/// child while it still has the master's handlers (which would swallow it).
+/// Restore with [`BlockedSignals::restore`] in the parent, and with
+/// [`BlockedSignals::restore_in_child`] in the child.
+#[must_use = "the signals stay blocked until restored"]
+pub struct BlockedSignals {
+    previous: SigSet,
+}
+
+/// Blocks every signal the master handles, remembering the previous mask.
+pub fn block_for_fork() -> io::Result<BlockedSignals> {
+    let mut handled = SigSet::empty();
+    for number in HANDLED {
+        handled.add(Signal::try_from(number)?);
+    }
+    let mut previous = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled), Some(&mut previous))?;
+    Ok(BlockedSignals { previous })
+}
+
+impl BlockedSignals {
+    /// Unblocks: a signal that arrived meanwhile is handled now.
+    pub fn restore(self) {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.previous), None);
+    }
+
+    /// In a forked child, after it dropped its copy of the [`SignalQueue`]:
+    /// puts the master's signals back to their default action, then
+    /// unblocks. A TERM sent to the new worker before it installs its own
+    /// handlers then stops it instead of vanishing into a handler with no
+    /// one listening. SIGPIPE stays ignored.
+    pub fn restore_in_child(self) {
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        for number in HANDLED {
+            if let Ok(signal) = Signal::try_from(number) {
+                // SAFETY: installing SIG_DFL runs no code in signal context.
+                let _ = unsafe { sigaction(signal, &default) };
+            }
+        }
+        self.restore();
+    }
+}
+
 fn ignore_sigpipe() -> io::Result<()> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
     // SAFETY: installing SIG_IGN runs no code in signal context.
     unsafe { sigaction(Signal::SIGPIPE, &ignore) }?;
