@@ -21,6 +21,9 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stop may take.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The app every server here serves unless a test says otherwise.
+const HELLO_APP: &str = "hello_master:application";
+
 fn apps_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/apps")
 }
@@ -88,31 +91,41 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `rgunicorn ARGS hello_master:application` from the apps
-    /// directory on a free port.
+    /// Starts `rgunicorn ARGS hello_master:application` (from the apps
+    /// directory) on a free port.
     fn start(args: &[&str]) -> Server {
+        Server::launch(args, &[], HELLO_APP)
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(args, env, HELLO_APP)
+    }
+
+    /// `rgunicorn ARGS APP` on a free port with extra environment variables.
+    fn launch(args: &[&str], env: &[(&str, &str)], app: &str) -> Server {
         let port = free_port();
         let bind = format!("127.0.0.1:{port}");
         let mut full: Vec<&str> = vec!["--bind", &bind, "--graceful-timeout", "5"];
         full.extend_from_slice(args);
-        if !args.iter().any(|a| a.contains(':') && !a.starts_with('-')) {
-            full.push("hello_master:application");
-        }
-        Server::spawn(&full, port)
+        full.push(app);
+        Server::spawn(&full, env, port)
     }
 
-    fn spawn(args: &[&str], port: u16) -> Server {
+    fn spawn(args: &[&str], env: &[(&str, &str)], port: u16) -> Server {
         let apps = apps_dir();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rgunicorn"))
-            .args([
-                "--chdir",
-                apps.to_str().unwrap(),
-                "--pythonpath",
-                apps.to_str().unwrap(),
-            ])
+        let apps = apps.to_str().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rgunicorn"));
+        command
+            .args(["--chdir", apps, "--pythonpath", apps])
             .args(args)
             .env_remove("WEB_CONCURRENCY")
             .env_remove("PORT")
+            .env_remove("HELLO_MASTER_EXIT_AT_IMPORT");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -350,7 +363,7 @@ fn int_and_quit_stop_fast_with_code_0() {
 
 #[test]
 fn app_load_failure_exits_4_quoting_the_exception() {
-    let mut server = Server::start(&["-w", "2", "no_such_module_rg:application"]);
+    let mut server = Server::launch(&["-w", "2"], &[], "no_such_module_rg:application");
     let status = server.wait_for_exit(BOOT_TIMEOUT);
     let log = server.log.text();
     assert_eq!(status.code(), Some(4), "{log}");
@@ -486,7 +499,7 @@ fn unix_socket_is_served_and_removed_at_exit() {
         std::env::temp_dir().join(format!("rgunicorn-lifecycle-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let bind = format!("unix:{}", path.display());
-    let mut server = Server::spawn(&["--bind", &bind, "hello_master:application"], 0);
+    let mut server = Server::spawn(&["--bind", &bind, HELLO_APP], &[], 0);
     server.wait_for_line(&format!("Listening at: {bind} ("));
     server.wait_for_boots(1);
     let mut stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
@@ -500,4 +513,59 @@ fn unix_socket_is_served_and_removed_at_exit() {
     server.signal(Signal::SIGTERM);
     assert_eq!(server.wait_for_exit(STOP_TIMEOUT).code(), Some(0));
     assert!(!path.exists(), "socket file left behind");
+}
+
+#[test]
+fn web_concurrency_sets_the_default_worker_count() {
+    let server = Server::start_with_env(&[], &[("WEB_CONCURRENCY", "2")]);
+    server.wait_for_boots(2);
+    server.serving_pid();
+}
+
+#[test]
+fn every_bound_address_is_served() {
+    let second_port = free_port();
+    let second = format!("127.0.0.1:{second_port}");
+    let server = Server::start(&["--bind", &second]);
+    server.wait_for_line(&format!("Listening at: http://{second} ("));
+    let worker = server.wait_for_boots(1)[0];
+    assert_eq!(server.serving_pid(), worker);
+    let mut stream = TcpStream::connect(("127.0.0.1", second_port)).unwrap();
+    stream.set_read_timeout(Some(BOOT_TIMEOUT)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.ends_with(&format!("hello from pid {worker}\n")),
+        "{response}"
+    );
+}
+
+#[test]
+fn crash_looping_workers_are_respawned_with_a_growing_delay() {
+    let mut server = Server::start_with_env(&["-w", "1"], &[("HELLO_MASTER_EXIT_AT_IMPORT", "1")]);
+    server.wait_for_line("exited with code 1");
+    server.wait_for_line("waiting 0.1s before booting another");
+    server.wait_for_line("waiting 0.2s before booting another");
+    server.wait_for_line("waiting 0.4s before booting another");
+    server.signal(Signal::SIGTERM);
+    assert_eq!(
+        server.wait_for_exit(STOP_TIMEOUT).code(),
+        Some(0),
+        "{}",
+        server.log.text()
+    );
+}
+
+#[test]
+fn missing_chdir_exits_1_naming_the_setting() {
+    let (status, output) = run_to_exit(&["--chdir", "/no/such/dir", "app:application"], &[]);
+    assert_eq!(status.code(), Some(1), "{output}");
+    let last = output.lines().last().unwrap_or("");
+    assert_eq!(
+        last, "Error: --chdir: cannot change to '/no/such/dir': No such file or directory",
+        "{output}"
+    );
 }
