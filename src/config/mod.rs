@@ -83,7 +83,7 @@ pub struct Settings {
     pub pythonpath: Vec<PathBuf>,
 
     /// The virtualenv whose packages the app imports [default: $VIRTUAL_ENV].
-    #[arg(long = "virtualenv", value_name = "DIR")]
+    #[arg(long = "virtualenv", value_name = "DIR", hide_default_value = true)]
     pub virtualenv: Option<PathBuf>,
 
     /// The error log level: debug, info, warning, error, critical.
