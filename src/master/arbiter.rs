@@ -353,6 +353,12 @@ impl Arbiter {
             self.quick_deaths = 0;
             return;
         }
+        if self
+            .respawn_not_before
+            .is_some_and(|at| at > Instant::now())
+        {
+            return; // several workers died together: one step of delay per batch
+        }
         self.quick_deaths += 1;
         let Some(delay) = respawn_delay(self.quick_deaths) else {
             return;
