@@ -569,6 +569,19 @@ mod tests {
     }
 
     #[test]
+    fn clap_argument_names_become_setting_names() {
+        let cases = [
+            ("--bind <ADDRESS>", "--bind"),
+            ("--workers <INT>", "--workers"),
+            ("<APP_MODULE>", "APP_MODULE"),
+            ("--log-level", "--log-level"),
+        ];
+        for (clap_arg, expected) in cases {
+            assert_eq!(setting_name(clap_arg), expected);
+        }
+    }
+
+    #[test]
     fn version_is_the_package_version() {
         let err = parse(&["--version"]).unwrap_err();
         let ConfigError::CommandLine(err) = err else {

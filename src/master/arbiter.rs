@@ -492,6 +492,13 @@ impl Arbiter {
             }
             self.reap_workers();
         }
+        if !self.workers.is_empty() {
+            log::warn!(
+                "{} worker(s) still running after {:.1}s; sending SIGKILL",
+                self.workers.len(),
+                timeout.as_secs_f64()
+            );
+        }
         self.kill_remaining_workers();
     }
 
