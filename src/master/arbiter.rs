@@ -260,7 +260,7 @@ impl Arbiter {
             ForkResult::Child => {
                 drop(report_read);
                 drop(self.signals.take());
-                blocked.restore_in_child();
+                blocked.reset_in_child();
                 let code = self.become_worker(report_write);
                 let _ = io::stderr().flush();
                 // SAFETY: `_exit` ends the child without running the master's

@@ -4,9 +4,9 @@
 //!
 //! Forks happen with the master's signals blocked ([`block_for_fork`]); the
 //! child drops its copy of the [`SignalQueue`] (the arbiter owns it in an
-//! `Option` for that), resets those signals to their default action and
-//! only then unblocks them, so a worker never runs with the master's
-//! handlers live.
+//! `Option` for that) and resets those signals to their default action,
+//! still blocked: the worker unblocks them once its own handlers are in
+//! place, so a worker never runs with the master's handlers live.
 
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{
@@ -134,8 +134,9 @@ fn signal_name(signal: libc::c_int) -> &'static str {
 
 /// The master's signals, blocked around a fork so that none reaches the
 /// child while it still has the master's handlers (which would swallow it).
-/// Restore with [`BlockedSignals::restore`] in the parent, and with
-/// [`BlockedSignals::restore_in_child`] in the child.
+/// The parent unblocks them with [`BlockedSignals::restore`]; the child
+/// resets them with [`BlockedSignals::reset_in_child`] and leaves the
+/// unblocking to the worker.
 #[must_use = "the signals stay blocked until restored"]
 pub struct BlockedSignals {
     previous: SigSet,
@@ -159,11 +160,13 @@ impl BlockedSignals {
     }
 
     /// In a forked child, after it dropped its copy of the [`SignalQueue`]:
-    /// puts the master's signals back to their default action, then
-    /// unblocks. A TERM sent to the new worker before it installs its own
-    /// handlers then stops it instead of vanishing into a handler with no
-    /// one listening. SIGPIPE stays ignored.
-    pub fn restore_in_child(self) {
+    /// puts the master's signals back to their default action and leaves
+    /// them blocked. The worker unblocks them when it installs its own
+    /// handlers (`SignalPipe::install` sets an empty mask), so a TERM sent
+    /// to a new worker is never swallowed by the master's handler: it waits
+    /// for the worker's handler, or, if it is unblocked first, stops the
+    /// worker by its default action. SIGPIPE stays ignored.
+    pub fn reset_in_child(self) {
         let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
         for number in HANDLED {
             if let Ok(signal) = Signal::try_from(number) {
@@ -171,7 +174,6 @@ impl BlockedSignals {
                 let _ = unsafe { sigaction(signal, &default) };
             }
         }
-        self.restore();
     }
 }
 
