@@ -238,8 +238,18 @@ fn booted_pids(lines: &[String]) -> Vec<Pid> {
         .collect()
 }
 
+/// Whether `pid` exists and is not a zombie (an orphan's zombie waits for
+/// whatever reaps orphans here, which may be slow or nothing at all).
 fn is_alive(pid: Pid) -> bool {
-    kill(pid, None) != Err(Errno::ESRCH)
+    if kill(pid, None) == Err(Errno::ESRCH) {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 /// Waits until `pid` no longer exists (reaped by its parent).
@@ -568,4 +578,16 @@ fn missing_chdir_exits_1_naming_the_setting() {
         last, "Error: --chdir: cannot change to '/no/such/dir': No such file or directory",
         "{output}"
     );
+}
+
+#[test]
+fn workers_die_with_a_killed_master() {
+    let mut server = Server::start(&["-w", "2"]);
+    let workers = server.wait_for_boots(2);
+    server.serving_pid();
+    server.signal(Signal::SIGKILL);
+    server.wait_for_exit(STOP_TIMEOUT);
+    for pid in workers {
+        wait_until_gone(pid, &server.log);
+    }
 }
