@@ -18,3 +18,24 @@ impl AsRawFd for Listener {
         }
     }
 }
+
+impl Listener {
+    /// Where this socket listens, as gunicorn logs it: `http://127.0.0.1:8000`,
+    /// `http://[::1]:8000` (the real port when port 0 was asked) or
+    /// `unix:/run/app.sock`.
+    pub fn url(&self) -> String {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(addr) => format!("http://{addr}"),
+                Err(_) => "http://?".to_string(),
+            },
+            Listener::Unix(l) => match l.local_addr() {
+                Ok(addr) => match addr.as_pathname() {
+                    Some(path) => format!("unix:{}", path.display()),
+                    None => "unix:?".to_string(),
+                },
+                Err(_) => "unix:?".to_string(),
+            },
+        }
+    }
+}

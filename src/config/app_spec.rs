@@ -43,3 +43,58 @@ impl std::fmt::Display for AppSpec {
         write!(f, "{}:{}", self.module, self.expression)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_specs_parse() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("app", "app", "application"),
+            ("app:application", "app", "application"),
+            ("pkg.sub.mod:app", "pkg.sub.mod", "app"),
+            ("_private:_app", "_private", "_app"),
+            ("hello_master:application", "hello_master", "application"),
+            ("app:create_app()", "app", "create_app()"),
+            (
+                "app:create_app('x:y', debug=True)",
+                "app",
+                "create_app('x:y', debug=True)",
+            ),
+            (" app : application ", "app", "application"),
+        ];
+        for (text, module, expression) in cases {
+            let spec = AppSpec::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(
+                (spec.module.as_str(), spec.expression.as_str()),
+                (*module, *expression),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_specs_are_rejected() {
+        let cases: &[(&str, &str)] = &[
+            ("", "is not MODULE:VARIABLE"),
+            (":app", "is not MODULE:VARIABLE"),
+            ("1app:app", "is not MODULE:VARIABLE"),
+            ("pkg..mod:app", "is not MODULE:VARIABLE"),
+            ("pkg.:app", "is not MODULE:VARIABLE"),
+            ("my-app:app", "is not MODULE:VARIABLE"),
+            ("app:", "names no variable"),
+            ("app: ", "names no variable"),
+        ];
+        for (text, reason) in cases {
+            let message = AppSpec::parse(text).expect_err(text);
+            assert!(message.contains(reason), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        assert_eq!(AppSpec::parse("a.b:c").unwrap().to_string(), "a.b:c");
+        assert_eq!(AppSpec::parse("a").unwrap().to_string(), "a:application");
+    }
+}

@@ -1,20 +1,236 @@
 //! `--bind` addresses: TCP (v4, v6, host names) and unix socket paths.
+//!
+//! Only the shape is checked here; host names are resolved and sockets bound
+//! by `master::sockets`.
 
+use std::fmt;
 use std::path::PathBuf;
+
+/// The port used when a `--bind` value names only a host.
+pub const DEFAULT_PORT: u16 = 8000;
 
 /// One address to listen on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindAddress {
-    /// `HOST:PORT` or `[V6]:PORT`; host kept as written (resolved at bind).
+    /// `HOST:PORT` or `[V6]:PORT`; host kept as written (resolved at bind),
+    /// lowercased, without the brackets of a v6 literal. An empty host
+    /// (`:8000`) means every IPv4 interface, `0.0.0.0`.
     Tcp { host: String, port: u16 },
     /// `unix:PATH`.
     Unix(PathBuf),
 }
 
+/// Why a `--bind` value is not an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindAddressError {
+    /// The port is not a number from 0 to 65535.
+    #[error("'{text}' is not HOST:PORT, [V6]:PORT or unix:PATH (bad port '{port}')")]
+    BadPort { text: String, port: String },
+    /// `[` without a matching `]`, or text after `]` that is not `:PORT`.
+    #[error("'{text}' is not HOST:PORT, [V6]:PORT or unix:PATH (unbalanced brackets around an IPv6 address)")]
+    BadBrackets { text: String },
+    /// A bracketed host that is not an IPv6 address.
+    #[error("'{text}' is not HOST:PORT, [V6]:PORT or unix:PATH ('{host}' is not an IPv6 address)")]
+    BadIpv6 { text: String, host: String },
+    /// More than one colon without brackets (an IPv6 address must be bracketed).
+    #[error(
+        "'{text}' is not HOST:PORT, [V6]:PORT or unix:PATH (write an IPv6 address as [V6]:PORT)"
+    )]
+    UnbracketedIpv6 { text: String },
+    /// `unix:` with nothing after it.
+    #[error("'{text}' names no socket path after 'unix:'")]
+    EmptyUnixPath { text: String },
+    /// Nothing at all.
+    #[error("an empty value is not HOST:PORT, [V6]:PORT or unix:PATH")]
+    Empty,
+}
+
 impl BindAddress {
-    /// Parses one `--bind` value.
-    pub fn parse(text: &str) -> Result<BindAddress, String> {
-        let _ = text;
-        todo!()
+    /// Parses one `--bind` value: `HOST:PORT`, `HOST` (port 8000),
+    /// `[V6]:PORT`, `[V6]`, `:PORT` (all interfaces), `unix:PATH` or
+    /// `unix://PATH`. A `tcp://` prefix is accepted, as gunicorn does.
+    pub fn parse(text: &str) -> Result<BindAddress, BindAddressError> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(BindAddressError::Empty);
+        }
+        if let Some(path) = trimmed.strip_prefix("unix:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(BindAddressError::EmptyUnixPath {
+                    text: text.to_string(),
+                });
+            }
+            return Ok(BindAddress::Unix(PathBuf::from(path)));
+        }
+        let netloc = trimmed.strip_prefix("tcp://").unwrap_or(trimmed);
+        let (host, port) = split_host_port(text, netloc)?;
+        Ok(BindAddress::Tcp {
+            host: host.to_ascii_lowercase(),
+            port: parse_port(text, port)?,
+        })
+    }
+}
+
+/// Splits `netloc` into host and the port text (`None` when absent).
+fn split_host_port<'a>(
+    text: &str,
+    netloc: &'a str,
+) -> Result<(&'a str, Option<&'a str>), BindAddressError> {
+    if let Some(rest) = netloc.strip_prefix('[') {
+        let Some((host, after)) = rest.split_once(']') else {
+            return Err(BindAddressError::BadBrackets {
+                text: text.to_string(),
+            });
+        };
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(BindAddressError::BadIpv6 {
+                text: text.to_string(),
+                host: host.to_string(),
+            });
+        }
+        return match after {
+            "" => Ok((host, None)),
+            _ => match after.strip_prefix(':') {
+                Some(port) => Ok((host, Some(port))),
+                None => Err(BindAddressError::BadBrackets {
+                    text: text.to_string(),
+                }),
+            },
+        };
+    }
+    if netloc.contains(']') {
+        return Err(BindAddressError::BadBrackets {
+            text: text.to_string(),
+        });
+    }
+    match netloc.split_once(':') {
+        None => Ok((netloc, None)),
+        Some((_, port)) if port.contains(':') => Err(BindAddressError::UnbracketedIpv6 {
+            text: text.to_string(),
+        }),
+        Some((host, port)) => Ok((host, Some(port))),
+    }
+}
+
+/// Parses the port text; absent means [`DEFAULT_PORT`].
+fn parse_port(text: &str, port: Option<&str>) -> Result<u16, BindAddressError> {
+    let Some(port) = port else {
+        return Ok(DEFAULT_PORT);
+    };
+    let all_digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    match port.parse::<u16>() {
+        Ok(number) if all_digits => Ok(number),
+        _ => Err(BindAddressError::BadPort {
+            text: text.to_string(),
+            port: port.to_string(),
+        }),
+    }
+}
+
+impl fmt::Display for BindAddress {
+    /// Writes the address back in `--bind` syntax (`[v6]:port` bracketed).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindAddress::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            BindAddress::Tcp { host, port } => write!(f, "{host}:{port}"),
+            BindAddress::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(host: &str, port: u16) -> BindAddress {
+        BindAddress::Tcp {
+            host: host.to_string(),
+            port,
+        }
+    }
+
+    #[test]
+    fn valid_addresses_parse() {
+        let cases: &[(&str, BindAddress)] = &[
+            ("127.0.0.1:8000", tcp("127.0.0.1", 8000)),
+            ("0.0.0.0:80", tcp("0.0.0.0", 80)),
+            ("localhost:5000", tcp("localhost", 5000)),
+            ("LocalHost:5000", tcp("localhost", 5000)),
+            ("example.com", tcp("example.com", DEFAULT_PORT)),
+            ("127.0.0.1", tcp("127.0.0.1", DEFAULT_PORT)),
+            ("127.0.0.1:0", tcp("127.0.0.1", 0)),
+            ("127.0.0.1:65535", tcp("127.0.0.1", 65535)),
+            (":9000", tcp("", 9000)),
+            ("[::1]:8080", tcp("::1", 8080)),
+            ("[::]:8080", tcp("::", 8080)),
+            ("[::1]", tcp("::1", DEFAULT_PORT)),
+            ("[FE80::1]:1", tcp("fe80::1", 1)),
+            ("tcp://127.0.0.1:81", tcp("127.0.0.1", 81)),
+            (" 127.0.0.1:82 ", tcp("127.0.0.1", 82)),
+            (
+                "unix:/tmp/app.sock",
+                BindAddress::Unix("/tmp/app.sock".into()),
+            ),
+            (
+                "unix://tmp/app.sock",
+                BindAddress::Unix("tmp/app.sock".into()),
+            ),
+            (
+                "unix:///tmp/app.sock",
+                BindAddress::Unix("/tmp/app.sock".into()),
+            ),
+            (
+                "unix:relative.sock",
+                BindAddress::Unix("relative.sock".into()),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(BindAddress::parse(text).as_ref(), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn invalid_addresses_are_rejected_with_a_reason() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "x:y",
+                "'x:y' is not HOST:PORT, [V6]:PORT or unix:PATH (bad port 'y')",
+            ),
+            ("127.0.0.1:", "(bad port '')"),
+            ("127.0.0.1:65536", "(bad port '65536')"),
+            ("127.0.0.1:-1", "(bad port '-1')"),
+            ("127.0.0.1:+80", "(bad port '+80')"),
+            ("127.0.0.1:80x", "(bad port '80x')"),
+            ("[::1]:http", "(bad port 'http')"),
+            ("::1", "write an IPv6 address as [V6]:PORT"),
+            ("::1:8000", "write an IPv6 address as [V6]:PORT"),
+            ("[::1", "unbalanced brackets"),
+            ("::1]:80", "unbalanced brackets"),
+            ("[::1]80", "unbalanced brackets"),
+            ("[abc]:80", "'abc' is not an IPv6 address"),
+            ("[127.0.0.1]:80", "'127.0.0.1' is not an IPv6 address"),
+            ("unix:", "names no socket path"),
+            ("unix://", "names no socket path"),
+            ("", "an empty value"),
+            ("   ", "an empty value"),
+        ];
+        for (text, reason) in cases {
+            let message = BindAddress::parse(text).expect_err(text).to_string();
+            assert!(message.contains(reason), "{text:?}: {message}");
+            assert!(!message.contains('\n'), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn display_writes_bind_syntax_back() {
+        for text in [
+            "127.0.0.1:8000",
+            "[::1]:8080",
+            "unix:/tmp/a.sock",
+            "localhost:1",
+        ] {
+            assert_eq!(BindAddress::parse(text).unwrap().to_string(), text);
+        }
     }
 }

@@ -1,16 +1,36 @@
-//! Settings: the command line (and, later, config file and environment),
-//! merged into one [`Settings`] value that master and worker read.
+//! Settings: the command line and the environment (and, later, a config file
+//! and `RGUNICORN_CMD_ARGS`), merged into one [`Settings`] value that master
+//! and worker read.
 //!
 //! Each setting is one field with its flag, default and doc comment; the doc
 //! comments are the `--help` text. Names and meanings follow gunicorn's.
+//!
+//! Sources are merged as layers of defaults under the command line: the
+//! built-in default, then defaults taken from the environment
+//! (`WEB_CONCURRENCY`, `PORT`, `VIRTUAL_ENV`), then the command line, which
+//! always wins. A future config file or `RGUNICORN_CMD_ARGS` is one more
+//! layer in [`Settings::from_sources`]; nothing else changes shape.
+//!
+//! Every error is a [`ConfigError`] whose `Display` is one line naming the
+//! setting, except malformed command lines (unknown flags, missing
+//! `APP_MODULE`) and `--help`/`--version`, which clap reports itself.
 
 mod app_spec;
 mod bind;
 
 pub use app_spec::AppSpec;
-pub use bind::BindAddress;
+pub use bind::{BindAddress, BindAddressError, DEFAULT_PORT};
 
+use clap::{CommandFactory, FromArgMatches};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::PathBuf;
+
+/// The log levels `--log-level` accepts, most verbose first.
+pub const LOG_LEVELS: [&str; 5] = ["debug", "info", "warning", "error", "critical"];
+
+/// The address bound when neither `--bind` nor `$PORT` says otherwise.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 
 /// All settings of one rgunicorn run.
 #[derive(Debug, Clone, clap::Parser)]
@@ -26,61 +46,547 @@ pub struct Settings {
     #[arg(value_name = "APP_MODULE", value_parser = AppSpec::parse)]
     pub app: AppSpec,
 
-    /// The number of worker processes [default: $WEB_CONCURRENCY or 1].
+    /// The number of worker processes, at least 1 [default: $WEB_CONCURRENCY
+    /// or 1].
     #[arg(
         short = 'w',
         long = "workers",
-        env = "WEB_CONCURRENCY",
-        default_value_t = 1
+        value_name = "INT",
+        value_parser = parse_workers,
+        default_value = "1",
+        hide_default_value = true
     )]
     pub workers: u32,
 
-    /// The socket to bind: `HOST:PORT`, `[V6]:PORT` or `unix:PATH`.
-    /// Repeat to bind several [default: 127.0.0.1:8000, or 0.0.0.0:$PORT].
-    #[arg(short = 'b', long = "bind", value_parser = BindAddress::parse)]
+    /// The socket to bind: `HOST:PORT`, `HOST` (port 8000), `[V6]:PORT` or
+    /// `unix:PATH`. Repeat to bind several [default: 127.0.0.1:8000, or
+    /// 0.0.0.0:$PORT when PORT is set].
+    #[arg(
+        short = 'b',
+        long = "bind",
+        value_name = "ADDRESS",
+        value_parser = BindAddress::parse,
+        hide_default_value = true
+    )]
     pub bind: Vec<BindAddress>,
 
-    /// Change to this directory before loading the app.
-    #[arg(long = "chdir")]
+    /// The most pending connections each listening socket queues.
+    #[arg(long = "backlog", value_name = "INT", value_parser = parse_backlog, default_value = "2048")]
+    pub backlog: u32,
+
+    /// Change to this directory before binding sockets and loading the app.
+    #[arg(long = "chdir", value_name = "DIR")]
     pub chdir: Option<PathBuf>,
 
     /// Comma-separated directories to put first on `sys.path`.
-    #[arg(long = "pythonpath", value_delimiter = ',')]
+    #[arg(long = "pythonpath", value_name = "DIRS", value_delimiter = ',')]
     pub pythonpath: Vec<PathBuf>,
 
     /// The virtualenv whose packages the app imports [default: $VIRTUAL_ENV].
-    #[arg(long = "virtualenv", env = "VIRTUAL_ENV")]
+    #[arg(long = "virtualenv", value_name = "DIR", hide_default_value = true)]
     pub virtualenv: Option<PathBuf>,
 
     /// The error log level: debug, info, warning, error, critical.
-    #[arg(long = "log-level", default_value = "info")]
+    #[arg(long = "log-level", value_name = "LEVEL", value_parser = parse_log_level, default_value = "info")]
     pub log_level: String,
 
     /// Seconds to wait for the next request on a keep-alive connection.
-    #[arg(long = "keep-alive", default_value_t = 2)]
+    #[arg(long = "keep-alive", value_name = "INT", default_value_t = 2)]
     pub keepalive: u64,
 
     /// The most simultaneous client connections one worker holds.
-    #[arg(long = "worker-connections", default_value_t = 1000)]
+    #[arg(
+        long = "worker-connections",
+        value_name = "INT",
+        default_value_t = 1000
+    )]
     pub worker_connections: usize,
 
     /// Seconds a graceful stop waits for workers to finish.
-    #[arg(long = "graceful-timeout", default_value_t = 30)]
+    #[arg(long = "graceful-timeout", value_name = "INT", default_value_t = 30)]
     pub graceful_timeout: u64,
 
     /// The longest request line in bytes (0 = unlimited).
-    #[arg(long = "limit-request-line", default_value_t = 4094)]
+    #[arg(
+        long = "limit-request-line",
+        value_name = "INT",
+        default_value_t = 4094
+    )]
     pub limit_request_line: usize,
 
     /// The most header fields in a request.
-    #[arg(long = "limit-request-fields", default_value_t = 100)]
+    #[arg(
+        long = "limit-request-fields",
+        value_name = "INT",
+        default_value_t = 100
+    )]
     pub limit_request_fields: usize,
 
     /// The longest header field in bytes (0 = unlimited).
     #[arg(
         long = "limit-request-field_size",
         alias = "limit-request-field-size",
+        value_name = "INT",
         default_value_t = 8190
     )]
     pub limit_request_field_size: usize,
+}
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting has a value it cannot take. `setting` is the flag
+    /// (`--bind`), the positional name (`APP_MODULE`) or the environment
+    /// variable (`WEB_CONCURRENCY`) the value came from.
+    #[error("{setting}: {message}")]
+    Invalid { setting: String, message: String },
+    /// The command line is malformed, or asks for `--help` or `--version`:
+    /// print it with [`clap::Error::exit`], which knows its stream and code.
+    #[error("{}", .0.to_string().lines().next().unwrap_or("invalid command line"))]
+    CommandLine(clap::Error),
+}
+
+impl ConfigError {
+    /// The process exit code for this error: clap's own for command-line
+    /// errors (2 for usage, 0 for `--help`/`--version`), 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ConfigError::Invalid { .. } => 1,
+            ConfigError::CommandLine(err) => err.exit_code(),
+        }
+    }
+
+    fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            setting: setting.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A snapshot of the environment variables settings read, so that parsing is
+/// a pure function of its inputs (and testable without touching the process
+/// environment). Empty values count as unset.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    vars: BTreeMap<String, String>,
+}
+
+impl Environment {
+    /// The variables of this process (those that are valid UTF-8).
+    pub fn from_process() -> Environment {
+        Environment::from_pairs(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    /// An environment holding exactly `pairs`.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Environment {
+        Environment {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The value of `name`, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// Loads the settings of this process: its command line and environment.
+pub fn load() -> Result<Settings, ConfigError> {
+    Settings::from_sources(std::env::args_os(), &Environment::from_process())
+}
+
+impl Settings {
+    /// Parses a command line (`args[0]` is the program name) with no
+    /// environment: built-in defaults only.
+    pub fn from_args<I, T>(args: I) -> Result<Settings, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Settings::from_sources(args, &Environment::default())
+    }
+
+    /// Parses a command line over the defaults `env` provides.
+    pub fn from_sources<I, T>(args: I, env: &Environment) -> Result<Settings, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut command = Settings::command();
+        for (arg_id, value) in environment_defaults(env)? {
+            command = command.mut_arg(arg_id, |arg| arg.default_value(value));
+        }
+        let matches = command
+            .try_get_matches_from(args)
+            .map_err(from_clap_error)?;
+        Settings::from_arg_matches(&matches).map_err(from_clap_error)
+    }
+}
+
+/// The defaults the environment sets, as `(clap arg id, value)`, each value
+/// checked first so that an error names the variable rather than the flag.
+fn environment_defaults(
+    env: &Environment,
+) -> Result<Vec<(&'static str, &'static str)>, ConfigError> {
+    let mut defaults = vec![("bind", DEFAULT_BIND)];
+    if let Some(workers) = env.get("WEB_CONCURRENCY") {
+        parse_workers(workers)
+            .map_err(|message| ConfigError::invalid("WEB_CONCURRENCY", message))?;
+        defaults.push(("workers", leak(workers.trim().to_string())));
+    }
+    if let Some(port) = env.get("PORT") {
+        let port: u16 = port.trim().parse().map_err(|_| {
+            ConfigError::invalid("PORT", format!("'{port}' is not a port number (0-65535)"))
+        })?;
+        defaults[0] = ("bind", leak(format!("0.0.0.0:{port}")));
+    }
+    if let Some(virtualenv) = env.get("VIRTUAL_ENV") {
+        defaults.push(("virtualenv", leak(virtualenv.to_string())));
+    }
+    Ok(defaults)
+}
+
+/// clap (without its `string` feature) takes defaults as `&'static str`.
+/// Settings are loaded once per process, so the few bytes leaked are bounded.
+fn leak(value: String) -> &'static str {
+    Box::leak(value.into_boxed_str())
+}
+
+/// Turns clap's rejection of one value into a one-line [`ConfigError`] that
+/// names the setting; anything else (usage errors, `--help`) stays clap's.
+fn from_clap_error(err: clap::Error) -> ConfigError {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let setting = match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => setting_name(arg),
+        _ => return ConfigError::CommandLine(err),
+    };
+    let message = match err.kind() {
+        ErrorKind::ValueValidation => match std::error::Error::source(&err) {
+            Some(source) => source.to_string(),
+            None => return ConfigError::CommandLine(err),
+        },
+        ErrorKind::InvalidValue => {
+            let value = match err.get(ContextKind::InvalidValue) {
+                Some(ContextValue::String(value)) => value.clone(),
+                _ => String::new(),
+            };
+            match err.get(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(valid)) => {
+                    format!("'{value}' is not one of {}", valid.join(", "))
+                }
+                _ if value.is_empty() => "a value is required".to_string(),
+                _ => format!("'{value}' is not a valid value"),
+            }
+        }
+        _ => return ConfigError::CommandLine(err),
+    };
+    ConfigError::invalid(&setting, message)
+}
+
+/// `--bind <ADDRESS>` → `--bind`; `<APP_MODULE>` → `APP_MODULE`.
+fn setting_name(clap_arg: &str) -> String {
+    let first = clap_arg.split_whitespace().next().unwrap_or(clap_arg);
+    first
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
+}
+
+/// `--workers`: a whole number, at least 1.
+fn parse_workers(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(0) => Err("'0' workers cannot serve: give 1 or more".to_string()),
+        Ok(count) => Ok(count),
+        Err(_) => Err(format!(
+            "'{text}' is not a whole number of workers (1 or more)"
+        )),
+    }
+}
+
+/// `--backlog`: a whole number, at least 1.
+fn parse_backlog(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(backlog) if backlog >= 1 => Ok(backlog),
+        _ => Err(format!(
+            "'{text}' is not a whole number of pending connections (1 or more)"
+        )),
+    }
+}
+
+/// `--log-level`: one of [`LOG_LEVELS`], any case; stored lowercase.
+fn parse_log_level(text: &str) -> Result<String, String> {
+    let level = text.trim().to_ascii_lowercase();
+    if LOG_LEVELS.contains(&level.as_str()) {
+        Ok(level)
+    } else {
+        Err(format!("'{text}' is not one of {}", LOG_LEVELS.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
+        Settings::from_args(std::iter::once("rgunicorn").chain(args.iter().copied()))
+    }
+
+    fn parse_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env = Environment::from_pairs(env.iter().copied());
+        Settings::from_sources(
+            std::iter::once("rgunicorn").chain(args.iter().copied()),
+            &env,
+        )
+    }
+
+    /// One table row: command line, environment, and what to expect.
+    type Case<'a, T> = (&'a [&'a str], &'a [(&'a str, &'a str)], T);
+
+    fn tcp(host: &str, port: u16) -> BindAddress {
+        BindAddress::Tcp {
+            host: host.to_string(),
+            port,
+        }
+    }
+
+    #[test]
+    fn defaults_match_gunicorn() {
+        let settings = parse(&["app:application"]).unwrap();
+        assert_eq!(settings.app.to_string(), "app:application");
+        assert_eq!(settings.workers, 1);
+        assert_eq!(settings.bind, vec![tcp("127.0.0.1", 8000)]);
+        assert_eq!(settings.backlog, 2048);
+        assert_eq!(settings.log_level, "info");
+        assert_eq!(settings.keepalive, 2);
+        assert_eq!(settings.worker_connections, 1000);
+        assert_eq!(settings.graceful_timeout, 30);
+        assert_eq!(settings.limit_request_line, 4094);
+        assert_eq!(settings.limit_request_fields, 100);
+        assert_eq!(settings.limit_request_field_size, 8190);
+        assert_eq!(settings.chdir, None);
+        assert!(settings.pythonpath.is_empty());
+        assert_eq!(settings.virtualenv, None);
+    }
+
+    #[test]
+    fn flags_set_their_fields() {
+        let settings = parse(&[
+            "-w",
+            "4",
+            "-b",
+            "0.0.0.0:9000",
+            "--bind",
+            "unix:/tmp/x.sock",
+            "--backlog",
+            "64",
+            "--chdir",
+            "/srv",
+            "--pythonpath",
+            "a,b",
+            "--virtualenv",
+            "/venv",
+            "--log-level",
+            "WARNING",
+            "--keep-alive",
+            "5",
+            "--worker-connections",
+            "10",
+            "--graceful-timeout",
+            "7",
+            "--limit-request-line",
+            "0",
+            "--limit-request-fields",
+            "20",
+            "--limit-request-field-size",
+            "100",
+            "pkg.mod:create_app()",
+        ])
+        .unwrap();
+        assert_eq!(settings.workers, 4);
+        assert_eq!(
+            settings.bind,
+            vec![
+                tcp("0.0.0.0", 9000),
+                BindAddress::Unix("/tmp/x.sock".into())
+            ]
+        );
+        assert_eq!(settings.backlog, 64);
+        assert_eq!(settings.chdir, Some(PathBuf::from("/srv")));
+        assert_eq!(
+            settings.pythonpath,
+            vec![PathBuf::from("a"), PathBuf::from("b")]
+        );
+        assert_eq!(settings.virtualenv, Some(PathBuf::from("/venv")));
+        assert_eq!(settings.log_level, "warning");
+        assert_eq!(settings.keepalive, 5);
+        assert_eq!(settings.worker_connections, 10);
+        assert_eq!(settings.graceful_timeout, 7);
+        assert_eq!(settings.limit_request_line, 0);
+        assert_eq!(settings.limit_request_fields, 20);
+        assert_eq!(settings.limit_request_field_size, 100);
+        assert_eq!(settings.app.module, "pkg.mod");
+        assert_eq!(settings.app.expression, "create_app()");
+    }
+
+    #[test]
+    fn environment_supplies_defaults_under_the_command_line() {
+        let cases: &[Case<(u32, BindAddress)>] = &[
+            (
+                &["a:b"],
+                &[("WEB_CONCURRENCY", "3")],
+                (3, tcp("127.0.0.1", 8000)),
+            ),
+            (
+                &["-w", "2", "a:b"],
+                &[("WEB_CONCURRENCY", "3")],
+                (2, tcp("127.0.0.1", 8000)),
+            ),
+            (&["a:b"], &[("PORT", "5000")], (1, tcp("0.0.0.0", 5000))),
+            (
+                &["-b", "127.0.0.1:1", "a:b"],
+                &[("PORT", "5000")],
+                (1, tcp("127.0.0.1", 1)),
+            ),
+            (
+                &["a:b"],
+                &[("PORT", ""), ("WEB_CONCURRENCY", "")],
+                (1, tcp("127.0.0.1", 8000)),
+            ),
+        ];
+        for (args, env, (workers, bind)) in cases {
+            let settings = parse_with_env(args, env).unwrap();
+            assert_eq!(settings.workers, *workers, "{args:?} {env:?}");
+            assert_eq!(settings.bind, vec![bind.clone()], "{args:?} {env:?}");
+        }
+        let settings = parse_with_env(&["a:b"], &[("VIRTUAL_ENV", "/venv")]).unwrap();
+        assert_eq!(settings.virtualenv, Some(PathBuf::from("/venv")));
+    }
+
+    #[test]
+    fn bad_values_give_one_line_naming_the_setting() {
+        let cases: &[Case<&str>] = &[
+            (
+                &["-b", "x:y", "a:b"],
+                &[],
+                "--bind: 'x:y' is not HOST:PORT, [V6]:PORT or unix:PATH (bad port 'y')",
+            ),
+            (&["--bind=::1", "a:b"], &[], "--bind: "),
+            (
+                &["-w", "0", "a:b"],
+                &[],
+                "--workers: '0' workers cannot serve",
+            ),
+            (
+                &["-w", "many", "a:b"],
+                &[],
+                "--workers: 'many' is not a whole number",
+            ),
+            (
+                &["--workers=-3", "a:b"],
+                &[],
+                "--workers: '-3' is not a whole number",
+            ),
+            (
+                &["a:b"],
+                &[("WEB_CONCURRENCY", "zero")],
+                "WEB_CONCURRENCY: 'zero' is not a whole number",
+            ),
+            (
+                &["a:b"],
+                &[("WEB_CONCURRENCY", "0")],
+                "WEB_CONCURRENCY: '0' workers",
+            ),
+            (
+                &["a:b"],
+                &[("PORT", "http")],
+                "PORT: 'http' is not a port number",
+            ),
+            (
+                &["a:b"],
+                &[("PORT", "70000")],
+                "PORT: '70000' is not a port number",
+            ),
+            (
+                &["--log-level", "loud", "a:b"],
+                &[],
+                "--log-level: 'loud' is not one of debug, info, warning, error, critical",
+            ),
+            (
+                &["--backlog", "0", "a:b"],
+                &[],
+                "--backlog: '0' is not a whole number",
+            ),
+            (
+                &["1nvalid:app"],
+                &[],
+                "APP_MODULE: '1nvalid:app' is not MODULE:VARIABLE",
+            ),
+            (&["mod:"], &[], "APP_MODULE: 'mod:' names no variable"),
+            (&["--keep-alive", "x", "a:b"], &[], "--keep-alive: "),
+        ];
+        for (args, env, expected) in cases {
+            let err = parse_with_env(args, env).expect_err(&format!("{args:?}"));
+            assert!(
+                matches!(err, ConfigError::Invalid { .. }),
+                "{args:?}: {err:?}"
+            );
+            let message = err.to_string();
+            assert!(message.starts_with(expected), "{args:?}: {message}");
+            assert!(!message.contains('\n'), "{args:?}: {message}");
+            assert_eq!(err.exit_code(), 1);
+        }
+    }
+
+    #[test]
+    fn malformed_command_lines_are_left_to_clap() {
+        let cases: &[(&[&str], i32)] = &[
+            (&[], 2),
+            (&["a:b", "--no-such-flag"], 2),
+            (&["a:b", "c:d"], 2),
+            (&["--help"], 0),
+            (&["--version"], 0),
+        ];
+        for (args, code) in cases {
+            let err = parse(args).expect_err(&format!("{args:?}"));
+            assert!(
+                matches!(err, ConfigError::CommandLine(_)),
+                "{args:?}: {err:?}"
+            );
+            assert_eq!(err.exit_code(), *code, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn clap_argument_names_become_setting_names() {
+        let cases = [
+            ("--bind <ADDRESS>", "--bind"),
+            ("--workers <INT>", "--workers"),
+            ("<APP_MODULE>", "APP_MODULE"),
+            ("--log-level", "--log-level"),
+        ];
+        for (clap_arg, expected) in cases {
+            assert_eq!(setting_name(clap_arg), expected);
+        }
+    }
+
+    #[test]
+    fn version_is_the_package_version() {
+        let err = parse(&["--version"]).unwrap_err();
+        let ConfigError::CommandLine(err) = err else {
+            panic!()
+        };
+        assert_eq!(err.to_string().trim(), "rgunicorn 0.1.0");
+    }
 }

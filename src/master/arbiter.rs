@@ -1,0 +1,646 @@
+//! The arbiter (gunicorn's name): forks the workers and keeps the right
+//! number of them alive. Its loop waits on the signal self-pipe (woken at
+//! least once a second), then acts: signals → reap → murder → manage.
+//!
+//! * A worker that exits with [`WORKER_BOOT_ERROR`] or [`APP_LOAD_ERROR`]
+//!   halts the server: respawning a broken app forever helps no one.
+//! * Any other death is replaced at once; a worker that keeps dying within a
+//!   second of boot is replaced with a growing delay.
+//! * No exit path leaves a worker behind: stops end with SIGKILL for the
+//!   stragglers, and dropping the arbiter kills and reaps whatever is left.
+//!
+//! The arbiter never touches Python; the child side of a fork only hands
+//! over to [`worker::run`] and `_exit`s with its code.
+
+use super::signals::{self, MasterSignal, SignalQueue};
+use super::sockets::BoundSockets;
+use crate::config::Settings;
+use crate::worker::{self, WorkerContext, APP_LOAD_ERROR, WORKER_BOOT_ERROR};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, getpid, pipe2, ForkResult, Pid};
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+/// The loop wakes at least this often even without signals.
+const TICK: Duration = Duration::from_secs(1);
+/// While stopping, how often to look for exited workers between signals.
+const STOP_TICK: Duration = Duration::from_millis(100);
+/// How long a fast stop (INT, QUIT) waits before SIGKILL.
+const FAST_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// A worker that dies sooner than this after boot is crash-looping.
+const QUICK_DEATH: Duration = Duration::from_secs(1);
+/// The first delay before replacing a crash-looping worker; it doubles with
+/// each further quick death, up to [`MAX_RESPAWN_DELAY`].
+const FIRST_RESPAWN_DELAY: Duration = Duration::from_millis(100);
+const MAX_RESPAWN_DELAY: Duration = Duration::from_secs(10);
+/// The most of a boot report the master reads.
+const BOOT_REPORT_LIMIT: u64 = 4096;
+
+/// Why the arbiter stopped with an error. Each message is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ArbiterError {
+    /// A worker exited with [`WORKER_BOOT_ERROR`]; the text is its report.
+    #[error("worker failed to boot: {0}")]
+    WorkerBoot(String),
+    /// A worker exited with [`APP_LOAD_ERROR`]; the text is its report.
+    #[error("worker failed to load the app: {0}")]
+    AppLoad(String),
+    /// Waiting for signals failed.
+    #[error("cannot wait for signals: {0}")]
+    Signals(io::Error),
+}
+
+impl ArbiterError {
+    /// The process exit code: the worker's own code for a halt, else 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ArbiterError::WorkerBoot(_) => WORKER_BOOT_ERROR,
+            ArbiterError::AppLoad(_) => APP_LOAD_ERROR,
+            ArbiterError::Signals(_) => 1,
+        }
+    }
+
+    /// gunicorn's `Reason:` line for a halt.
+    fn reason(&self) -> &'static str {
+        match self {
+            ArbiterError::WorkerBoot(_) => "Worker failed to boot.",
+            ArbiterError::AppLoad(_) => "App failed to load.",
+            ArbiterError::Signals(_) => "Signal handling failed.",
+        }
+    }
+}
+
+/// What the master knows of one live worker.
+#[derive(Debug)]
+struct WorkerRecord {
+    /// Spawn order: lower is older. TTOU and reloads retire the oldest.
+    age: u64,
+    booted_at: Instant,
+    /// Read end of the worker's boot-report pipe (non-blocking).
+    boot_report: OwnedFd,
+    /// When it was sent TERM to make room (TTOU, reload), if it was.
+    retiring_since: Option<Instant>,
+    /// Whether it has been sent SIGKILL.
+    killed: bool,
+}
+
+/// The master's supervisor of workers.
+pub struct Arbiter {
+    settings: Settings,
+    sockets: BoundSockets,
+    /// `None` only in a forked child, which drops the master's handlers.
+    signals: Option<SignalQueue>,
+    workers: BTreeMap<Pid, WorkerRecord>,
+    /// How many workers should be running (TTIN/TTOU change it).
+    num_workers: u32,
+    next_age: u64,
+    master_pid: Pid,
+    /// Consecutive deaths within [`QUICK_DEATH`] of boot.
+    quick_deaths: u32,
+    /// No worker is spawned (to replace a dead one) before this.
+    respawn_not_before: Option<Instant>,
+}
+
+impl Arbiter {
+    /// An arbiter for the bound `sockets`, with the master's signal handlers
+    /// already installed. Forks nothing yet.
+    pub fn new(settings: Settings, sockets: BoundSockets, signals: SignalQueue) -> Arbiter {
+        Arbiter {
+            num_workers: settings.workers.max(1),
+            settings,
+            sockets,
+            signals: Some(signals),
+            workers: BTreeMap::new(),
+            next_age: 0,
+            master_pid: getpid(),
+            quick_deaths: 0,
+            respawn_not_before: None,
+        }
+    }
+
+    /// Spawns the workers and supervises them until a stop signal (`Ok`) or
+    /// a halt (`Err`: a worker could not boot or load the app).
+    pub fn run(mut self) -> Result<(), ArbiterError> {
+        self.manage_workers();
+        loop {
+            let timeout = self.next_timeout();
+            let signals = self.wait_for_signals(timeout)?;
+            for (signal, name) in signals {
+                if signal != MasterSignal::Child {
+                    log::info!("Handling signal: {name}");
+                }
+                match signal {
+                    MasterSignal::GracefulStop => return self.stop(true),
+                    MasterSignal::FastStop => return self.stop(false),
+                    MasterSignal::HangUp => self.reload(),
+                    MasterSignal::IncreaseWorkers => self.num_workers += 1,
+                    MasterSignal::DecreaseWorkers if self.num_workers > 1 => self.num_workers -= 1,
+                    MasterSignal::DecreaseWorkers => log::info!("Keeping the last worker"),
+                    MasterSignal::ReopenLogs
+                    | MasterSignal::Upgrade
+                    | MasterSignal::WindowChange => {
+                        log::info!("Signal {name} is not supported yet; ignored")
+                    }
+                    MasterSignal::Child => {}
+                }
+            }
+            if let Some(failure) = self.reap_workers() {
+                return self.halt(failure);
+            }
+            self.murder_workers();
+            self.manage_workers();
+        }
+    }
+
+    /// The number of workers the arbiter is aiming for.
+    pub fn num_workers(&self) -> u32 {
+        self.num_workers
+    }
+
+    /// How long the loop may sleep: a tick, or less when a delayed respawn
+    /// is due sooner.
+    fn next_timeout(&self) -> Duration {
+        match self.respawn_not_before {
+            Some(at) => at
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(1), TICK),
+            None => TICK,
+        }
+    }
+
+    fn wait_for_signals(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Vec<(MasterSignal, &'static str)>, ArbiterError> {
+        match self.signals.as_mut() {
+            Some(signals) => Ok(signals
+                .wait(timeout)
+                .map_err(ArbiterError::Signals)?
+                .to_vec()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Spawns workers up to the wanted number (unless a crash-loop delay is
+    /// running) and retires the oldest beyond it.
+    fn manage_workers(&mut self) {
+        let mut active: Vec<(u64, Pid)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.retiring_since.is_none())
+            .map(|(pid, w)| (w.age, *pid))
+            .collect();
+        let wanted = self.num_workers as usize;
+        if active.len() > wanted {
+            active.sort();
+            let excess = active.len() - wanted;
+            for (_, pid) in active.into_iter().take(excess) {
+                self.retire_worker(pid);
+            }
+            return;
+        }
+        if let Some(at) = self.respawn_not_before {
+            if Instant::now() < at {
+                return;
+            }
+            self.respawn_not_before = None;
+        }
+        for _ in active.len()..wanted {
+            if let Err(e) = self.spawn_worker() {
+                log::error!(
+                    "Cannot spawn a worker: {e}; retrying in {}s",
+                    TICK.as_secs()
+                );
+                self.respawn_not_before = Some(Instant::now() + TICK);
+                return;
+            }
+        }
+    }
+
+    /// Forks one worker. The child never returns from here.
+    fn spawn_worker(&mut self) -> io::Result<()> {
+        let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        let _ = io::stderr().flush();
+        let blocked = signals::block_for_fork()?;
+        // SAFETY: the master is single-threaded, so the child starts with
+        // consistent locks and allocator state. The child only drops master
+        // state, runs the worker and `_exit`s; it never returns into the
+        // master's loop.
+        let forked = unsafe { fork() };
+        let forked = match forked {
+            Ok(forked) => forked,
+            Err(e) => {
+                blocked.restore();
+                return Err(e.into());
+            }
+        };
+        match forked {
+            ForkResult::Parent { child } => {
+                blocked.restore();
+                drop(report_write);
+                self.next_age += 1;
+                self.workers.insert(
+                    child,
+                    WorkerRecord {
+                        age: self.next_age,
+                        booted_at: Instant::now(),
+                        boot_report: report_read,
+                        retiring_since: None,
+                        killed: false,
+                    },
+                );
+                log::info!("Booting worker with pid: {child}");
+                Ok(())
+            }
+            ForkResult::Child => {
+                drop(report_read);
+                drop(self.signals.take());
+                blocked.reset_in_child();
+                let code = self.become_worker(report_write);
+                let _ = io::stderr().flush();
+                // SAFETY: `_exit` ends the child without running the master's
+                // atexit handlers or destructors (which would kill "its"
+                // workers or unlink the master's unix sockets).
+                unsafe { libc::_exit(code) }
+            }
+        }
+    }
+
+    /// The child side of a fork (signal handling already reset): lets go of
+    /// the other workers' pipes, then runs the worker. Returns its exit code.
+    fn become_worker(&mut self, boot_report: OwnedFd) -> i32 {
+        self.workers.clear();
+        let context = WorkerContext {
+            settings: &self.settings,
+            listeners: self.sockets.listeners(),
+            boot_report,
+            master_pid: self.master_pid.as_raw(),
+        };
+        // A panic must never unwind into the copy of the master's loop: it
+        // ends this worker with a plain failure code (replaced, not halted).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker::run(context))).unwrap_or(1)
+    }
+
+    /// Collects every exited worker. Returns the first boot or app-load
+    /// failure among them (which halts the server), reaping the rest anyway.
+    fn reap_workers(&mut self) -> Option<ArbiterError> {
+        let mut failure = None;
+        loop {
+            let (pid, code, signal) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, Some(code), None),
+                Ok(WaitStatus::Signaled(pid, signal, _)) => (pid, None, Some(signal)),
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return failure,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    log::error!("waitpid failed: {e}");
+                    return failure;
+                }
+            };
+            let Some(record) = self.workers.remove(&pid) else {
+                continue;
+            };
+            let outcome = self.on_worker_exit(pid, record, code, signal);
+            if failure.is_none() {
+                failure = outcome;
+            }
+        }
+    }
+
+    /// Logs one worker's end; returns a halt if it could not boot.
+    fn on_worker_exit(
+        &mut self,
+        pid: Pid,
+        record: WorkerRecord,
+        code: Option<i32>,
+        signal: Option<Signal>,
+    ) -> Option<ArbiterError> {
+        match (code, signal) {
+            (Some(0), _) => log::debug!("Worker (pid:{pid}) exited"),
+            (Some(code), _) => log::error!("Worker (pid:{pid}) exited with code {code}"),
+            (None, Some(Signal::SIGKILL)) if record.killed => {
+                log::debug!("Worker (pid:{pid}) was sent SIGKILL by the master")
+            }
+            (None, Some(Signal::SIGKILL)) => {
+                log::error!("Worker (pid:{pid}) was sent SIGKILL! Perhaps out of memory?")
+            }
+            (None, Some(signal)) => log::error!("Worker (pid:{pid}) was sent {}!", signal.as_str()),
+            (None, None) => {}
+        }
+        if record.retiring_since.is_none() {
+            match code {
+                Some(WORKER_BOOT_ERROR) => {
+                    return Some(ArbiterError::WorkerBoot(read_boot_report(record)))
+                }
+                Some(APP_LOAD_ERROR) => {
+                    return Some(ArbiterError::AppLoad(read_boot_report(record)))
+                }
+                _ => self.note_unexpected_death(pid, &record),
+            }
+        }
+        None
+    }
+
+    /// Tracks crash loops: a worker dying within [`QUICK_DEATH`] of boot
+    /// delays the next spawn, more with each consecutive quick death.
+    fn note_unexpected_death(&mut self, pid: Pid, record: &WorkerRecord) {
+        let lived = record.booted_at.elapsed();
+        if lived >= QUICK_DEATH {
+            self.quick_deaths = 0;
+            return;
+        }
+        if self
+            .respawn_not_before
+            .is_some_and(|at| at > Instant::now())
+        {
+            return; // several workers died together: one step of delay per batch
+        }
+        self.quick_deaths += 1;
+        let Some(delay) = respawn_delay(self.quick_deaths) else {
+            return;
+        };
+        log::warn!(
+            "Worker (pid:{pid}) died {} ms after boot; waiting {:.1}s before booting another",
+            lived.as_millis(),
+            delay.as_secs_f64()
+        );
+        let at = Instant::now() + delay;
+        self.respawn_not_before = Some(
+            self.respawn_not_before
+                .map_or(at, |current| current.max(at)),
+        );
+    }
+
+    /// SIGKILLs retiring workers that outlived the graceful timeout.
+    fn murder_workers(&mut self) {
+        let timeout = Duration::from_secs(self.settings.graceful_timeout);
+        let overdue: Vec<Pid> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| {
+                !w.killed
+                    && w.retiring_since
+                        .is_some_and(|since| since.elapsed() >= timeout)
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in overdue {
+            log::warn!(
+                "Worker (pid:{pid}) did not stop in {}s; killing it",
+                timeout.as_secs()
+            );
+            self.kill_worker(pid, Signal::SIGKILL);
+        }
+    }
+
+    /// TERMs one worker to make room; it is reaped when it exits.
+    fn retire_worker(&mut self, pid: Pid) {
+        if let Some(record) = self.workers.get_mut(&pid) {
+            record.retiring_since = Some(Instant::now());
+        }
+        log::debug!("Retiring worker (pid:{pid})");
+        self.kill_worker(pid, Signal::SIGTERM);
+    }
+
+    /// HUP: a new set of workers, then a graceful stop of the old ones.
+    fn reload(&mut self) {
+        log::info!("Hang up: Master");
+        let old: Vec<Pid> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.retiring_since.is_none())
+            .map(|(pid, _)| *pid)
+            .collect();
+        for _ in 0..self.num_workers {
+            if let Err(e) = self.spawn_worker() {
+                log::error!("Cannot spawn a worker: {e}; keeping the old workers");
+                return;
+            }
+        }
+        for pid in old {
+            self.retire_worker(pid);
+        }
+    }
+
+    /// Sends `signal` to one worker; a worker already gone is not an error.
+    fn kill_worker(&mut self, pid: Pid, signal: Signal) {
+        match kill(pid, signal) {
+            Ok(()) => {
+                if signal == Signal::SIGKILL {
+                    if let Some(record) = self.workers.get_mut(&pid) {
+                        record.killed = true;
+                    }
+                }
+            }
+            Err(Errno::ESRCH) => {}
+            Err(e) => log::error!("Cannot send {} to worker (pid:{pid}): {e}", signal.as_str()),
+        }
+    }
+
+    fn kill_workers(&mut self, signal: Signal) {
+        let pids: Vec<Pid> = self.workers.keys().copied().collect();
+        for pid in pids {
+            self.kill_worker(pid, signal);
+        }
+    }
+
+    /// TERM (graceful) or INT/QUIT (fast): stops every worker and returns.
+    fn stop(mut self, graceful: bool) -> Result<(), ArbiterError> {
+        self.stop_workers(graceful);
+        log::info!("Shutting down: Master");
+        Ok(())
+    }
+
+    /// A worker could not boot: stops the others and returns the failure.
+    fn halt(mut self, failure: ArbiterError) -> Result<(), ArbiterError> {
+        self.stop_workers(true);
+        log::info!("Shutting down: Master");
+        log::info!("Reason: {}", failure.reason());
+        Err(failure)
+    }
+
+    /// Sends TERM (graceful) or QUIT (fast) to every worker, waits for them
+    /// up to the graceful timeout (fast: at most [`FAST_STOP_TIMEOUT`]), then
+    /// SIGKILLs and reaps the rest. An INT or QUIT during a graceful stop
+    /// turns it into a fast one.
+    fn stop_workers(&mut self, graceful: bool) {
+        let graceful_timeout = Duration::from_secs(self.settings.graceful_timeout);
+        let (signal, timeout) = if graceful {
+            (Signal::SIGTERM, graceful_timeout)
+        } else {
+            (Signal::SIGQUIT, graceful_timeout.min(FAST_STOP_TIMEOUT))
+        };
+        self.kill_workers(signal);
+        let mut deadline = Instant::now() + timeout;
+        self.reap_workers();
+        while !self.workers.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let signals = self
+                .wait_for_signals(left.min(STOP_TICK))
+                .unwrap_or_default();
+            if signals.iter().any(|(s, _)| *s == MasterSignal::FastStop) {
+                log::info!("Handling signal: quit");
+                self.kill_workers(Signal::SIGQUIT);
+                deadline = deadline.min(Instant::now() + FAST_STOP_TIMEOUT);
+            }
+            self.reap_workers();
+        }
+        if !self.workers.is_empty() {
+            log::warn!(
+                "{} worker(s) still running after {:.1}s; sending SIGKILL",
+                self.workers.len(),
+                timeout.as_secs_f64()
+            );
+        }
+        self.kill_remaining_workers();
+    }
+
+    /// SIGKILLs every worker still known and waits for each (blocking: a
+    /// SIGKILLed process always ends).
+    fn kill_remaining_workers(&mut self) {
+        if self.workers.is_empty() {
+            return;
+        }
+        self.kill_workers(Signal::SIGKILL);
+        let pids: Vec<Pid> = self.workers.keys().copied().collect();
+        for pid in pids {
+            loop {
+                match waitpid(pid, None) {
+                    Err(Errno::EINTR) => continue,
+                    Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+            self.workers.remove(&pid);
+        }
+    }
+}
+
+impl Drop for Arbiter {
+    /// The last line of defence against orphans: on any path out of the
+    /// master (an error, a panic) the remaining workers are killed and reaped.
+    /// A forked child never gets here (it `_exit`s), and is checked anyway.
+    fn drop(&mut self) {
+        if getpid() == self.master_pid {
+            self.kill_remaining_workers();
+        }
+    }
+}
+
+/// The delay before the next spawn after `quick_deaths` consecutive quick
+/// deaths: none for the first (a one-off crash is replaced at once), then
+/// doubling from [`FIRST_RESPAWN_DELAY`] up to [`MAX_RESPAWN_DELAY`].
+fn respawn_delay(quick_deaths: u32) -> Option<Duration> {
+    if quick_deaths < 2 {
+        return None;
+    }
+    let doublings = (quick_deaths - 2).min(16);
+    Some(
+        FIRST_RESPAWN_DELAY
+            .saturating_mul(1 << doublings)
+            .min(MAX_RESPAWN_DELAY),
+    )
+}
+
+/// The first non-empty line a failed worker wrote to its boot-report pipe.
+fn read_boot_report(record: WorkerRecord) -> String {
+    let mut bytes = Vec::new();
+    // The pipe is non-blocking: whatever was written is there (the worker
+    // has exited); an error (WouldBlock if a grandchild still holds the
+    // write end) just ends the read with what we have.
+    let _ = std::fs::File::from(record.boot_report)
+        .take(BOOT_REPORT_LIMIT)
+        .read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("(the worker reported nothing; see the log above)")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn respawn_delay_grows_and_is_capped() {
+        let cases: &[(u32, Option<u64>)] = &[
+            (0, None),
+            (1, None),
+            (2, Some(100)),
+            (3, Some(200)),
+            (4, Some(400)),
+            (8, Some(6400)),
+            (9, Some(10_000)),
+            (40, Some(10_000)),
+        ];
+        for (deaths, millis) in cases {
+            assert_eq!(
+                respawn_delay(*deaths),
+                millis.map(Duration::from_millis),
+                "{deaths}"
+            );
+        }
+    }
+
+    fn record_with_report(report: &[u8]) -> WorkerRecord {
+        let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
+        std::fs::File::from(write).write_all(report).unwrap();
+        WorkerRecord {
+            age: 1,
+            booted_at: Instant::now(),
+            boot_report: read,
+            retiring_since: None,
+            killed: false,
+        }
+    }
+
+    #[test]
+    fn boot_report_is_its_first_non_empty_line() {
+        let cases: &[(&[u8], &str)] = &[
+            (
+                b"ModuleNotFoundError: No module named 'nope'\n",
+                "ModuleNotFoundError: No module named 'nope'",
+            ),
+            (b"\n  first  \nsecond\n", "first"),
+            (b"no newline", "no newline"),
+            (b"", "(the worker reported nothing; see the log above)"),
+        ];
+        for (report, expected) in cases {
+            assert_eq!(read_boot_report(record_with_report(report)), *expected);
+        }
+    }
+
+    #[test]
+    fn boot_report_read_does_not_block_while_a_writer_is_open() {
+        let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
+        let mut writer = std::fs::File::from(write);
+        writer.write_all(b"partial line").unwrap();
+        let record = WorkerRecord {
+            age: 1,
+            booted_at: Instant::now(),
+            boot_report: read,
+            retiring_since: None,
+            killed: false,
+        };
+        assert_eq!(read_boot_report(record), "partial line");
+    }
+
+    #[test]
+    fn halts_exit_with_the_workers_code() {
+        assert_eq!(ArbiterError::WorkerBoot(String::new()).exit_code(), 3);
+        assert_eq!(ArbiterError::AppLoad(String::new()).exit_code(), 4);
+        assert_eq!(
+            ArbiterError::AppLoad("ModuleNotFoundError: No module named 'nope'".into()).to_string(),
+            "worker failed to load the app: ModuleNotFoundError: No module named 'nope'"
+        );
+    }
+}
