@@ -179,7 +179,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else p
     done
     echo
     echo "gunicorn's sync worker closes every connection, so its keep-alive rows"
-    echo "measure new connections too. Raw wrk output of the last run is in"
-    echo "\`target/bench-logs/wrk.log\`."
+    echo "measure new connections too. wrk runs on the same 2 cores as the server,"
+    echo "and the machine may be shared: expect run-to-run variation of tens of"
+    echo "percent, and compare ratios from one run. Raw wrk output of the last run"
+    echo "is in \`target/bench-logs/wrk.log\`."
 } >"$OUT"
 echo "bench: wrote $OUT" >&2
