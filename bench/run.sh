@@ -9,7 +9,10 @@
 # mean and p99 latency, and the peak RSS (VmHWM) of the worker processes.
 # Ratios are rgunicorn / gunicorn-sync measured in the same run.
 #
-# Usage: bench/run.sh [DURATION_SECONDS]   (default 10; CONNECTIONS=64 env)
+# Each figure is the median (by requests/s) of REPEAT runs.
+#
+# Usage: bench/run.sh [DURATION_SECONDS]   (default 10; env CONNECTIONS=64,
+#        WRK_THREADS=2, REPEAT=3)
 # Needs: wrk (apt), gunicorn (pip, into target/bench-venv). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +20,7 @@ ROOT=$PWD
 DURATION=${1:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${WRK_THREADS:-2}
+REPEAT=${REPEAT:-3}
 PYTHON=${PYO3_PYTHON:-python3}
 APP=examples.hello:application
 OUT=docs/benchmarks.md
@@ -119,8 +123,16 @@ run_wrk() {
     echo "${reqs:-0}|${avg}|${p99}|${errors:-none}"
 }
 
+# median_wrk PORT MODE: REPEAT runs, the one with the median requests/s.
+median_wrk() {
+    local runs=()
+    for _ in $(seq "$REPEAT"); do runs+=("$(run_wrk "$1" "$2")"); done
+    printf '%s\n' "${runs[@]}" | sort -t'|' -k1,1 -g | sed -n "$(((REPEAT + 1) / 2))p"
+}
+
 declare -A RESULT
 : >"$LOGDIR/wrk.log"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 bench_server() {
     local name=$1
     shift
@@ -128,8 +140,8 @@ bench_server() {
     port=$(free_port)
     start_server "$name" "$port" "$@" --bind "127.0.0.1:$port" "$APP"
     run_wrk "$port" keepalive >/dev/null # warm-up, not recorded
-    RESULT[$name,keepalive]=$(run_wrk "$port" keepalive)
-    RESULT[$name,close]=$(run_wrk "$port" close)
+    RESULT[$name,keepalive]=$(median_wrk "$port" keepalive)
+    RESULT[$name,close]=$(median_wrk "$port" close)
     RESULT[$name,rss]=$(peak_rss)
     stop_server
     echo "bench: $name done: ${RESULT[$name,keepalive]} / ${RESULT[$name,close]} / rss ${RESULT[$name,rss]}" >&2
@@ -149,10 +161,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else p
     echo "one server at a time on 127.0.0.1, measured by \`bench/run.sh\` in one run."
     echo
     echo "* date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "* load average before the run (other work on the machine): $LOAD_BEFORE"
     echo "* machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
     echo "* rgunicorn: $("$RGUNICORN" --version 2>/dev/null || echo unknown), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), release build"
     echo "* gunicorn: $("$VENV/bin/gunicorn" --version 2>/dev/null), Python $("$PYTHON" -c 'import platform; print(platform.python_version())')"
-    echo "* load: \`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency\` (plus \`-H 'Connection: close'\` for the close rows), after a ${DURATION}s warm-up; wrk shares the 2 cores with the server"
+    echo "* load: \`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency\` (plus \`-H 'Connection: close'\` for the close rows), median of $REPEAT runs each, after a ${DURATION}s warm-up; wrk shares the 2 cores with the server"
     echo
     echo "| server | connection | requests/s | mean latency (ms) | p99 latency (ms) | errors |"
     echo "| --- | --- | ---: | ---: | ---: | --- |"
@@ -162,6 +175,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else p
             echo "| $name | $mode | $(field "$r" 1) | $(field "$r" 2) | $(field "$r" 3) | $(field "$r" 4) |"
         done
     done
+    echo
+    echo "Peak RSS is VmHWM after all runs; for rgunicorn it is set by the bursts of"
+    echo "new connections in the close runs (its steady RSS stays near the idle size)."
     echo
     echo "| server | peak RSS, largest worker (MiB) | peak RSS, all workers (MiB) |"
     echo "| --- | ---: | ---: |"

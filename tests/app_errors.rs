@@ -24,6 +24,8 @@ fn assert_closed_exactly_once(server: &Server, log: &Path) {
         query_escape(&ok_log.display().to_string())
     ));
     assert_eq!(next.status, 200, "worker stopped serving");
+    // A second close() would come from the same worker right after the
+    // first: give it a moment to show up (an absence cannot be awaited).
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         read_lines(log),

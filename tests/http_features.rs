@@ -277,6 +277,7 @@ fn request_split_across_many_writes_is_assembled() {
     let raw = b"POST /?method=read HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789";
     for byte in raw.iter() {
         client.send(std::slice::from_ref(byte));
+        // Pacing, so the bytes arrive in separate segments.
         std::thread::sleep(Duration::from_millis(1));
     }
     let response = client.read_response();
@@ -332,7 +333,10 @@ fn slow_reader_does_not_block_the_worker_or_grow_it_unboundedly() {
         query_escape(&log.display().to_string())
     );
     stalled.send(request.as_bytes());
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !stalled.is_closed_within(Duration::from_secs(10)),
+        "no response started"
+    );
     // The single worker still answers others.
     let other_log = dir.join("other.log");
     let other = server.get(&format!(
@@ -363,7 +367,6 @@ fn partial_request_does_not_block_the_worker() {
     partial.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Half: ");
     let mut half_body = server.connect();
     half_body.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part");
-    std::thread::sleep(Duration::from_millis(200));
     for _ in 0..3 {
         assert_eq!(
             server.get("/").status,
@@ -388,7 +391,6 @@ fn client_disconnect_during_the_body_leaves_the_worker_serving() {
         client.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n");
         client.send(&pattern(1000));
     }
-    std::thread::sleep(Duration::from_millis(200));
     let response = server.post("/", b"after the disconnects");
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), python_digest(b"after the disconnects"));

@@ -212,8 +212,8 @@ fn two_workers_serve_concurrently() {
     assert_ne!(pids[0], pids[1]);
     // Keep one worker busy in the app; the other must answer meanwhile.
     let mut slow = server.connect();
-    slow.send(b"GET /?sleep=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    std::thread::sleep(Duration::from_millis(300));
+    slow.send(b"GET /?errors=slow-request-started&sleep=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(server.wait_for_log("slow-request-started", Duration::from_secs(10)));
     let started = Instant::now();
     let fast = server.get("/fast");
     assert_eq!(fast.status, 200);
