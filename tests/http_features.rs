@@ -518,3 +518,104 @@ fn chunked_body_is_read_correctly_by_every_input_method() {
         assert_eq!(response.body, body, "{method}");
     }
 }
+
+#[test]
+fn spooled_body_is_read_correctly_line_by_line() {
+    let server = Server::start("input_methods:application");
+    let body: Vec<u8> = (0..120_000)
+        .flat_map(|i| format!("line number {i}\n").into_bytes())
+        .collect();
+    assert!(body.len() > 2 * 1024 * 1024);
+    for method in ["readline", "readline_n", "mixed"] {
+        let mut raw = format!(
+            "POST /?method={method}&n=5000 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(&body);
+        let mut client = server.connect();
+        client.send(&raw);
+        let response = client.read_response();
+        assert_eq!(response.status, 200, "{method}: {}", server.log());
+        assert!(response.body == body, "{method}: body differs");
+        client.send(b"GET /?method=read HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert_eq!(
+            client.read_response().status,
+            200,
+            "{method}: request after a spooled body"
+        );
+    }
+}
+
+#[test]
+fn expect_continue_with_a_spooled_body_works() {
+    let server = Server::start("input_methods:digest");
+    let body = pattern(5 * 1024 * 1024);
+    let mut client = server.connect();
+    client.send(
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(client.read_response().status, 100);
+    client.send(&body);
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), python_digest(&body));
+}
+
+#[test]
+fn large_unread_body_is_discarded_or_the_connection_closed_cleanly() {
+    let server = Server::start("input_methods:ignore_body");
+    let body = pattern(3 * 1024 * 1024);
+    let mut raw = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    let mut client = server.connect();
+    let writer = {
+        let mut raw = raw.clone();
+        raw.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        raw
+    };
+    // The server may answer before the whole body is sent and close: a
+    // failed write is then fine.
+    let _ = client.try_send(&writer);
+    assert_eq!(client.read_response().text(), "ignored");
+    match client.try_read_response_to("GET") {
+        Ok(second) => assert_eq!(second.text(), "ignored", "body bytes taken as a request"),
+        Err(support::client::ReadError::Closed { partial }) => {
+            assert!(
+                partial.is_empty(),
+                "garbage after the response: {:?}",
+                String::from_utf8_lossy(&partial)
+            )
+        }
+        Err(other) => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn post_with_empty_body_is_served() {
+    let server = Server::start("input_methods:application");
+    let response = server.post("/?method=read", b"");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"");
+}
+
+#[test]
+fn head_request_to_a_write_callable_app_sends_no_body() {
+    let server = Server::start("responses:write_callable");
+    let mut client = server.connect();
+    client.send(
+        b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(client.read_response_to("HEAD").status, 200);
+    let get = client.read_response();
+    assert_eq!(get.status, 200, "HEAD left body bytes on the wire");
+    assert_eq!(get.text(), "Hello, write() world\n");
+}
