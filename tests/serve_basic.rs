@@ -386,3 +386,25 @@ fn several_binds_all_serve() {
     unix.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(unix.read_response().text(), HELLO);
 }
+
+#[test]
+fn log_level_warning_hides_info_lines() {
+    let server = ServerBuilder::new("hello:application")
+        .arg("--log-level")
+        .arg("warning")
+        .spawn();
+    let address = server.address().clone();
+    let served = support::wait_until(support::BOOT_TIMEOUT, || {
+        let support::server::Address::Tcp(addr) = &address else {
+            return false;
+        };
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    assert!(served, "server did not come up; log:\n{}", server.log());
+    assert_eq!(server.get("/").text(), HELLO);
+    assert!(
+        !server.log().contains("[INFO]"),
+        "INFO lines at --log-level warning:\n{}",
+        server.log()
+    );
+}
