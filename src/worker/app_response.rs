@@ -392,7 +392,6 @@ impl AppResponse {
     }
 }
 
-
 /// The size of the regular file behind `fd`, if it is one.
 fn file_size(fd: RawFd) -> Option<u64> {
     // SAFETY: fstat writes into a zeroed, properly sized stat buffer; `fd`
