@@ -9,6 +9,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
+pub mod heartbeat;
 pub mod http;
 pub mod listener;
 pub mod logging;

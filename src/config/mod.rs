@@ -156,6 +156,22 @@ pub struct Settings {
     /// it is disconnected.
     #[arg(long = "send-timeout", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub send_timeout: u64,
+
+    /// Workers silent for more than this many seconds (stuck in the
+    /// application) are killed and replaced, after logging where they were
+    /// stuck (0 = never). Booting does not count.
+    #[arg(short = 't', long = "timeout", value_name = "INT", default_value_t = 30)]
+    pub timeout: u64,
+
+    /// A worker is replaced after serving this many requests (0 = never),
+    /// to limit the damage of memory leaks.
+    #[arg(long = "max-requests", value_name = "INT", default_value_t = 0)]
+    pub max_requests: u64,
+
+    /// A random number of extra requests, up to this, added to
+    /// `--max-requests` per worker so workers do not all restart together.
+    #[arg(long = "max-requests-jitter", value_name = "INT", default_value_t = 0)]
+    pub max_requests_jitter: u64,
 }
 
 /// Why the settings could not be loaded.

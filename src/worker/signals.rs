@@ -31,7 +31,8 @@ const CAUGHT: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, li
 
 /// Signals whose disposition goes back to the default after fork (the master
 /// handles them; in a worker they should not reach the master's handler).
-const RESET_TO_DEFAULT: [libc::c_int; 6] = [
+const RESET_TO_DEFAULT: [libc::c_int; 7] = [
+    libc::SIGABRT,
     libc::SIGHUP,
     libc::SIGCHLD,
     libc::SIGTTIN,
