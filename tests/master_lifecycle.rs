@@ -601,12 +601,14 @@ fn start_slow_request(server: &Server, seconds: u32) -> std::thread::JoinHandle<
         "GET /sleep?{seconds} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         let _ = stream.read_to_end(&mut Vec::new());
-    })
+    });
+    server.wait_for_line("hello_master: sleeping in pid");
+    reader
 }
 
 #[test]
@@ -658,5 +660,22 @@ fn int_during_a_graceful_stop_makes_it_fast() {
         "{:?}",
         stopping.elapsed()
     );
+    request.join().unwrap();
+}
+
+#[test]
+fn a_retired_worker_that_outlives_the_graceful_timeout_is_killed() {
+    let server = Server::start(&["-w", "1", "--graceful-timeout", "1"]);
+    let busy = server.wait_for_boots(1)[0];
+    let request = start_slow_request(&server, 20);
+    server.signal(Signal::SIGTTIN);
+    let fresh = server.wait_for_boots(2)[1];
+    server.signal(Signal::SIGTTOU);
+    server.wait_for_line(&format!(
+        "Worker (pid:{busy}) did not stop in 1s; killing it"
+    ));
+    wait_until_gone(busy, &server.log);
+    assert!(is_alive(fresh));
+    assert_eq!(server.serving_pid(), fresh);
     request.join().unwrap();
 }
