@@ -7,15 +7,17 @@
 //! (Debian's `/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0` beside a pyenv
 //! build, say), the loader would pick the system one and the worker would run
 //! a different interpreter than `python3`. We add an rpath to `LIBDIR` and
-//! record the interpreter's identity so the worker can verify at start-up that
-//! the library it actually loaded is the one it was built for.
+//! record the interpreter's identity (its real executable, libpython path,
+//! version, and whether libpython is linked shared) so the worker can verify
+//! at start-up that the library it actually loaded is the one it was built
+//! for (`src/worker/wsgi/interpreter.rs`).
 
 use std::process::Command;
 
 /// Asks the build interpreter for the facts the worker checks at run time.
 const PROBE: &str = r#"
-import sys, sysconfig
-print(sys.executable)
+import os, sys, sysconfig
+print(os.path.realpath(sys.executable))
 print(sysconfig.get_config_var("LIBDIR") or "")
 print(sysconfig.get_config_var("LDLIBRARY") or "")
 print(sys.version.replace("\n", " "))
@@ -26,9 +28,9 @@ fn main() {
     pyo3_build_config::use_pyo3_cfgs();
     let config = pyo3_build_config::get();
     let executable = config
-        .executable
-        .clone()
-        .expect("pyo3 found no Python executable; set PYO3_PYTHON");
+        .executable()
+        .expect("pyo3 found no Python executable; set PYO3_PYTHON")
+        .to_string();
     let output = Command::new(&executable)
         .args(["-c", PROBE])
         .output()
@@ -52,6 +54,10 @@ fn main() {
     println!("cargo:rustc-env=RGUNICORN_PYTHON_LDLIBRARY={ldlibrary}");
     println!("cargo:rustc-env=RGUNICORN_PYTHON_VERSION={version}");
     println!("cargo:rustc-env=RGUNICORN_PYTHON_SHORT_VERSION={short_version}");
+    // Whether pyo3 links libpython as a shared library: when it is linked
+    // statically there is no separate library to verify at run time.
+    let shared = if config.shared() { "1" } else { "0" };
+    println!("cargo:rustc-env=RGUNICORN_PYTHON_SHARED={shared}");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     println!("cargo:rerun-if-env-changed=VIRTUAL_ENV");
     println!("cargo:rerun-if-changed=build.rs");

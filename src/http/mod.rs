@@ -4,6 +4,22 @@
 //! This module owns bytes only. It knows nothing of Python, sockets or
 //! processes: callers hand it buffers and get back spans (offsets into those
 //! buffers), decisions and bytes to send.
+//!
+//! ```
+//! use rgunicorn::http::{parse_head, BodyFraming, Limits, RequestHead, Status};
+//!
+//! let buf = b"POST /hello?x=1 HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2\r\n\r\nhi";
+//! let mut head = RequestHead::default();
+//! // A prefix is not an error, just not enough.
+//! assert_eq!(parse_head(&buf[..20], &mut head, &Limits::default()), Ok(Status::Partial));
+//! let Ok(Status::Complete(head_len)) = parse_head(buf, &mut head, &Limits::default()) else {
+//!     panic!("a valid head")
+//! };
+//! assert_eq!(head.path.get(buf), b"/hello");
+//! assert_eq!(head.query.get(buf), b"x=1");
+//! assert_eq!(head.framing, BodyFraming::Length(2));
+//! assert_eq!(&buf[head_len..], b"hi");
+//! ```
 
 mod chunked;
 mod date;
@@ -17,6 +33,6 @@ pub use date::HttpDate;
 pub use error::ParseError;
 pub use parser::{parse_head, BodyFraming, HeaderSpan, Limits, RequestHead, Span, Status, Version};
 pub use response::{
-    begin_response, write_chunk, write_error_response, write_last_chunk, ResponseFraming,
-    CONTINUE_100,
+    begin_response, reason_phrase, write_chunk, write_chunk_header, write_error_response,
+    write_last_chunk, ResponseFraming, CONTINUE_100, SERVER_NAME,
 };

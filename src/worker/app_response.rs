@@ -288,7 +288,7 @@ impl AppResponse {
                 self.length_left -= allowed as u64;
             }
             ResponseFraming::Chunked => {
-                out.append_with(|buf| write_chunk_header(buf, data.len() as u64));
+                out.append_with(|buf| http::write_chunk_header(buf, data.len() as u64));
                 out.push_bytes(item);
                 out.push_slice(b"\r\n");
             }
@@ -306,7 +306,7 @@ impl AppResponse {
             ResponseFraming::NoBody => *remaining = 0,
             ResponseFraming::Length(n) => *remaining = (*remaining).min(n),
             ResponseFraming::Chunked if *remaining > 0 => {
-                out.append_with(|buf| write_chunk_header(buf, *remaining))
+                out.append_with(|buf| http::write_chunk_header(buf, *remaining))
             }
             ResponseFraming::Chunked | ResponseFraming::Close => {}
         }
@@ -390,13 +390,6 @@ impl AppResponse {
             Err(_) => {}
         }
     }
-}
-
-/// Appends a chunk-size line (`1A2B\r\n`) for a chunk of `len` bytes.
-// TODO(http merge): move beside `http::write_chunk`.
-fn write_chunk_header(buf: &mut Vec<u8>, len: u64) {
-    use std::io::Write;
-    let _ = write!(buf, "{len:X}\r\n");
 }
 
 /// The size of the regular file behind `fd`, if it is one.

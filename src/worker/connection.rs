@@ -374,8 +374,10 @@ impl Connection {
                 response.close(py);
                 self.log_app_error(py, &error);
                 if head_sent {
-                    // The client has a partial response: all we can do is close.
-                    Step::Close
+                    // The client has part of the response: send what is
+                    // queued, then close so it sees the response end early.
+                    self.begin_closing(shared);
+                    Step::Continue
                 } else {
                     self.fail(shared, 500);
                     Step::Continue

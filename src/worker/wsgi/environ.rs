@@ -1,10 +1,36 @@
 //! The PEP 3333 environ: a per-worker template dict of constant keys, copied
 //! per request and filled from the parsed request head.
+//!
+//! Keys are interned Python strings (the common `HTTP_*` keys too), values
+//! are decoded latin-1 straight from the connection's buffer, and the only
+//! Rust-side buffer is one scratch `Vec` reused by every request (for
+//! `HTTP_*` key names and the percent-decoded path).
+//!
+//! Decisions, following gunicorn where PEP 3333 leaves room:
+//! * `PATH_INFO` is the path percent-decoded to bytes, then latin-1 decoded
+//!   (PEP 3333); when `SCRIPT_NAME` (from the environment, trailing `/`
+//!   dropped) is a prefix of the decoded path at a `/` boundary, it is
+//!   stripped from `PATH_INFO`. `SCRIPT_NAME` is latin-1 decoded too.
+//! * `SERVER_NAME`/`SERVER_PORT` come from the request's host (`name[:port]`,
+//!   `[v6]:port` keeping the brackets; port `80` when none is given), else
+//!   from the local endpoint (for a unix socket: both empty).
+//! * For a unix-socket peer `REMOTE_ADDR` is `''` and `REMOTE_PORT` is not
+//!   set (what gunicorn reports).
+//! * `CONTENT_TYPE`/`CONTENT_LENGTH` never appear as `HTTP_CONTENT_*`; a
+//!   chunked body, complete before the app runs, gets `CONTENT_LENGTH` set to
+//!   its decoded length so apps that trust only `CONTENT_LENGTH` read it.
+//! * A repeated header becomes one `HTTP_*` value joined with `,`.
 
-use crate::http::RequestHead;
+use super::errors::ErrorStream;
+use super::file_wrapper::FileWrapper;
+use crate::http::{BodyFraming, RequestHead, Version};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
+use pyo3::{ffi, intern};
+use std::cell::RefCell;
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
 
 /// Where a connection came from and arrived at.
 #[derive(Debug, Clone)]
@@ -23,17 +49,81 @@ pub struct RequestInfo<'a> {
     pub local: &'a Endpoint,
 }
 
+/// Headers common enough to deserve a prebuilt, interned `HTTP_*` key:
+/// the lower-case field name and its key.
+const KNOWN_HEADERS: &[(&str, &str)] = &[
+    ("host", "HTTP_HOST"),
+    ("user-agent", "HTTP_USER_AGENT"),
+    ("accept", "HTTP_ACCEPT"),
+    ("accept-encoding", "HTTP_ACCEPT_ENCODING"),
+    ("accept-language", "HTTP_ACCEPT_LANGUAGE"),
+    ("connection", "HTTP_CONNECTION"),
+    ("cookie", "HTTP_COOKIE"),
+    ("referer", "HTTP_REFERER"),
+    ("origin", "HTTP_ORIGIN"),
+    ("authorization", "HTTP_AUTHORIZATION"),
+    ("cache-control", "HTTP_CACHE_CONTROL"),
+    ("if-none-match", "HTTP_IF_NONE_MATCH"),
+    ("if-modified-since", "HTTP_IF_MODIFIED_SINCE"),
+    ("x-forwarded-for", "HTTP_X_FORWARDED_FOR"),
+    ("x-forwarded-proto", "HTTP_X_FORWARDED_PROTO"),
+    ("x-requested-with", "HTTP_X_REQUESTED_WITH"),
+    ("transfer-encoding", "HTTP_TRANSFER_ENCODING"),
+    ("expect", "HTTP_EXPECT"),
+];
+
 /// The constant part of every environ, built once per worker.
 pub struct EnvironTemplate {
-    // (the python helper completes this)
+    /// wsgi.*, SCRIPT_NAME and SERVER_SOFTWARE.
+    template: Py<PyDict>,
+    /// `SCRIPT_NAME` as bytes, compared with the raw request path.
+    script_name: Vec<u8>,
+    /// [`KNOWN_HEADERS`] with their interned keys.
+    known_keys: Vec<(&'static str, Py<PyString>)>,
+    /// Reused for `HTTP_*` key names and the decoded path.
+    scratch: RefCell<Vec<u8>>,
 }
 
 impl EnvironTemplate {
     /// Builds the template (wsgi.version, wsgi.errors, wsgi.file_wrapper,
     /// SCRIPT_NAME, SERVER_SOFTWARE, the multiprocess flags, ...).
     pub fn new(py: Python<'_>) -> PyResult<EnvironTemplate> {
-        let _ = py;
-        todo!()
+        let script_name = std::env::var_os("SCRIPT_NAME").unwrap_or_default();
+        EnvironTemplate::with_script_name(py, script_name.as_bytes())
+    }
+
+    /// Builds the template for an app mounted at `script_name` (raw bytes,
+    /// as in the environment; a trailing `/` is dropped).
+    pub fn with_script_name(py: Python<'_>, script_name: &[u8]) -> PyResult<EnvironTemplate> {
+        let script_name = script_name.strip_suffix(b"/").unwrap_or(script_name);
+        let template = PyDict::new(py);
+        let version = PyTuple::new(py, [1, 0])?;
+        template.set_item(intern!(py, "wsgi.version"), version)?;
+        template.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
+        template.set_item(
+            intern!(py, "wsgi.errors"),
+            Bound::new(py, ErrorStream::new())?,
+        )?;
+        template.set_item(intern!(py, "wsgi.multithread"), PyBool::new(py, false))?;
+        template.set_item(intern!(py, "wsgi.multiprocess"), PyBool::new(py, true))?;
+        template.set_item(intern!(py, "wsgi.run_once"), PyBool::new(py, false))?;
+        template.set_item(intern!(py, "wsgi.input_terminated"), PyBool::new(py, true))?;
+        template.set_item(
+            intern!(py, "wsgi.file_wrapper"),
+            py.get_type::<FileWrapper>(),
+        )?;
+        template.set_item(intern!(py, "SCRIPT_NAME"), latin1(py, script_name)?)?;
+        template.set_item(intern!(py, "SERVER_SOFTWARE"), crate::SERVER_SOFTWARE)?;
+        let known_keys = KNOWN_HEADERS
+            .iter()
+            .map(|&(name, key)| (name, PyString::intern(py, key).unbind()))
+            .collect();
+        Ok(EnvironTemplate {
+            template: template.unbind(),
+            script_name: script_name.to_vec(),
+            known_keys,
+            scratch: RefCell::new(Vec::with_capacity(256)),
+        })
     }
 
     /// A fresh environ for one request, with `input` as `wsgi.input`.
@@ -43,7 +133,606 @@ impl EnvironTemplate {
         request: &RequestInfo<'_>,
         input: Bound<'py, super::input::WsgiInput>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let _ = (py, request, input);
-        todo!()
+        let environ = self.template.bind(py).copy()?;
+        let (buf, head) = (request.buf, request.head);
+        environ.set_item(
+            intern!(py, "REQUEST_METHOD"),
+            method(py, head.method.get(buf))?,
+        )?;
+        environ.set_item(intern!(py, "SERVER_PROTOCOL"), protocol(py, head.version))?;
+        self.set_path(py, &environ, head.path.get(buf))?;
+        environ.set_item(
+            intern!(py, "QUERY_STRING"),
+            latin1(py, head.query.get(buf))?,
+        )?;
+        environ.set_item(intern!(py, "RAW_URI"), latin1(py, head.target.get(buf))?)?;
+        set_server(
+            py,
+            &environ,
+            head.host.map(|host| host.get(buf)),
+            request.local,
+        )?;
+        set_remote(py, &environ, request.peer)?;
+        self.set_headers(py, &environ, request)?;
+        if head.framing == BodyFraming::Chunked {
+            let length = input.borrow().body_len();
+            environ.set_item(intern!(py, "CONTENT_LENGTH"), decimal(py, length)?)?;
+        }
+        environ.set_item(intern!(py, "wsgi.input"), input)?;
+        Ok(environ)
+    }
+
+    /// PATH_INFO: `raw_path` percent-decoded, minus SCRIPT_NAME, latin-1.
+    fn set_path(
+        &self,
+        py: Python<'_>,
+        environ: &Bound<'_, PyDict>,
+        raw_path: &[u8],
+    ) -> PyResult<()> {
+        let mut scratch = self.scratch.borrow_mut();
+        let decoded = if raw_path.contains(&b'%') {
+            scratch.clear();
+            percent_decode_into(&mut scratch, raw_path);
+            &scratch[..]
+        } else {
+            raw_path
+        };
+        let path = strip_script_name(decoded, &self.script_name);
+        environ.set_item(intern!(py, "PATH_INFO"), latin1(py, path)?)
+    }
+
+    /// CONTENT_TYPE, CONTENT_LENGTH and an `HTTP_*` key per other header.
+    fn set_headers(
+        &self,
+        py: Python<'_>,
+        environ: &Bound<'_, PyDict>,
+        request: &RequestInfo<'_>,
+    ) -> PyResult<()> {
+        let buf = request.buf;
+        for header in &request.head.headers {
+            let (name, value) = (header.name.get(buf), latin1(py, header.value.get(buf))?);
+            if name.eq_ignore_ascii_case(b"content-type") {
+                environ.set_item(intern!(py, "CONTENT_TYPE"), value)?;
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                environ.set_item(intern!(py, "CONTENT_LENGTH"), value)?;
+            } else {
+                let key = self.header_key(py, name)?;
+                match environ.get_item(&key)? {
+                    Some(earlier) => {
+                        let joined = earlier.add(intern!(py, ","))?.add(value)?;
+                        environ.set_item(key, joined)?;
+                    }
+                    None => environ.set_item(key, value)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `HTTP_` + the name upper-cased with `-` as `_`.
+    fn header_key<'py>(&self, py: Python<'py>, name: &[u8]) -> PyResult<Bound<'py, PyString>> {
+        if let Some((_, key)) = self
+            .known_keys
+            .iter()
+            .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(name))
+        {
+            return Ok(key.bind(py).clone());
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        scratch.clear();
+        scratch.extend_from_slice(b"HTTP_");
+        scratch.extend(name.iter().map(|&b| match b {
+            b'-' => b'_',
+            _ => b.to_ascii_uppercase(),
+        }));
+        latin1(py, &scratch)
+    }
+}
+
+/// The method as a str (interned for the usual ones).
+fn method<'py>(py: Python<'py>, method: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    let interned = match method {
+        b"GET" => intern!(py, "GET"),
+        b"POST" => intern!(py, "POST"),
+        b"HEAD" => intern!(py, "HEAD"),
+        b"PUT" => intern!(py, "PUT"),
+        b"DELETE" => intern!(py, "DELETE"),
+        b"PATCH" => intern!(py, "PATCH"),
+        b"OPTIONS" => intern!(py, "OPTIONS"),
+        _ => return latin1(py, method),
+    };
+    Ok(interned.clone())
+}
+
+/// `HTTP/1.0` or `HTTP/1.1`, interned.
+fn protocol(py: Python<'_>, version: Version) -> Bound<'_, PyString> {
+    match version {
+        Version::Http10 => intern!(py, "HTTP/1.0").clone(),
+        Version::Http11 => intern!(py, "HTTP/1.1").clone(),
+    }
+}
+
+/// SERVER_NAME and SERVER_PORT, from the host when there is one.
+fn set_server(
+    py: Python<'_>,
+    environ: &Bound<'_, PyDict>,
+    host: Option<&[u8]>,
+    local: &Endpoint,
+) -> PyResult<()> {
+    let (name, port) = match (host.filter(|h| !h.is_empty()), local) {
+        (Some(host), _) => {
+            let (name, port) = split_host(host);
+            let port = match port {
+                Some(port) => latin1(py, port)?,
+                None => intern!(py, "80").clone(),
+            };
+            (latin1(py, name)?, port)
+        }
+        (None, Endpoint::Tcp(addr)) => (
+            formatted(py, format_args!("{}", addr.ip()))?,
+            decimal(py, u64::from(addr.port()))?,
+        ),
+        (None, Endpoint::Unix) => (intern!(py, "").clone(), intern!(py, "").clone()),
+    };
+    environ.set_item(intern!(py, "SERVER_NAME"), name)?;
+    environ.set_item(intern!(py, "SERVER_PORT"), port)
+}
+
+/// REMOTE_ADDR and REMOTE_PORT of the peer.
+fn set_remote(py: Python<'_>, environ: &Bound<'_, PyDict>, peer: &Endpoint) -> PyResult<()> {
+    match peer {
+        Endpoint::Tcp(addr) => {
+            let ip = formatted(py, format_args!("{}", addr.ip()))?;
+            environ.set_item(intern!(py, "REMOTE_ADDR"), ip)?;
+            let port = decimal(py, u64::from(addr.port()))?;
+            environ.set_item(intern!(py, "REMOTE_PORT"), port)
+        }
+        Endpoint::Unix => environ.set_item(intern!(py, "REMOTE_ADDR"), intern!(py, "")),
+    }
+}
+
+/// Splits `name[:port]` or `[v6]:port`; the name keeps IPv6 brackets and an
+/// empty port counts as none.
+fn split_host(host: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let name_end = match host.first() {
+        Some(b'[') => host
+            .iter()
+            .position(|&b| b == b']')
+            .map_or(host.len(), |i| i + 1),
+        _ => host.iter().position(|&b| b == b':').unwrap_or(host.len()),
+    };
+    let (name, rest) = host.split_at(name_end);
+    let port = rest.strip_prefix(b":").filter(|port| !port.is_empty());
+    (name, port)
+}
+
+/// `path` without a leading `script_name` (matched at a `/` boundary).
+fn strip_script_name<'a>(path: &'a [u8], script_name: &[u8]) -> &'a [u8] {
+    match path.strip_prefix(script_name) {
+        Some(rest) if !script_name.is_empty() && (rest.is_empty() || rest[0] == b'/') => rest,
+        _ => path,
+    }
+}
+
+/// Appends `raw` to `out` with each `%XX` (two hex digits) decoded to its
+/// byte; a `%` not followed by two hex digits is kept as is.
+pub fn percent_decode_into(out: &mut Vec<u8>, raw: &[u8]) {
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' && i + 2 < raw.len() {
+            if let (Some(high), Some(low)) = (hex_value(raw[i + 1]), hex_value(raw[i + 2])) {
+                out.push(high << 4 | low);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+}
+
+/// The value of a hex digit.
+fn hex_value(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|d| d as u8)
+}
+
+/// `bytes` decoded as latin-1 (every byte is the code point of its value).
+pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    // SAFETY: the pointer and length describe a live slice; the null errors
+    // argument means "strict", which latin-1 decoding never needs. The result
+    // is a new reference (or null with an exception set), checked by
+    // from_owned_ptr_or_err, and is a str, so the unchecked cast is sound.
+    unsafe {
+        let ptr = ffi::PyUnicode_DecodeLatin1(
+            bytes.as_ptr().cast(),
+            bytes.len() as ffi::Py_ssize_t,
+            std::ptr::null(),
+        );
+        Ok(Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked())
+    }
+}
+
+/// A number as a decimal str, formatted without allocating in Rust.
+fn decimal(py: Python<'_>, value: u64) -> PyResult<Bound<'_, PyString>> {
+    formatted(py, format_args!("{value}"))
+}
+
+/// `args` formatted on the stack (at most 64 bytes: addresses and numbers).
+fn formatted<'py>(
+    py: Python<'py>,
+    args: std::fmt::Arguments<'_>,
+) -> PyResult<Bound<'py, PyString>> {
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    cursor
+        .write_fmt(args)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    let len = cursor.position() as usize;
+    latin1(py, &buf[..len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{HeaderSpan, Span};
+    use crate::worker::wsgi::input::RequestBody;
+
+    /// A hand-built request: the buffer and a head of spans into it.
+    struct Request {
+        buf: Vec<u8>,
+        head: RequestHead,
+    }
+
+    impl Request {
+        fn new(method: &str, target: &str, headers: &[(&str, &str)]) -> Request {
+            let mut buf = Vec::new();
+            let span = |buf: &mut Vec<u8>, text: &[u8]| {
+                let start = buf.len() as u32;
+                buf.extend_from_slice(text);
+                buf.push(b' ');
+                Span {
+                    start,
+                    end: start + text.len() as u32,
+                }
+            };
+            let method = span(&mut buf, method.as_bytes());
+            let target_span = span(&mut buf, target.as_bytes());
+            let (path, query) = match target.split_once('?') {
+                Some((path, query)) => (path, query),
+                None => (target, ""),
+            };
+            let path_start = target_span.start;
+            let path = Span {
+                start: path_start,
+                end: path_start + path.len() as u32,
+            };
+            let query = if target.contains('?') {
+                Span {
+                    start: path.end + 1,
+                    end: path.end + 1 + query.len() as u32,
+                }
+            } else {
+                Span::default()
+            };
+            let mut head = RequestHead::default();
+            head.method = method;
+            head.target = target_span;
+            head.path = path;
+            head.query = query;
+            for (name, value) in headers {
+                let name = span(&mut buf, name.as_bytes());
+                let value = span(&mut buf, value.as_bytes());
+                head.headers.push(HeaderSpan { name, value });
+            }
+            head.host = head
+                .headers
+                .iter()
+                .find(|h| h.name.get(&buf).eq_ignore_ascii_case(b"host"))
+                .map(|h| h.value);
+            Request { buf, head }
+        }
+    }
+
+    const PEER: Endpoint = Endpoint::Tcp(SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::new(192, 0, 2, 7),
+        54321,
+    )));
+    const LOCAL: Endpoint = Endpoint::Tcp(SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::new(127, 0, 0, 1),
+        8000,
+    )));
+
+    /// Builds the environ for `request` and returns it as Python sees it.
+    fn environ_for<'py>(
+        py: Python<'py>,
+        request: &Request,
+        peer: &Endpoint,
+        local: &Endpoint,
+        body: RequestBody,
+    ) -> Bound<'py, PyDict> {
+        super::super::test_support::python();
+        let template = EnvironTemplate::new(py).unwrap();
+        let info = RequestInfo {
+            buf: &request.buf,
+            head: &request.head,
+            peer,
+            local,
+        };
+        let input = Bound::new(py, WsgiInputForTests::new(body)).unwrap();
+        template.build(py, &info, input).unwrap()
+    }
+
+    use crate::worker::wsgi::input::WsgiInput as WsgiInputForTests;
+
+    fn get(environ: &Bound<'_, PyDict>, key: &str) -> Option<String> {
+        environ.get_item(key).unwrap().map(|v| v.extract().unwrap())
+    }
+
+    #[test]
+    fn constant_keys_come_from_the_template() {
+        super::super::test_support::attach(|py| {
+            let request = Request::new("GET", "/", &[("Host", "example.com")]);
+            let environ = environ_for(py, &request, &PEER, &LOCAL, RequestBody::Memory(vec![]));
+            let version: (i32, i32) = environ
+                .get_item("wsgi.version")
+                .unwrap()
+                .unwrap()
+                .extract()
+                .unwrap();
+            assert_eq!(version, (1, 0));
+            assert_eq!(get(&environ, "wsgi.url_scheme").as_deref(), Some("http"));
+            let flag =
+                |key: &str| -> bool { environ.get_item(key).unwrap().unwrap().extract().unwrap() };
+            assert!(!flag("wsgi.multithread"));
+            assert!(flag("wsgi.multiprocess"));
+            assert!(!flag("wsgi.run_once"));
+            assert!(flag("wsgi.input_terminated"));
+            let errors = environ.get_item("wsgi.errors").unwrap().unwrap();
+            assert!(errors.is_instance_of::<ErrorStream>());
+            let wrapper = environ.get_item("wsgi.file_wrapper").unwrap().unwrap();
+            assert!(wrapper.is(py.get_type::<FileWrapper>()));
+            let input = environ.get_item("wsgi.input").unwrap().unwrap();
+            assert!(input.is_instance_of::<WsgiInputForTests>());
+            assert_eq!(get(&environ, "SCRIPT_NAME").as_deref(), Some(""));
+            assert_eq!(
+                get(&environ, "SERVER_SOFTWARE").as_deref(),
+                Some(crate::SERVER_SOFTWARE)
+            );
+        });
+    }
+
+    #[test]
+    fn request_keys_come_from_the_head() {
+        super::super::test_support::attach(|py| {
+            let request = Request::new(
+                "POST",
+                "/submit/form?a=1&b=%20",
+                &[
+                    ("Host", "example.com:8080"),
+                    ("Content-Type", "text/plain"),
+                    ("Content-Length", "5"),
+                    ("X-Custom-Thing", "caf\u{e9}"),
+                    ("accept", "text/html"),
+                    ("X-Dup", "one"),
+                    ("x-dup", "two"),
+                ],
+            );
+            let environ = environ_for(
+                py,
+                &request,
+                &PEER,
+                &LOCAL,
+                RequestBody::Memory(b"hello".to_vec()),
+            );
+            let expect = [
+                ("REQUEST_METHOD", "POST"),
+                ("PATH_INFO", "/submit/form"),
+                ("QUERY_STRING", "a=1&b=%20"),
+                ("RAW_URI", "/submit/form?a=1&b=%20"),
+                ("SERVER_PROTOCOL", "HTTP/1.1"),
+                ("SERVER_NAME", "example.com"),
+                ("SERVER_PORT", "8080"),
+                ("REMOTE_ADDR", "192.0.2.7"),
+                ("REMOTE_PORT", "54321"),
+                ("CONTENT_TYPE", "text/plain"),
+                ("CONTENT_LENGTH", "5"),
+                ("HTTP_HOST", "example.com:8080"),
+                ("HTTP_ACCEPT", "text/html"),
+                ("HTTP_X_DUP", "one,two"),
+            ];
+            for (key, value) in expect {
+                assert_eq!(get(&environ, key).as_deref(), Some(value), "{key}");
+            }
+            // The header value's UTF-8 bytes, each decoded as latin-1.
+            assert_eq!(
+                get(&environ, "HTTP_X_CUSTOM_THING").as_deref(),
+                Some("caf\u{c3}\u{a9}")
+            );
+            assert_eq!(get(&environ, "HTTP_CONTENT_TYPE"), None);
+            assert_eq!(get(&environ, "HTTP_CONTENT_LENGTH"), None);
+            let input = environ.get_item("wsgi.input").unwrap().unwrap();
+            let body: Vec<u8> = input.call_method0("read").unwrap().extract().unwrap();
+            assert_eq!(body, b"hello");
+        });
+    }
+
+    #[test]
+    fn path_info_is_percent_decoded_then_latin1() {
+        super::super::test_support::attach(|py| {
+            let cases = [
+                ("/caf%C3%A9", "/caf\u{c3}\u{a9}"),
+                ("/a%2Fb", "/a/b"),
+                ("/100%", "/100%"),
+                ("/%zz%4", "/%zz%4"),
+                ("/%41%42c", "/ABc"),
+                ("/plain", "/plain"),
+            ];
+            for (target, expected) in cases {
+                let request = Request::new("GET", target, &[("Host", "h")]);
+                let environ = environ_for(py, &request, &PEER, &LOCAL, RequestBody::Memory(vec![]));
+                assert_eq!(
+                    get(&environ, "PATH_INFO").as_deref(),
+                    Some(expected),
+                    "{target}"
+                );
+                assert_eq!(get(&environ, "RAW_URI").as_deref(), Some(target));
+            }
+        });
+    }
+
+    #[test]
+    fn server_name_and_port_come_from_host_or_the_local_endpoint() {
+        super::super::test_support::attach(|py| {
+            let cases: [(Option<&str>, &str, &str); 5] = [
+                (Some("example.com"), "example.com", "80"),
+                (Some("example.com:"), "example.com", "80"),
+                (Some("[::1]:8443"), "[::1]", "8443"),
+                (Some("[::1]"), "[::1]", "80"),
+                (None, "127.0.0.1", "8000"),
+            ];
+            for (host, name, port) in cases {
+                let headers: Vec<(&str, &str)> = host.iter().map(|h| ("Host", *h)).collect();
+                let mut request = Request::new("GET", "/", &headers);
+                request.head.version = Version::Http10;
+                let environ = environ_for(py, &request, &PEER, &LOCAL, RequestBody::Memory(vec![]));
+                assert_eq!(
+                    get(&environ, "SERVER_NAME").as_deref(),
+                    Some(name),
+                    "{host:?}"
+                );
+                assert_eq!(
+                    get(&environ, "SERVER_PORT").as_deref(),
+                    Some(port),
+                    "{host:?}"
+                );
+                assert_eq!(
+                    get(&environ, "SERVER_PROTOCOL").as_deref(),
+                    Some("HTTP/1.0")
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn unix_socket_peer_has_empty_remote_addr_and_no_port() {
+        super::super::test_support::attach(|py| {
+            let request = Request::new("GET", "/", &[]);
+            let environ = environ_for(
+                py,
+                &request,
+                &Endpoint::Unix,
+                &Endpoint::Unix,
+                RequestBody::Memory(vec![]),
+            );
+            assert_eq!(get(&environ, "REMOTE_ADDR").as_deref(), Some(""));
+            assert_eq!(get(&environ, "REMOTE_PORT"), None);
+            assert_eq!(get(&environ, "SERVER_NAME").as_deref(), Some(""));
+            assert_eq!(get(&environ, "SERVER_PORT").as_deref(), Some(""));
+        });
+    }
+
+    #[test]
+    fn ipv6_peer_address_is_unbracketed() {
+        super::super::test_support::attach(|py| {
+            let request = Request::new("GET", "/", &[("Host", "h")]);
+            let peer = Endpoint::Tcp("[2001:db8::1]:40000".parse().unwrap());
+            let environ = environ_for(py, &request, &peer, &LOCAL, RequestBody::Memory(vec![]));
+            assert_eq!(get(&environ, "REMOTE_ADDR").as_deref(), Some("2001:db8::1"));
+            assert_eq!(get(&environ, "REMOTE_PORT").as_deref(), Some("40000"));
+        });
+    }
+
+    #[test]
+    fn chunked_body_gets_its_decoded_length_as_content_length() {
+        super::super::test_support::attach(|py| {
+            let mut request = Request::new(
+                "POST",
+                "/",
+                &[("Host", "h"), ("Transfer-Encoding", "chunked")],
+            );
+            request.head.framing = BodyFraming::Chunked;
+            let environ = environ_for(
+                py,
+                &request,
+                &PEER,
+                &LOCAL,
+                RequestBody::Memory(b"abc".to_vec()),
+            );
+            assert_eq!(get(&environ, "CONTENT_LENGTH").as_deref(), Some("3"));
+            assert_eq!(
+                get(&environ, "HTTP_TRANSFER_ENCODING").as_deref(),
+                Some("chunked")
+            );
+        });
+    }
+
+    #[test]
+    fn each_request_gets_a_fresh_dict() {
+        super::super::test_support::python();
+        super::super::test_support::attach(|py| {
+            let template = EnvironTemplate::new(py).unwrap();
+            let request = Request::new("GET", "/", &[("Host", "h")]);
+            let info = RequestInfo {
+                buf: &request.buf,
+                head: &request.head,
+                peer: &PEER,
+                local: &LOCAL,
+            };
+            let body =
+                || Bound::new(py, WsgiInputForTests::new(RequestBody::Memory(vec![]))).unwrap();
+            let first = template.build(py, &info, body()).unwrap();
+            first.set_item("app.state", 1).unwrap();
+            let second = template.build(py, &info, body()).unwrap();
+            assert!(second.get_item("app.state").unwrap().is_none());
+            assert!(!first.is(&second));
+        });
+    }
+
+    #[test]
+    fn script_name_is_stripped_from_the_decoded_path() {
+        super::super::test_support::attach(|py| {
+            let template = EnvironTemplate::with_script_name(py, "/caf\u{e9}/".as_bytes()).unwrap();
+            for (target, path_info) in [
+                ("/caf%C3%A9/x%20y", "/x y"),
+                ("/caf\u{e9}", ""),
+                ("/cafe/x", "/cafe/x"),
+            ] {
+                let request = Request::new("GET", target, &[("Host", "h")]);
+                let info = RequestInfo {
+                    buf: &request.buf,
+                    head: &request.head,
+                    peer: &PEER,
+                    local: &LOCAL,
+                };
+                let input = Bound::new(py, WsgiInputForTests::new(RequestBody::Memory(vec![])));
+                let environ = template.build(py, &info, input.unwrap()).unwrap();
+                assert_eq!(
+                    get(&environ, "PATH_INFO").as_deref(),
+                    Some(path_info),
+                    "{target}"
+                );
+                assert_eq!(
+                    get(&environ, "SCRIPT_NAME").as_deref(),
+                    Some("/caf\u{c3}\u{a9}")
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn script_name_is_stripped_at_a_segment_boundary() {
+        assert_eq!(strip_script_name(b"/app/x", b"/app"), b"/x");
+        assert_eq!(strip_script_name(b"/app", b"/app"), b"");
+        assert_eq!(strip_script_name(b"/application", b"/app"), b"/application");
+        assert_eq!(strip_script_name(b"/other", b"/app"), b"/other");
+        assert_eq!(strip_script_name(b"/x", b""), b"/x");
+    }
+
+    #[test]
+    fn host_splitting_keeps_ipv6_brackets() {
+        assert_eq!(split_host(b"a.b:81"), (&b"a.b"[..], Some(&b"81"[..])));
+        assert_eq!(split_host(b"a.b"), (&b"a.b"[..], None));
+        assert_eq!(split_host(b"[::1]:81"), (&b"[::1]"[..], Some(&b"81"[..])));
+        assert_eq!(split_host(b"[::1]"), (&b"[::1]"[..], None));
     }
 }
