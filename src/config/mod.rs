@@ -131,6 +131,32 @@ pub struct Settings {
         default_value_t = 8190
     )]
     pub limit_request_field_size: usize,
+
+    /// The largest request body in bytes; larger requests get 413
+    /// (0 = unlimited).
+    #[arg(long = "limit-request-body", value_name = "INT", default_value_t = 0)]
+    pub limit_request_body: u64,
+
+    /// Seconds from the first byte of a request to the end of its head. An
+    /// absolute deadline: a client trickling header bytes (slowloris) gets
+    /// 408 when it passes.
+    #[arg(long = "header-timeout", value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+
+    /// Seconds a request body may stall (no byte received) before 408.
+    #[arg(long = "body-timeout", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+
+    /// The slowest average rate, in bytes per second, at which a request
+    /// body may arrive once it has been arriving for 5 seconds; slower gets
+    /// 408 (0 = no minimum).
+    #[arg(long = "body-min-rate", value_name = "BYTES", default_value_t = 1024)]
+    pub body_min_rate: u64,
+
+    /// Seconds a client may go without reading any of its response before
+    /// it is disconnected.
+    #[arg(long = "send-timeout", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_timeout: u64,
 }
 
 /// Why the settings could not be loaded.

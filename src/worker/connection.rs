@@ -24,6 +24,12 @@ use std::time::{Duration, Instant};
 const READ_CHUNK: usize = 16 * 1024;
 /// Bytes read and discarded while lingering before close.
 const LINGER_DRAIN_LIMIT: usize = 256 * 1024;
+/// How much work (bytes moved; a finished request counts as [`REQUEST_COST`])
+/// one connection may do per turn before it yields to the others.
+const TURN_BUDGET: usize = 1024 * 1024;
+const REQUEST_COST: usize = 64 * 1024;
+/// A body must have been arriving this long before its rate is judged.
+const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
 /// Time limits for one connection.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +55,8 @@ pub struct Shared {
     pub timeouts: Timeouts,
     /// `--limit-request-body` (0 = unlimited).
     pub body_limit: u64,
+    /// `--body-min-rate` in bytes per second (0 = no minimum).
+    pub body_min_rate: u64,
     /// The worker is stopping gracefully: finish the current request, then close.
     pub stopping: bool,
 }
@@ -64,6 +72,7 @@ enum State {
         reader: BodyReader,
         head_len: usize,
         body_pos: usize,
+        started: Instant,
     },
     /// The app has been called; `request_end` is where the next request
     /// starts in `rbuf`.
@@ -79,7 +88,12 @@ enum State {
 /// Whether the event loop should keep the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
+    /// Wait for the next readiness event.
     Open,
+    /// The connection used up its turn with work left: run it again soon,
+    /// after the others have had theirs.
+    Yield,
+    /// Close and forget the connection.
     Close,
 }
 
@@ -96,6 +110,8 @@ pub struct Connection {
     writable: bool,
     peer_closed: bool,
     deadline: Instant,
+    /// Work left in this turn (see [`TURN_BUDGET`]).
+    budget: usize,
 }
 
 impl Connection {
@@ -113,17 +129,13 @@ impl Connection {
             writable: false,
             peer_closed: false,
             deadline: Instant::now() + shared.timeouts.head,
+            budget: TURN_BUDGET,
         }
     }
 
     /// The socket, for (de)registration.
     pub fn stream(&mut self) -> &mut Stream {
         &mut self.stream
-    }
-
-    /// When the connection's current wait times out.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
     }
 
     /// Whether the connection is between requests (safe to close on stop).
@@ -144,8 +156,30 @@ impl Connection {
         self.drive(py, shared)
     }
 
+    /// Enforces the deadline and the minimum body rate.
+    pub fn check_timers(&mut self, py: Python<'_>, shared: &mut Shared, now: Instant) -> Keep {
+        if now >= self.deadline {
+            return self.on_timeout(py, shared);
+        }
+        if let State::ReadingBody {
+            reader, started, ..
+        } = &self.state
+        {
+            let elapsed = now.duration_since(*started);
+            if shared.body_min_rate > 0 && elapsed >= BODY_RATE_GRACE {
+                let rate = reader.received() as f64 / elapsed.as_secs_f64();
+                if rate < shared.body_min_rate as f64 {
+                    log::info!("Request body arriving at {rate:.0} B/s, below --body-min-rate; answering 408");
+                    self.fail(shared, 408);
+                    return self.drive(py, shared);
+                }
+            }
+        }
+        Keep::Open
+    }
+
     /// Handles the deadline having passed.
-    pub fn on_timeout(&mut self, py: Python<'_>, shared: &mut Shared) -> Keep {
+    fn on_timeout(&mut self, py: Python<'_>, shared: &mut Shared) -> Keep {
         match &mut self.state {
             State::Idle | State::Closing { .. } => Keep::Close,
             State::ReadingHead | State::ReadingBody { .. } => {
@@ -170,10 +204,12 @@ impl Connection {
 
     /// Runs the state machine until it must wait for the socket.
     fn drive(&mut self, py: Python<'_>, shared: &mut Shared) -> Keep {
+        self.budget = TURN_BUDGET;
         loop {
             if !self.out.is_empty() && self.writable {
                 match self.out.write_to(py, &mut self.stream) {
                     Ok(n) => {
+                        self.budget = self.budget.saturating_sub(n);
                         if n > 0 && matches!(self.state, State::Responding { .. }) {
                             self.deadline = Instant::now() + shared.timeouts.send;
                         }
@@ -195,6 +231,7 @@ impl Connection {
                 State::Closing { .. } => self.step_closing(shared),
             };
             match step {
+                Step::Continue if self.budget == 0 => return Keep::Yield,
                 Step::Continue => continue,
                 Step::Wait => {
                     if !self.out.is_empty() && self.writable {
@@ -250,6 +287,7 @@ impl Connection {
             reader,
             head_len,
             body_pos: head_len,
+            started: Instant::now(),
         };
         self.deadline = Instant::now() + shared.timeouts.body_idle;
         self.step_body(py, shared)
@@ -261,6 +299,7 @@ impl Connection {
             reader,
             head_len,
             body_pos,
+            ..
         } = &mut self.state
         else {
             unreachable!("step_body outside ReadingBody")
@@ -395,7 +434,9 @@ impl Connection {
         keep_alive: bool,
     ) -> Step {
         self.rbuf.drain(..request_end.min(self.rbuf.len()));
-        if keep_alive && !self.peer_closed && !shared.stopping {
+        self.budget = self.budget.saturating_sub(REQUEST_COST);
+        let keepalive_enabled = !shared.timeouts.keepalive.is_zero();
+        if keep_alive && keepalive_enabled && !self.peer_closed && !shared.stopping {
             self.state = State::Idle;
             self.deadline = Instant::now() + shared.timeouts.keepalive;
         } else {
@@ -479,6 +520,7 @@ impl Connection {
             }
             Ok(n) => {
                 self.rbuf.truncate(len + n);
+                self.budget = self.budget.saturating_sub(n);
                 Ok(true)
             }
             Err(e) => {

@@ -2,6 +2,7 @@
 //! embedded interpreter, imports the application and serves connections from
 //! its event loop until told to stop.
 
+mod accept_interest;
 mod app_response;
 mod connection;
 mod event_loop;
@@ -96,13 +97,14 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 field_size: settings.limit_request_field_size,
             },
             timeouts: Timeouts {
-                head: Duration::from_secs(30),
-                keepalive: Duration::from_secs(settings.keepalive.max(1)),
-                body_idle: Duration::from_secs(30),
-                send: Duration::from_secs(30),
+                head: Duration::from_secs(settings.header_timeout),
+                keepalive: Duration::from_secs(settings.keepalive),
+                body_idle: Duration::from_secs(settings.body_timeout),
+                send: Duration::from_secs(settings.send_timeout),
                 linger: Duration::from_secs(2),
             },
-            body_limit: 0,
+            body_min_rate: settings.body_min_rate,
+            body_limit: settings.limit_request_body,
             stopping: false,
         };
         let mut event_loop = match EventLoop::new(
