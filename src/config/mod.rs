@@ -37,7 +37,8 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 #[command(
     name = "rgunicorn",
     version,
-    about = "A prefork WSGI HTTP server: a drop-in for gunicorn"
+    about = "A prefork WSGI HTTP server: a drop-in for gunicorn",
+    args_override_self = true
 )]
 pub struct Settings {
     /// The WSGI application, `MODULE:VARIABLE` (variable defaults to
@@ -480,6 +481,14 @@ mod tests {
         assert_eq!(settings.limit_request_field_size, 100);
         assert_eq!(settings.app.module, "pkg.mod");
         assert_eq!(settings.app.expression, "create_app()");
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value_and_binds_accumulate() {
+        let settings =
+            parse(&["-w", "2", "--workers", "3", "-b", ":1", "-b", ":2", "a:b"]).unwrap();
+        assert_eq!(settings.workers, 3);
+        assert_eq!(settings.bind, vec![tcp("", 1), tcp("", 2)]);
     }
 
     #[test]

@@ -83,8 +83,8 @@ struct WorkerRecord {
     booted_at: Instant,
     /// Read end of the worker's boot-report pipe (non-blocking).
     boot_report: OwnedFd,
-    /// When it was sent TERM to make room (TTOU, reload), if it was.
-    retiring_since: Option<Instant>,
+    /// When the master asked it to stop (TTOU, reload, shutdown), if it did.
+    stopping_since: Option<Instant>,
     /// Whether it has been sent SIGKILL.
     killed: bool,
 }
@@ -192,7 +192,7 @@ impl Arbiter {
         let mut active: Vec<(u64, Pid)> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.retiring_since.is_none())
+            .filter(|(_, w)| w.stopping_since.is_none())
             .map(|(pid, w)| (w.age, *pid))
             .collect();
         let wanted = self.num_workers as usize;
@@ -250,7 +250,7 @@ impl Arbiter {
                         age: self.next_age,
                         booted_at: Instant::now(),
                         boot_report: report_read,
-                        retiring_since: None,
+                        stopping_since: None,
                         killed: false,
                     },
                 );
@@ -328,10 +328,15 @@ impl Arbiter {
             (None, Some(Signal::SIGKILL)) => {
                 log::error!("Worker (pid:{pid}) was sent SIGKILL! Perhaps out of memory?")
             }
+            (None, Some(signal @ (Signal::SIGTERM | Signal::SIGQUIT)))
+                if record.stopping_since.is_some() =>
+            {
+                log::debug!("Worker (pid:{pid}) stopped by {}", signal.as_str())
+            }
             (None, Some(signal)) => log::error!("Worker (pid:{pid}) was sent {}!", signal.as_str()),
             (None, None) => {}
         }
-        if record.retiring_since.is_none() {
+        if record.stopping_since.is_none() {
             match code {
                 Some(WORKER_BOOT_ERROR) => {
                     return Some(ArbiterError::WorkerBoot(read_boot_report(record)))
@@ -383,7 +388,7 @@ impl Arbiter {
             .iter()
             .filter(|(_, w)| {
                 !w.killed
-                    && w.retiring_since
+                    && w.stopping_since
                         .is_some_and(|since| since.elapsed() >= timeout)
             })
             .map(|(pid, _)| *pid)
@@ -399,9 +404,6 @@ impl Arbiter {
 
     /// TERMs one worker to make room; it is reaped when it exits.
     fn retire_worker(&mut self, pid: Pid) {
-        if let Some(record) = self.workers.get_mut(&pid) {
-            record.retiring_since = Some(Instant::now());
-        }
         log::debug!("Retiring worker (pid:{pid})");
         self.kill_worker(pid, Signal::SIGTERM);
     }
@@ -412,7 +414,7 @@ impl Arbiter {
         let old: Vec<Pid> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.retiring_since.is_none())
+            .filter(|(_, w)| w.stopping_since.is_none())
             .map(|(pid, _)| *pid)
             .collect();
         for _ in 0..self.num_workers {
@@ -426,17 +428,15 @@ impl Arbiter {
         }
     }
 
-    /// Sends `signal` to one worker; a worker already gone is not an error.
+    /// Sends `signal` to one worker and notes that it was asked to stop (or
+    /// killed); a worker already gone is not an error.
     fn kill_worker(&mut self, pid: Pid, signal: Signal) {
+        if let Some(record) = self.workers.get_mut(&pid) {
+            record.stopping_since.get_or_insert_with(Instant::now);
+            record.killed |= signal == Signal::SIGKILL;
+        }
         match kill(pid, signal) {
-            Ok(()) => {
-                if signal == Signal::SIGKILL {
-                    if let Some(record) = self.workers.get_mut(&pid) {
-                        record.killed = true;
-                    }
-                }
-            }
-            Err(Errno::ESRCH) => {}
+            Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) => log::error!("Cannot send {} to worker (pid:{pid}): {e}", signal.as_str()),
         }
     }
@@ -598,7 +598,7 @@ mod tests {
             age: 1,
             booted_at: Instant::now(),
             boot_report: read,
-            retiring_since: None,
+            stopping_since: None,
             killed: false,
         }
     }
@@ -628,7 +628,7 @@ mod tests {
             age: 1,
             booted_at: Instant::now(),
             boot_report: read,
-            retiring_since: None,
+            stopping_since: None,
             killed: false,
         };
         assert_eq!(read_boot_report(record), "partial line");
