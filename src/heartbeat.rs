@@ -155,7 +155,10 @@ impl Drop for Heartbeat {
 
 /// Milliseconds on CLOCK_MONOTONIC, which master and workers share.
 fn monotonic_ms() -> u64 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into a valid timespec; CLOCK_MONOTONIC
     // always exists on Linux.
     unsafe {

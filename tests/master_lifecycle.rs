@@ -386,9 +386,12 @@ fn app_load_failure_exits_4_quoting_the_exception() {
     );
 }
 
+/// One bad-settings case: arguments, environment, expected message start.
+type BadSettingsCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_settings_exit_non_zero_with_one_line_naming_the_setting() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[BadSettingsCase] = &[
         (
             &["--bind", "x:y", "app:application"],
             &[],

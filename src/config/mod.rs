@@ -161,7 +161,12 @@ pub struct Settings {
     /// Workers silent for more than this many seconds (stuck in the
     /// application) are killed and replaced, after logging where they were
     /// stuck (0 = never). Booting does not count.
-    #[arg(short = 't', long = "timeout", value_name = "INT", default_value_t = 30)]
+    #[arg(
+        short = 't',
+        long = "timeout",
+        value_name = "INT",
+        default_value_t = 30
+    )]
     pub timeout: u64,
 
     /// A worker is replaced after serving this many requests (0 = never),

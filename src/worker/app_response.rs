@@ -377,17 +377,14 @@ impl AppResponse {
         }
         self.body = Body::Finished;
         let result = self.result.bind(py);
-        match result.getattr(pyo3::intern!(py, "close")) {
-            Ok(close) => {
-                if let Err(e) = close.call0() {
-                    super::wsgi::traceback::log_exception(
-                        py,
-                        &e,
-                        "Error closing the response iterable",
-                    );
-                }
+        if let Ok(close) = result.getattr(pyo3::intern!(py, "close")) {
+            if let Err(e) = close.call0() {
+                super::wsgi::traceback::log_exception(
+                    py,
+                    &e,
+                    "Error closing the response iterable",
+                );
             }
-            Err(_) => {}
         }
     }
 }
