@@ -13,6 +13,7 @@ use super::stream::Stream;
 use super::wsgi::environ::{Endpoint, EnvironTemplate, RequestInfo};
 use super::wsgi::input::WsgiInput;
 use super::wsgi::traceback::log_exception;
+use crate::heartbeat::Heartbeat;
 use crate::http::{self, BodyFraming, HttpDate, Limits, RequestHead, Status};
 use pyo3::prelude::*;
 use std::io::{self, Read};
@@ -59,6 +60,12 @@ pub struct Shared {
     pub body_min_rate: u64,
     /// The worker is stopping gracefully: finish the current request, then close.
     pub stopping: bool,
+    /// The liveness slot shared with the master.
+    pub heartbeat: Heartbeat,
+    /// Requests answered so far.
+    pub requests_done: u64,
+    /// After this many requests the worker asks to be replaced (0 = never).
+    pub max_requests: u64,
 }
 
 enum State {
@@ -112,6 +119,10 @@ pub struct Connection {
     deadline: Instant,
     /// Work left in this turn (see [`TURN_BUDGET`]).
     budget: usize,
+    /// Whether a response has been completed on this connection (a graceful
+    /// stop closes such connections when idle; fresh ones get their request
+    /// served).
+    served_any: bool,
 }
 
 impl Connection {
@@ -130,6 +141,7 @@ impl Connection {
             peer_closed: false,
             deadline: Instant::now() + shared.timeouts.head,
             budget: TURN_BUDGET,
+            served_any: false,
         }
     }
 
@@ -138,9 +150,13 @@ impl Connection {
         &mut self.stream
     }
 
-    /// Whether the connection is between requests (safe to close on stop).
+    /// Whether the connection is between two requests (safe to close on a
+    /// graceful stop): it has served one and nothing of the next has come.
     pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Idle) && self.rbuf.is_empty() && self.out.is_empty()
+        self.served_any
+            && matches!(self.state, State::Idle)
+            && self.rbuf.is_empty()
+            && self.out.is_empty()
     }
 
     /// Handles a readiness event.
@@ -263,7 +279,7 @@ impl Connection {
                     return Step::Continue;
                 }
             }
-        } else if shared.stopping {
+        } else if shared.stopping && self.served_any {
             return Step::Close;
         }
         match self.read_more() {
@@ -355,6 +371,11 @@ impl Connection {
             is_head: self.head.method.get(&self.rbuf) == b"HEAD",
             keep_alive: self.head.keep_alive && !shared.stopping,
         };
+        shared.heartbeat.set_request(
+            self.head.method.get(&self.rbuf),
+            self.head.target.get(&self.rbuf),
+        );
+        shared.heartbeat.beat();
         let environ = Bound::new(py, WsgiInput::new(body)).and_then(|input| {
             let request = RequestInfo {
                 buf: &self.rbuf,
@@ -435,6 +456,8 @@ impl Connection {
     ) -> Step {
         self.rbuf.drain(..request_end.min(self.rbuf.len()));
         self.budget = self.budget.saturating_sub(REQUEST_COST);
+        shared.requests_done += 1;
+        self.served_any = true;
         let keepalive_enabled = !shared.timeouts.keepalive.is_zero();
         if keep_alive && keepalive_enabled && !self.peer_closed && !shared.stopping {
             self.state = State::Idle;
