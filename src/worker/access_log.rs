@@ -292,6 +292,9 @@ fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Looks up an environ variable as bytes, for `{name}e` atoms.
+pub type EnvironLookup<'a> = &'a dyn Fn(&str) -> Option<Vec<u8>>;
+
 /// Everything one access log line is made from.
 pub struct AccessEntry<'a> {
     pub peer: &'a Endpoint,
@@ -306,7 +309,7 @@ pub struct AccessEntry<'a> {
     pub body_bytes: u64,
     pub elapsed: Duration,
     /// Looks up an environ variable (only when the format needs it).
-    pub environ: Option<&'a dyn Fn(&str) -> Option<Vec<u8>>>,
+    pub environ: Option<EnvironLookup<'a>>,
 }
 
 impl AccessEntry<'_> {
