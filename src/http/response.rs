@@ -15,12 +15,15 @@ pub const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// The `Server` header value added when the app sets none.
 pub const SERVER_NAME: &[u8] = b"rgunicorn";
 
-/// Connection-level header fields, never passed through from the app
-/// (RFC 9110 §7.6.1); the server frames the body and manages the connection
-/// itself.
-const HOP_BY_HOP: [&[u8]; 7] = [
+/// Connection-level header fields, never passed through from the app: those
+/// of RFC 9110 §7.6.1 plus the RFC 2616 §13.5.1 list that PEP 3333 forbids
+/// applications to send (Proxy-Authenticate, Proxy-Authorization). The server
+/// frames the body and manages the connection itself.
+const HOP_BY_HOP: [&[u8]; 9] = [
     b"connection",
     b"keep-alive",
+    b"proxy-authenticate",
+    b"proxy-authorization",
     b"proxy-connection",
     b"transfer-encoding",
     b"te",
