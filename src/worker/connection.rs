@@ -472,6 +472,10 @@ impl Connection {
         keep_alive: bool,
     ) -> Step {
         self.rbuf.drain(..request_end.min(self.rbuf.len()));
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * READ_CHUNK {
+            // A large head or burst: give the memory back while idle.
+            self.rbuf = Vec::new();
+        }
         self.budget = self.budget.saturating_sub(REQUEST_COST);
         shared.requests_done += 1;
         self.served_any = true;
