@@ -615,3 +615,16 @@ fn head_request_to_a_write_callable_app_sends_no_body() {
     assert_eq!(get.status, 200, "HEAD left body bytes on the wire");
     assert_eq!(get.text(), "Hello, write() world\n");
 }
+
+#[test]
+fn body_over_the_limit_gets_413_and_the_worker_keeps_serving() {
+    let server = support::ServerBuilder::new("input_methods:digest")
+        .arg("--limit-request-body")
+        .arg("1000")
+        .start();
+    let response = server.post("/", &pattern(5000));
+    assert_eq!(response.status, 413);
+    let small = server.post("/", b"small");
+    assert_eq!(small.status, 200);
+    assert_eq!(small.text(), python_digest(b"small"));
+}
