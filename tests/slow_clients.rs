@@ -14,8 +14,10 @@
 
 mod support;
 
-use nix::sys::socket::SockaddrIn;
-use nix::sys::socket::{connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType};
+use nix::sys::socket::{
+    connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+};
+use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
@@ -50,6 +52,8 @@ fn start_server(args: &[&str]) -> Server {
     }
     let server = builder.start();
     assert_eq!(server.get("/").status, 200, "the worker does not serve");
+    let released = wait_until(Duration::from_secs(5), || held_connections(&server) == 0);
+    assert!(released, "the worker still holds its warm-up connection");
     server
 }
 
@@ -99,31 +103,44 @@ fn status_kib(pid: i32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
-/// How many file descriptors process `pid` has open.
-fn open_fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("read fd dir")
-        .count()
+/// The inodes of the server-side TCP connections on local port `port`
+/// (any state but LISTEN), from `/proc/net/tcp`.
+fn connection_inodes(port: u16) -> HashSet<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let local_port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|row| {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            (local.ends_with(&local_port) && *state != "0A").then(|| inode.to_string())
+        })
+        .collect()
 }
 
-/// What process `pid`'s descriptors point at, for failure messages.
-fn fd_listing(pid: i32) -> String {
-    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return String::from("(gone)");
+/// How many client connections the server's worker holds open (sockets
+/// in its descriptor table), so a test sees what the worker accepted and
+/// what it closed, whatever the client side believes.
+fn held_connections(server: &Server) -> usize {
+    let inodes = connection_inodes(server.port());
+    let worker = worker_pid(server);
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{worker}/fd")) else {
+        return 0;
     };
-    let mut listing: Vec<String> = entries
-        .filter_map(Result::ok)
-        .map(|entry| {
-            let target = std::fs::read_link(entry.path()).unwrap_or_default();
-            format!(
-                "{}->{}",
-                entry.file_name().to_string_lossy(),
-                target.display()
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
             )
         })
-        .collect();
-    listing.sort();
-    listing.join(" ")
+        .filter(|inode| inodes.contains(inode))
+        .count()
 }
 
 /// Connects `count` plain sockets and sends each `opening`.
@@ -133,6 +150,23 @@ fn connect_and_send(server: &Server, count: usize, opening: &[u8]) -> Vec<TcpStr
             let mut stream = TcpStream::connect(server_addr(server)).expect("connect");
             stream.write_all(opening).expect("send opening bytes");
             stream
+        })
+        .collect()
+}
+
+/// Connects `count` [`SlowClient`]s that send `opening`, then (if
+/// `trickles`) one byte per [`TRICKLE_PERIOD`]; each client's clock starts
+/// when its opening bytes are sent.
+fn connect_slow_clients(
+    server: &Server,
+    count: usize,
+    opening: &[u8],
+    trickles: bool,
+) -> Vec<SlowClient> {
+    (0..count)
+        .map(|_| {
+            let stream = connect_and_send(server, 1, opening).remove(0);
+            SlowClient::new(stream, trickles)
         })
         .collect()
 }
@@ -271,13 +305,8 @@ impl Drop for Trickler {
 }
 
 /// Asserts every client was cut off within `[earliest, latest]` of its
-/// clock starting, with a 408 or a silent close; returns (min, max, 408s).
-fn assert_cut_between(
-    clients: &[SlowClient],
-    earliest: Duration,
-    latest: Duration,
-    what: &str,
-) -> (Duration, Duration, usize) {
+/// clock starting, with a 408 or a silent close.
+fn assert_cut_between(clients: &[SlowClient], earliest: Duration, latest: Duration, what: &str) {
     let cuts: Vec<&Cut> = clients
         .iter()
         .map(|c| {
@@ -305,7 +334,6 @@ fn assert_cut_between(
         "{} {what}s cut off after {fastest:?}..{slowest:?}; {answered} got a 408, the rest a bare close",
         cuts.len()
     );
-    (fastest, slowest, answered)
 }
 
 #[test]
@@ -314,28 +342,25 @@ fn normal_requests_complete_while_hundreds_of_clients_trickle_headers() {
     const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
     let server = start_server(&["--header-timeout", "5"]);
     let opening = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
-    let clients = connect_and_send(&server, TRICKLERS, opening)
-        .into_iter()
-        .map(|stream| SlowClient::new(stream, true))
-        .collect();
+    let clients = connect_slow_clients(&server, TRICKLERS, opening, true);
     let trickler = Trickler::start(clients, Duration::from_secs(30));
-    let first_byte = Instant::now();
+    let trickling_since = Instant::now();
 
     std::thread::sleep(Duration::from_millis(500));
     assert_normal_requests_are_fast(&server, 8, "300 clients trickle headers");
     assert_eq!(
         trickler.uncut(),
         TRICKLERS,
-        "tricklers were cut off before the header timeout ({:?} after their first byte)",
-        first_byte.elapsed()
+        "tricklers were cut off before the header timeout ({:?} after they started)",
+        trickling_since.elapsed()
     );
 
     // They keep sending bytes, so only the absolute head deadline stops them.
     assert!(
         trickler.wait_all_cut(HEADER_TIMEOUT + TIMER_SLACK + Duration::from_secs(2)),
-        "{} of {TRICKLERS} header tricklers still connected {:?} after their first byte",
+        "{} of {TRICKLERS} header tricklers still connected {:?} after they started",
         trickler.uncut(),
-        first_byte.elapsed()
+        trickling_since.elapsed()
     );
     let clients = trickler.finish();
     let minimum = HEADER_TIMEOUT - Duration::from_millis(300);
@@ -360,17 +385,15 @@ fn normal_requests_complete_while_clients_trickle_bodies() {
     let head = b"POST /echo-length HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n";
     // Tricklers: a byte per 200 ms (5 B/s), never silent for 2 s, so only
     // the minimum rate can stop them. Stallers: a few bytes, then nothing.
-    let mut clients: Vec<SlowClient> = connect_and_send(&server, TRICKLERS, head)
-        .into_iter()
-        .map(|stream| SlowClient::new(stream, true))
-        .collect();
+    let mut clients = connect_slow_clients(&server, TRICKLERS, head, true);
     let mut staller_opening = head.to_vec();
     staller_opening.extend_from_slice(&[b'a'; 100]);
-    clients.extend(
-        connect_and_send(&server, STALLERS, &staller_opening)
-            .into_iter()
-            .map(|stream| SlowClient::new(stream, false)),
-    );
+    clients.extend(connect_slow_clients(
+        &server,
+        STALLERS,
+        &staller_opening,
+        false,
+    ));
     let trickler = Trickler::start(clients, Duration::from_secs(30));
     let started = Instant::now();
 
@@ -400,6 +423,76 @@ fn normal_requests_complete_while_clients_trickle_bodies() {
     );
     drop(clients);
     assert_normal_requests_are_fast(&server, 2, "the body senders are gone");
+}
+
+#[test]
+fn a_kept_alive_connection_trickling_its_next_head_gets_408() {
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+    let server = start_server(&["--header-timeout", "2", "--keep-alive", "30"]);
+    let mut stream = TcpStream::connect(server_addr(&server)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("set_read_timeout");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send first request");
+    let mut first = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !first.ends_with(GREETING) {
+        let n = stream.read(&mut buf).expect("read the first response");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&first));
+        first.extend_from_slice(&buf[..n]);
+    }
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+    // The keep-alive wait is over once a byte arrives: from then on the
+    // head has its own absolute deadline, however steadily bytes come.
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .expect("start the second head");
+    let trickler = Trickler::start(vec![SlowClient::new(stream, true)], Duration::from_secs(20));
+    assert!(
+        trickler.wait_all_cut(HEADER_TIMEOUT + TIMER_SLACK + Duration::from_secs(1)),
+        "a kept-alive client trickling its second head is still connected"
+    );
+    let clients = trickler.finish();
+    assert_cut_between(
+        &clients,
+        HEADER_TIMEOUT - Duration::from_millis(300),
+        HEADER_TIMEOUT + TIMER_SLACK,
+        "second-head trickler",
+    );
+}
+
+#[test]
+fn a_steady_body_above_the_minimum_rate_is_not_cut_off() {
+    const PIECE: usize = 512;
+    const PIECES: usize = 24;
+    let server = start_server(&["--body-timeout", "2", "--body-min-rate", "1024"]);
+    let mut client = server.connect();
+    client.send(
+        format!(
+            "POST /echo-length HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+            PIECE * PIECES
+        )
+        .as_bytes(),
+    );
+    // 2 KiB/s for 6 s, with one pause shorter than --body-timeout: slow,
+    // but above --body-min-rate and never idle for 2 s.
+    let started = Instant::now();
+    for piece in 0..PIECES {
+        client.send(&[b'a'; PIECE]);
+        let pause = if piece == PIECES / 2 { 1200 } else { 250 };
+        std::thread::sleep(Duration::from_millis(pause));
+    }
+    let response = client.read_response();
+    eprintln!(
+        "a {} B body sent over {:?} was answered {}",
+        PIECE * PIECES,
+        started.elapsed(),
+        response.status
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.text(), (PIECE * PIECES).to_string());
 }
 
 /// The receive buffer of a client that never reads: small, so the server's
@@ -457,8 +550,6 @@ fn normal_requests_complete_while_clients_refuse_to_read_large_responses() {
     const PEAK_RSS_LIMIT_KIB: u64 = 300 * 1024;
     let server = start_server(&["--send-timeout", "5"]);
     let worker = worker_pid(&server);
-    let baseline_fds = open_fds(worker);
-    let baseline_listing = fd_listing(worker);
     let baseline_rss = status_kib(worker, "VmRSS");
 
     let mut non_readers = Vec::new();
@@ -479,7 +570,7 @@ fn normal_requests_complete_while_clients_refuse_to_read_large_responses() {
     );
     let stalled_since = Instant::now();
     assert!(
-        open_fds(worker) >= baseline_fds + non_readers.len(),
+        held_connections(&server) >= non_readers.len(),
         "the worker does not hold the {} non-readers",
         non_readers.len()
     );
@@ -499,20 +590,19 @@ fn normal_requests_complete_while_clients_refuse_to_read_large_responses() {
         peak / 1024
     );
     assert!(
-        open_fds(worker) >= baseline_fds + non_readers.len(),
+        held_connections(&server) >= non_readers.len(),
         "non-readers were disconnected {:?} after they stalled, before the send timeout",
         stalled_since.elapsed()
     );
 
     let disconnected = wait_until(SEND_TIMEOUT + TIMER_SLACK + Duration::from_secs(3), || {
-        open_fds(worker) <= baseline_fds
+        held_connections(&server) == 0
     });
     assert!(
         disconnected,
-        "the worker still holds {} connections {:?} after the non-readers stalled; fds: {} (before: {baseline_listing})",
-        open_fds(worker).saturating_sub(baseline_fds),
-        stalled_since.elapsed(),
-        fd_listing(worker)
+        "the worker still holds {} connections {:?} after the non-readers stalled",
+        held_connections(&server),
+        stalled_since.elapsed()
     );
     eprintln!(
         "non-readers disconnected within {:?} of stalling (--send-timeout 5)",
@@ -529,6 +619,72 @@ fn normal_requests_complete_while_clients_refuse_to_read_large_responses() {
     }
     drop(non_readers);
     assert_normal_requests_are_fast(&server, 2, "the non-readers are gone");
+}
+
+#[test]
+fn a_client_reading_slowly_is_not_disconnected_by_the_send_timeout() {
+    const READ_FOR: Duration = Duration::from_secs(5);
+    let server = start_server(&["--send-timeout", "2"]);
+    let mut stream = connect_with_small_receive_buffer(server_addr(&server));
+    stream
+        .write_all(b"GET /big-generator HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send request");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("set_read_timeout");
+    // 16 KiB every 200 ms: slow, but never silent for 2 s.
+    let started = Instant::now();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut received = 0;
+    while started.elapsed() < READ_FOR {
+        match stream.read(&mut buf) {
+            Ok(0) => panic!(
+                "a slow reader was disconnected after {:?} and {received} bytes",
+                started.elapsed()
+            ),
+            Ok(n) => received += n,
+            Err(e) => panic!("reading slowly failed after {received} bytes: {e}"),
+        }
+        std::thread::sleep(TRICKLE_PERIOD);
+    }
+    eprintln!("a slow reader got {received} bytes in {READ_FOR:?} and is still served");
+    let more = stream.read(&mut buf).expect("read after the slow phase");
+    assert!(more > 0, "the slow reader was disconnected at the end");
+}
+
+#[test]
+fn connections_that_never_send_a_byte_are_closed_in_bounded_time() {
+    const CAP: usize = 10;
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let server = start_server(&[
+        "--worker-connections",
+        "10",
+        "--header-timeout",
+        "2",
+        "--keep-alive",
+        "2",
+    ]);
+    let mut silent: Vec<Client> = (0..CAP).map(|_| server.connect()).collect();
+    let since = Instant::now();
+    // The cap is full of silent clients; the next one waits in the backlog
+    // until the worker gives their slots up.
+    let mut waiting = server.connect();
+    waiting.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    waiting.set_read_timeout(TIMEOUT + TIMER_SLACK + Duration::from_secs(2));
+    let response = waiting.read_response();
+    assert_eq!(response.status, 200);
+    eprintln!(
+        "a client behind {CAP} silent connections was served after {:?}",
+        since.elapsed()
+    );
+    assert!(since.elapsed() <= TIMEOUT + TIMER_SLACK);
+    for client in &mut silent {
+        assert!(
+            client.is_closed_within(Duration::from_secs(1)),
+            "a silent connection is still open {:?} after it connected",
+            since.elapsed()
+        );
+    }
 }
 
 /// Sends `GET /` on a kept-alive connection and checks the answer.
@@ -576,8 +732,6 @@ fn many_idle_connections_do_not_block_new_ones() {
     const SILENT: usize = 400;
     const KEPT_ALIVE: usize = 400;
     let server = start_server(&["--keep-alive", "60"]);
-    let worker = worker_pid(&server);
-    let baseline_fds = open_fds(worker);
     // Connections that never send a byte, and connections idle between
     // requests.
     let silent = connect_and_send(&server, SILENT, b"");
@@ -586,13 +740,13 @@ fn many_idle_connections_do_not_block_new_ones() {
         keep_alive_get(client);
     }
     let held = wait_until(Duration::from_secs(5), || {
-        open_fds(worker) >= baseline_fds + SILENT + KEPT_ALIVE
+        held_connections(&server) >= SILENT + KEPT_ALIVE
     });
     assert!(held, "the worker does not hold the 800 idle connections");
 
     assert_normal_requests_are_fast(&server, 10, "800 connections sit idle");
     assert!(
-        open_fds(worker) >= baseline_fds + SILENT + KEPT_ALIVE,
+        held_connections(&server) >= SILENT + KEPT_ALIVE,
         "idle connections were dropped to make room"
     );
     // The idle ones are still served when they wake up.
@@ -607,9 +761,6 @@ fn many_idle_connections_do_not_block_new_ones() {
 fn worker_connections_cap_leaves_the_rest_in_the_backlog() {
     const CAP: usize = 10;
     let server = start_server(&["--worker-connections", "10", "--keep-alive", "60"]);
-    let worker = worker_pid(&server);
-    let baseline_fds = open_fds(worker);
-    let baseline_listing = fd_listing(worker);
     let mut held: Vec<Client> = (0..CAP).map(|_| server.connect()).collect();
     for client in &mut held {
         keep_alive_get(client);
@@ -631,10 +782,9 @@ fn worker_connections_cap_leaves_the_rest_in_the_backlog() {
         ),
     }
     assert_eq!(
-        open_fds(worker),
-        baseline_fds + CAP,
-        "the worker accepted past its cap; fds: {} (before: {baseline_listing})",
-        fd_listing(worker)
+        held_connections(&server),
+        CAP,
+        "the worker accepted past its cap"
     );
 
     let freed = Instant::now();
@@ -727,6 +877,15 @@ fn oversized_body_gets_413() {
         "413 took {:?}",
         asked.elapsed()
     );
+    assert!(client.is_closed_within(Duration::from_secs(5)));
+
+    // A client that asks first is told no without a 100 Continue.
+    let mut client = server.connect();
+    client.send(
+        b"POST /echo-length HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
+    );
+    let response = client.read_response();
+    assert_eq!(response.status, 413, "expected 413 before any 100 Continue");
     assert!(client.is_closed_within(Duration::from_secs(5)));
 
     // Chunked bodies are counted as they arrive.
