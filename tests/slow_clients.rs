@@ -22,7 +22,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::{wait_until, Client, Server, ServerBuilder};
@@ -38,6 +38,17 @@ const TRICKLE_PERIOD: Duration = Duration::from_millis(200);
 /// The worker checks deadlines every 250 ms; allow that plus scheduling
 /// slack on a loaded machine.
 const TIMER_SLACK: Duration = Duration::from_millis(2500);
+
+/// Tests that bring a crowd of clients take turns, so two crowds do not
+/// share the machine's cores and blur each other's latency figures.
+static CROWD: Mutex<()> = Mutex::new(());
+
+/// Waits for this test's turn to bring a crowd (held until dropped).
+fn crowd_turn() -> MutexGuard<'static, ()> {
+    CROWD
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A one-worker server for `slow_apps:application` with `args`, returned
 /// once its worker has served a request (so the worker's file descriptors
@@ -360,6 +371,7 @@ fn assert_cut_between(clients: &[SlowClient], earliest: Duration, latest: Durati
 
 #[test]
 fn normal_requests_complete_while_hundreds_of_clients_trickle_headers() {
+    let _turn = crowd_turn();
     const TRICKLERS: usize = 300;
     const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
     let server = start_server(&["--header-timeout", "5"]);
@@ -398,6 +410,7 @@ fn normal_requests_complete_while_hundreds_of_clients_trickle_headers() {
 
 #[test]
 fn normal_requests_complete_while_clients_trickle_bodies() {
+    let _turn = crowd_turn();
     const TRICKLERS: usize = 150;
     const STALLERS: usize = 50;
     const BODY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -557,6 +570,7 @@ fn read_to_end_within(stream: &mut TcpStream, cap: usize) -> (bool, usize) {
 
 #[test]
 fn normal_requests_complete_while_clients_refuse_to_read_large_responses() {
+    let _turn = crowd_turn();
     const PER_KIND: usize = 50;
     const SEND_TIMEOUT: Duration = Duration::from_secs(5);
     const PEAK_RSS_LIMIT_KIB: u64 = 300 * 1024;
@@ -747,6 +761,7 @@ fn idle_keep_alive_connections_are_closed_after_the_keep_alive_timeout() {
 
 #[test]
 fn many_idle_connections_do_not_block_new_ones() {
+    let _turn = crowd_turn();
     const SILENT: usize = 400;
     const KEPT_ALIVE: usize = 400;
     let server = start_server(&["--keep-alive", "60"]);
@@ -824,6 +839,7 @@ fn worker_connections_cap_leaves_the_rest_in_the_backlog() {
 
 #[test]
 fn concurrent_keep_alive_clients_all_make_progress() {
+    let _turn = crowd_turn();
     const CLIENTS: usize = 50;
     const REQUESTS: usize = 50;
     const ALL_DONE_WITHIN: Duration = Duration::from_secs(30);
