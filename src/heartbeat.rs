@@ -59,6 +59,15 @@ unsafe impl Send for Heartbeat {}
 // SAFETY: as above: all access is atomic.
 unsafe impl Sync for Heartbeat {}
 
+impl std::fmt::Debug for Heartbeat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heartbeat")
+            .field("phase", &self.phase())
+            .field("silent_for", &self.silent_for())
+            .finish()
+    }
+}
+
 impl Heartbeat {
     /// Maps a fresh shared slot (phase Booting, beat now).
     pub fn new() -> io::Result<Heartbeat> {

@@ -6,6 +6,7 @@
 //! was last seen readable/writable and keeps going until it would block, so
 //! work is never left waiting for an event that will not come.
 
+use super::access_log::AccessLog;
 use super::app_response::{AppResponse, Pumped, RequestFacts, ResponseError};
 use super::out_queue::OutQueue;
 use super::request_body::{BodyError, BodyReader};
@@ -13,6 +14,7 @@ use super::stream::Stream;
 use super::wsgi::environ::{Endpoint, EnvironTemplate, RequestInfo};
 use super::wsgi::input::WsgiInput;
 use super::wsgi::traceback::log_exception;
+use crate::heartbeat::Heartbeat;
 use crate::http::{self, BodyFraming, HttpDate, Limits, RequestHead, Status};
 use pyo3::prelude::*;
 use std::io::{self, Read};
@@ -59,6 +61,14 @@ pub struct Shared {
     pub body_min_rate: u64,
     /// The worker is stopping gracefully: finish the current request, then close.
     pub stopping: bool,
+    /// The liveness slot shared with the master.
+    pub heartbeat: Heartbeat,
+    /// Requests answered so far.
+    pub requests_done: u64,
+    /// After this many requests the worker asks to be replaced (0 = never).
+    pub max_requests: u64,
+    /// Where access log lines go (`--access-logfile`), if anywhere.
+    pub access_log: Option<AccessLog>,
 }
 
 enum State {
@@ -112,6 +122,12 @@ pub struct Connection {
     deadline: Instant,
     /// Work left in this turn (see [`TURN_BUDGET`]).
     budget: usize,
+    /// Whether a response has been completed on this connection (a graceful
+    /// stop closes such connections when idle; fresh ones get their request
+    /// served).
+    served_any: bool,
+    /// When the current request's head was complete.
+    request_started: Instant,
 }
 
 impl Connection {
@@ -130,6 +146,8 @@ impl Connection {
             peer_closed: false,
             deadline: Instant::now() + shared.timeouts.head,
             budget: TURN_BUDGET,
+            served_any: false,
+            request_started: Instant::now(),
         }
     }
 
@@ -138,9 +156,13 @@ impl Connection {
         &mut self.stream
     }
 
-    /// Whether the connection is between requests (safe to close on stop).
+    /// Whether the connection is between two requests (safe to close on a
+    /// graceful stop): it has served one and nothing of the next has come.
     pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Idle) && self.rbuf.is_empty() && self.out.is_empty()
+        self.served_any
+            && matches!(self.state, State::Idle)
+            && self.rbuf.is_empty()
+            && self.out.is_empty()
     }
 
     /// Handles a readiness event.
@@ -263,7 +285,7 @@ impl Connection {
                     return Step::Continue;
                 }
             }
-        } else if shared.stopping {
+        } else if shared.stopping && self.served_any {
             return Step::Close;
         }
         match self.read_more() {
@@ -275,6 +297,7 @@ impl Connection {
 
     /// A complete head: set up the body and answer `Expect: 100-continue`.
     fn on_head(&mut self, py: Python<'_>, shared: &mut Shared, head_len: usize) -> Step {
+        self.request_started = Instant::now();
         let reader = match BodyReader::new(self.head.framing, shared.body_limit) {
             Ok(reader) => reader,
             Err(error) => return self.body_failed(shared, error),
@@ -355,6 +378,11 @@ impl Connection {
             is_head: self.head.method.get(&self.rbuf) == b"HEAD",
             keep_alive: self.head.keep_alive && !shared.stopping,
         };
+        shared.heartbeat.set_request(
+            self.head.method.get(&self.rbuf),
+            self.head.target.get(&self.rbuf),
+        );
+        shared.heartbeat.beat();
         let environ = Bound::new(py, WsgiInput::new(body)).and_then(|input| {
             let request = RequestInfo {
                 buf: &self.rbuf,
@@ -366,7 +394,13 @@ impl Connection {
         });
         let started = environ
             .map_err(ResponseError::AppRaised)
-            .and_then(|environ| AppResponse::start(py, &shared.app, environ.into_any(), facts));
+            .and_then(|environ| {
+                let keep_environ = shared
+                    .access_log
+                    .as_ref()
+                    .is_some_and(|log| log.format().needs_environ());
+                AppResponse::start(py, &shared.app, environ.into_any(), facts, keep_environ)
+            });
         match started {
             Ok(response) => {
                 self.state = State::Responding {
@@ -405,6 +439,10 @@ impl Connection {
                 Step::Wait
             }
             Ok(Pumped::Done { keep_alive }) => {
+                if let Some(log) = shared.access_log.as_mut() {
+                    let elapsed = self.request_started.elapsed();
+                    response.log_access(py, log, &self.peer, &self.rbuf, &self.head, elapsed);
+                }
                 let request_end = *request_end;
                 self.finish_request(shared, request_end, keep_alive)
             }
@@ -434,7 +472,13 @@ impl Connection {
         keep_alive: bool,
     ) -> Step {
         self.rbuf.drain(..request_end.min(self.rbuf.len()));
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * READ_CHUNK {
+            // A large head or burst: give the memory back while idle.
+            self.rbuf = Vec::new();
+        }
         self.budget = self.budget.saturating_sub(REQUEST_COST);
+        shared.requests_done += 1;
+        self.served_any = true;
         let keepalive_enabled = !shared.timeouts.keepalive.is_zero();
         if keep_alive && keepalive_enabled && !self.peer_closed && !shared.stopping {
             self.state = State::Idle;

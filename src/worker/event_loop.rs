@@ -7,6 +7,7 @@ use super::connection::{Connection, Keep, Shared};
 use super::signals::{SignalPipe, WorkerSignal};
 use super::stream::Stream;
 use super::wsgi::environ::Endpoint;
+use crate::heartbeat::Phase;
 use crate::listener::Listener;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
@@ -148,8 +149,25 @@ impl EventLoop {
         })
     }
 
-    /// Serves until stopped. Returns the worker's exit code.
+    /// Serves until stopped, then writes out the access log. Returns the
+    /// worker's exit code.
     pub fn run(&mut self, py: Python<'_>) -> i32 {
+        let code = self.serve(py);
+        if let Some(log) = self.shared.access_log.as_mut() {
+            log.flush_all();
+        }
+        code
+    }
+
+    /// USR1: reopens the log files (after logrotate moved them).
+    fn reopen_logs(&mut self) {
+        log::info!("Reopening logs");
+        if let Some(log) = self.shared.access_log.as_mut() {
+            log.reopen();
+        }
+    }
+
+    fn serve(&mut self, py: Python<'_>) -> i32 {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         loop {
@@ -182,6 +200,11 @@ impl EventLoop {
                 }
             }
             self.serve_ready(py);
+            self.shared.heartbeat.beat();
+            self.check_max_requests();
+            if let Some(log) = self.shared.access_log.as_mut() {
+                log.flush();
+            }
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + TICK;
                 self.expire_deadlines(py);
@@ -210,9 +233,7 @@ impl EventLoop {
                 WorkerSignal::GracefulStop => {
                     self.begin_graceful_stop(py);
                 }
-                WorkerSignal::ReopenLogs => {
-                    log::info!("Reopening logs (nothing to reopen: logging to stderr)")
-                }
+                WorkerSignal::ReopenLogs => self.reopen_logs(),
             }
         }
         exit_now
@@ -226,6 +247,7 @@ impl EventLoop {
         }
         self.stop_deadline = Some(Instant::now() + self.graceful_timeout);
         self.shared.stopping = true;
+        self.drain_backlog(py);
         for acceptor in self.acceptors.drain(..) {
             if !self.accept_paused {
                 let _ = accept_interest::remove(&self.poll, acceptor.raw_fd());
@@ -235,6 +257,38 @@ impl EventLoop {
             if matches!(&self.slots[slot], Some(c) if c.is_idle()) {
                 self.close_slot(py, slot);
             }
+        }
+    }
+
+    /// Accepts every connection already waiting in the listen backlog, so a
+    /// graceful stop serves the clients that were queued (on Kubernetes, the
+    /// ones routed here before the endpoint was removed) instead of
+    /// resetting them when the sockets close.
+    fn drain_backlog(&mut self, py: Python<'_>) {
+        for index in 0..self.acceptors.len() {
+            loop {
+                match self.acceptors[index].accept() {
+                    Ok((stream, peer, local)) => self.add_connection(py, stream, peer, local),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    /// At `--max-requests`, asks the master for a successor; this worker
+    /// keeps serving until the successor is ready and the master sends TERM.
+    fn check_max_requests(&mut self) {
+        let limit = self.shared.max_requests;
+        if limit > 0
+            && self.shared.requests_done >= limit
+            && self.shared.heartbeat.phase() == Phase::Serving
+        {
+            log::info!(
+                "Autorestarting worker after current request: served {} requests",
+                self.shared.requests_done
+            );
+            self.shared.heartbeat.set_phase(Phase::Retiring);
         }
     }
 
