@@ -5,7 +5,11 @@
 /big-bytes       50 MiB as one bytes object, built once at import and shared
                  by every response (so any per-client copy is the server's)
 /echo-length     reads the whole body and answers with its length
+/file?path=P     the file at P through wsgi.file_wrapper, with Content-Length
 """
+
+import os
+from urllib.parse import parse_qs
 
 GREETING = b"Hello, World!\n"
 BIG_SIZE = 50 * 1024 * 1024
@@ -42,10 +46,17 @@ def echo_length(environ, start_response):
     return [answer]
 
 
+def file(environ, start_response):
+    path = parse_qs(environ.get("QUERY_STRING", ""))["path"][0]
+    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(os.path.getsize(path)))])
+    return environ["wsgi.file_wrapper"](open(path, "rb"), 64 * 1024)
+
+
 ROUTES = {
     "/big-generator": big_generator,
     "/big-bytes": big_bytes,
     "/echo-length": echo_length,
+    "/file": file,
 }
 
 
