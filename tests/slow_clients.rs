@@ -769,6 +769,52 @@ fn connections_that_never_send_a_byte_are_closed_in_bounded_time() {
     }
 }
 
+#[test]
+fn a_client_pipelining_requests_without_reading_costs_bounded_memory() {
+    const TIMEOUT: Duration = Duration::from_secs(3);
+    const GROWTH_LIMIT_KIB: u64 = 32 * 1024;
+    let _turn = crowd_turn();
+    let server = start_server(&["--send-timeout", "3", "--keep-alive", "3"]);
+    let worker = worker_pid(&server);
+    let rss_before = status_kib(worker, "VmRSS");
+    // Thousands of pipelined requests, written until the socket will take
+    // no more; no response is ever read.
+    let mut stream = connect_with_small_receive_buffer(server_addr(&server));
+    stream.set_nonblocking(true).expect("set_nonblocking");
+    let requests = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(1000);
+    let mut written = 0usize;
+    let writing_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < writing_until {
+        match stream.write(&requests) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("the pipelining client was cut off while writing: {e}"),
+        }
+    }
+    let stalled_since = Instant::now();
+    assert_normal_requests_are_fast(&server, 5, "a client pipelines without reading");
+    let growth = status_kib(worker, "VmHWM").saturating_sub(rss_before);
+    eprintln!(
+        "{} KiB of pipelined requests, never read: worker peak RSS grew {} KiB",
+        written / 1024,
+        growth
+    );
+    assert!(
+        growth < GROWTH_LIMIT_KIB,
+        "the worker's peak RSS grew {growth} KiB for one client that does not read"
+    );
+    let closed = wait_until(TIMEOUT + TIMER_SLACK + Duration::from_secs(2), || {
+        held_connections(&server) == 0
+    });
+    assert!(
+        closed,
+        "the pipelining non-reader is still connected {:?} after it stalled",
+        stalled_since.elapsed()
+    );
+}
+
 /// Sends `GET /` on a kept-alive connection and checks the answer.
 fn keep_alive_get(client: &mut Client) {
     client.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
