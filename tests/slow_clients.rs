@@ -89,8 +89,8 @@ fn timed_get(server: &Server) -> Duration {
 }
 
 /// Makes `count` normal requests and asserts each is answered within
-/// [`NORMAL_LATENCY`]; returns the slowest.
-fn assert_normal_requests_are_fast(server: &Server, count: usize, while_what: &str) -> Duration {
+/// [`NORMAL_LATENCY`].
+fn assert_normal_requests_are_fast(server: &Server, count: usize, while_what: &str) {
     let mut slowest = Duration::ZERO;
     for _ in 0..count {
         let took = timed_get(server);
@@ -101,7 +101,6 @@ fn assert_normal_requests_are_fast(server: &Server, count: usize, while_what: &s
         slowest = slowest.max(took);
     }
     eprintln!("slowest of {count} normal GETs while {while_what}: {slowest:?}");
-    slowest
 }
 
 /// A `kB` field of `/proc/<pid>/status` (VmRSS, VmHWM), in KiB.
