@@ -91,6 +91,14 @@ pub struct Settings {
     #[arg(long = "log-level", value_name = "LEVEL", value_parser = parse_log_level, default_value = "info")]
     pub log_level: String,
 
+    /// A Python module of worker hooks, imported like the app (after
+    /// `--chdir` and `--pythonpath`), e.g. `myproject.rgunicorn_hooks`. Its
+    /// functions named like gunicorn's hooks (post_fork, post_worker_init,
+    /// pre_request, post_request, worker_int, worker_abort, worker_exit)
+    /// run in each worker. See docs/hooks.md.
+    #[arg(long = "hooks", value_name = "MODULE")]
+    pub hooks: Option<String>,
+
     /// Where to write the access log, one line per response (`-` means
     /// stdout). No access log unless given.
     #[arg(long = "access-logfile", value_name = "FILE")]

@@ -12,6 +12,7 @@ use super::out_queue::OutQueue;
 use super::request_body::{BodyError, BodyReader};
 use super::stream::Stream;
 use super::wsgi::environ::{Endpoint, EnvironTemplate, RequestInfo};
+use super::wsgi::hooks::{HookedRequest, Hooks, Outcome};
 use super::wsgi::input::WsgiInput;
 use super::wsgi::traceback::log_exception;
 use crate::heartbeat::Heartbeat;
@@ -69,6 +70,8 @@ pub struct Shared {
     pub max_requests: u64,
     /// Where access log lines go (`--access-logfile`), if anywhere.
     pub access_log: Option<AccessLog>,
+    /// The `--hooks` module's hooks, if one is configured.
+    pub hooks: Option<Hooks>,
 }
 
 enum State {
@@ -89,6 +92,8 @@ enum State {
     Responding {
         response: AppResponse,
         request_end: usize,
+        /// The request as the `--hooks` see it, if any hook wants it.
+        hooked: Option<HookedRequest>,
     },
     /// Flushing a final response, then half-closing and draining the client
     /// so it reads the response instead of a reset.
@@ -413,6 +418,10 @@ impl Connection {
             self.head.target.get(&self.rbuf),
         );
         shared.heartbeat.beat();
+        let mut hooked = shared
+            .hooks
+            .as_ref()
+            .and_then(|hooks| hooks.before_request(py, &self.rbuf, &self.head, &self.peer));
         let environ = Bound::new(py, WsgiInput::new(body)).and_then(|input| {
             let request = RequestInfo {
                 buf: &self.rbuf,
@@ -425,17 +434,24 @@ impl Connection {
         let started = environ
             .map_err(ResponseError::AppRaised)
             .and_then(|environ| {
+                if let Some(hooked) = hooked.as_mut() {
+                    hooked.keep_environ(&environ);
+                }
                 let keep_environ = shared
                     .access_log
                     .as_ref()
                     .is_some_and(|log| log.format().needs_environ());
                 AppResponse::start(py, &shared.app, environ.into_any(), facts, keep_environ)
             });
+        if let (Some(hooks), Some(hooked)) = (shared.hooks.as_ref(), hooked.as_mut()) {
+            hooks.app_returned(hooked);
+        }
         match started {
             Ok(response) => {
                 self.state = State::Responding {
                     response,
                     request_end,
+                    hooked,
                 };
                 self.deadline = Instant::now() + shared.timeouts.send;
                 Step::Continue
@@ -443,6 +459,9 @@ impl Connection {
             Err(error) => {
                 self.log_app_error(py, &error);
                 self.fail(shared, 500);
+                if let (Some(hooks), Some(hooked)) = (shared.hooks.as_ref(), hooked) {
+                    hooks.after_request(py, hooked, Outcome::ServerError);
+                }
                 Step::Continue
             }
         }
@@ -457,6 +476,7 @@ impl Connection {
         let State::Responding {
             response,
             request_end,
+            hooked,
         } = &mut self.state
         else {
             unreachable!("step_response outside Responding")
@@ -477,6 +497,10 @@ impl Connection {
                 if let Some(log) = shared.access_log.as_mut() {
                     let elapsed = self.request_started.elapsed();
                     response.log_access(py, log, &self.peer, &self.rbuf, &self.head, elapsed);
+                }
+                if let (Some(hooks), Some(hooked)) = (shared.hooks.as_ref(), hooked.take()) {
+                    let body_sent = response.body_sent();
+                    hooks.after_request(py, hooked, Outcome::Completed { body_sent });
                 }
                 let request_end = *request_end;
                 self.finish_request(shared, request_end, keep_alive)
