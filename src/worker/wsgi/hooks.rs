@@ -288,11 +288,13 @@ pub fn load(
         .import("importlib")
         .and_then(|importlib| importlib.call_method1("import_module", (module_name,)))
         .map_err(|e| {
-            log_exception(
-                py,
-                &e,
-                &format!("Exception importing --hooks {module_name}"),
-            );
+            if !is_missing_module(py, &e, module_name) {
+                log_exception(
+                    py,
+                    &e,
+                    &format!("Exception importing --hooks {module_name}"),
+                );
+            }
             HooksError::Import {
                 module: module_name.to_string(),
                 reason: one_line(py, &e),
@@ -336,6 +338,17 @@ pub fn load(
         worker_exit,
         recorder: None,
     }))
+}
+
+/// Whether `err` only says that `module_name` itself does not exist (its
+/// one-line message says all; a traceback would add nothing).
+fn is_missing_module(py: Python<'_>, err: &PyErr, module_name: &str) -> bool {
+    err.is_instance_of::<pyo3::exceptions::PyModuleNotFoundError>(py)
+        && err
+            .value(py)
+            .getattr("name")
+            .and_then(|name| name.extract::<String>())
+            .is_ok_and(|name| name == module_name)
 }
 
 /// The hook `name` in `module`: None when absent (or None), an error when
