@@ -14,6 +14,7 @@ pub mod http;
 pub mod listener;
 pub mod logging;
 pub mod master;
+pub mod proc_title;
 pub mod worker;
 
 /// The version string reported by `--version` and the `Server` header.

@@ -1,6 +1,13 @@
 //! The error log: gunicorn's line format
 //! `[%Y-%m-%d %H:%M:%S %z] [PID] [LEVEL] message`, on stderr.
 //!
+//! `--error-logfile FILE` makes fd 2 itself the file: it is opened for
+//! appending and `dup2`ed onto stderr, so the logger, Python's tracebacks
+//! (faulthandler) and an app's prints to stderr all land in it. [`reopen`]
+//! (USR1, after logrotate moved the file) opens the path afresh and puts the
+//! new file on fd 2 the same way; each process (master, every worker) does
+//! it for itself. With `-` (the default) stderr is left as it is.
+//!
 //! The logger is installed once by the master and inherited by every worker
 //! across fork, so the PID is read per line. Each line reaches stderr in one
 //! `write`, so lines from several processes sharing the stream never
@@ -8,7 +15,18 @@
 //! `WARNING`, and an error logged with `target: CRITICAL` prints as
 //! `CRITICAL` (the `log` crate has no such level).
 
+use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The `--error-logfile` path, when the log goes to a file.
+static LOG_FILE: OnceLock<PathBuf> = OnceLock::new();
+/// The stderr the process started with, kept (close-on-exec) when fd 2
+/// was replaced by the log file, so fatal start-up errors still reach the
+/// operator's terminal.
+static ORIGINAL_STDERR: OnceLock<OwnedFd> = OnceLock::new();
 
 /// The `log` target that marks an error as `CRITICAL`:
 /// `log::error!(target: logging::CRITICAL, "WORKER TIMEOUT (pid:{pid})")`.
@@ -23,6 +41,75 @@ pub enum LoggingError {
     /// A logger is already installed in this process.
     #[error("the logger is already installed")]
     AlreadyInstalled,
+    /// The `--error-logfile` could not be opened or put on stderr.
+    #[error("--error-logfile: cannot open '{}': {reason}", .path.display())]
+    Open { path: PathBuf, reason: String },
+}
+
+/// Sends the log to `error_logfile` (`-`: leave it on stderr). Called once,
+/// before [`init`]; later calls are refused.
+pub fn set_log_file(error_logfile: &Path) -> Result<(), LoggingError> {
+    if error_logfile == Path::new("-") {
+        return Ok(());
+    }
+    // SAFETY: dup of fd 2 with close-on-exec; it only creates a new fd.
+    let saved = unsafe { libc::fcntl(libc::STDERR_FILENO, libc::F_DUPFD_CLOEXEC, 3) };
+    if saved >= 0 {
+        // SAFETY: `saved` is a fresh fd this process owns and nothing else
+        // refers to.
+        let _ = ORIGINAL_STDERR.set(unsafe { OwnedFd::from_raw_fd(saved) });
+    }
+    open_onto_stderr(error_logfile)?;
+    LOG_FILE
+        .set(error_logfile.to_path_buf())
+        .map_err(|_| LoggingError::AlreadyInstalled)
+}
+
+/// USR1: opens the log file again (it may have been moved by logrotate)
+/// and makes it this process's stderr. Nothing to do when logging to
+/// stderr.
+pub fn reopen() -> Result<(), LoggingError> {
+    match LOG_FILE.get() {
+        Some(path) => open_onto_stderr(path),
+        None => Ok(()),
+    }
+}
+
+/// Whether the log goes to a file rather than the inherited stderr.
+pub fn logs_to_file() -> bool {
+    LOG_FILE.get().is_some()
+}
+
+/// Writes one line to the stderr the process started with, when the log
+/// was moved to a file (so a fatal error is seen where the command was
+/// run, as well as in the log). Does nothing otherwise.
+pub fn write_to_original_stderr(line: &str) {
+    if let Some(fd) = ORIGINAL_STDERR.get() {
+        if let Ok(clone) = fd.try_clone() {
+            let _ = std::fs::File::from(clone).write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
+/// Opens `path` for appending and `dup2`s it onto fd 2.
+fn open_onto_stderr(path: &Path) -> Result<(), LoggingError> {
+    let open_error = |e: std::io::Error| LoggingError::Open {
+        path: path.to_path_buf(),
+        reason: crate::master::sockets::os_error_text(&e),
+    };
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(open_error)?;
+    let _ = std::io::stderr().flush();
+    // SAFETY: dup2 atomically replaces fd 2 with a duplicate of the open
+    // file; the Rust stderr handle is unbuffered and refers to fd 2 by
+    // number, so it simply writes to the new file from now on.
+    if unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
+        return Err(open_error(std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// Installs the logger at `level` (debug, info, warning, error, critical;
@@ -189,6 +276,15 @@ mod tests {
             let record = log::Record::builder().level(*level).target(target).build();
             assert_eq!(level_name(&record), *expected);
         }
+    }
+
+    #[test]
+    fn a_missing_directory_is_a_one_line_open_error() {
+        let err = open_onto_stderr(Path::new("/nonexistent-dir/x.log")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--error-logfile: cannot open '/nonexistent-dir/x.log': No such file or directory"
+        );
     }
 
     #[test]

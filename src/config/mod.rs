@@ -178,6 +178,38 @@ pub struct Settings {
     /// `--max-requests` per worker so workers do not all restart together.
     #[arg(long = "max-requests-jitter", value_name = "INT", default_value_t = 0)]
     pub max_requests_jitter: u64,
+
+    /// Write the master's pid to this file once it serves; removed when the
+    /// master exits. Refuses to start while the file names a running
+    /// rgunicorn.
+    #[arg(short = 'p', long = "pid", value_name = "FILE")]
+    pub pid: Option<PathBuf>,
+
+    /// Set `SO_REUSEPORT` on TCP listeners and give each worker its own
+    /// listening socket on the same address, so the kernel spreads new
+    /// connections evenly over the workers.
+    #[arg(long = "reuse-port")]
+    pub reuse_port: bool,
+
+    /// The name in the process titles, `rgunicorn: master [NAME]`
+    /// [default: APP_MODULE].
+    #[arg(short = 'n', long = "name", alias = "proc-name", value_name = "STRING")]
+    pub proc_name: Option<String>,
+
+    /// The file mode creation mask of the master (and so of unix socket
+    /// files), in octal: `0`, `022`, `0o077`.
+    #[arg(long = "umask", value_name = "INT", value_parser = parse_umask, default_value = "0")]
+    pub umask: u32,
+
+    /// Where the error log goes: a file (appended to, reopened on USR1) or
+    /// `-` for stderr.
+    #[arg(
+        long = "error-logfile",
+        alias = "log-file",
+        value_name = "FILE",
+        default_value = "-"
+    )]
+    pub error_logfile: PathBuf,
 }
 
 /// Why the settings could not be loaded.
@@ -256,6 +288,15 @@ pub fn load() -> Result<Settings, ConfigError> {
 }
 
 impl Settings {
+    /// The name in the process titles: `--name`, else the APP_MODULE as
+    /// written.
+    pub fn proc_name(&self) -> String {
+        match &self.proc_name {
+            Some(name) => name.clone(),
+            None => format!("{}:{}", self.app.module, self.app.expression),
+        }
+    }
+
     /// Parses a command line (`args[0]` is the program name) with no
     /// environment: built-in defaults only.
     pub fn from_args<I, T>(args: I) -> Result<Settings, ConfigError>
@@ -370,6 +411,19 @@ fn parse_backlog(text: &str) -> Result<u32, String> {
         _ => Err(format!(
             "'{text}' is not a whole number of pending connections (1 or more)"
         )),
+    }
+}
+
+/// `--umask`: an octal mode mask from 0 to 0o777 (`022`, `0o22`, `22`).
+fn parse_umask(text: &str) -> Result<u32, String> {
+    let trimmed = text.trim();
+    let digits = trimmed
+        .strip_prefix("0o")
+        .or_else(|| trimmed.strip_prefix("0O"))
+        .unwrap_or(trimmed);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mask) if mask <= 0o777 && !digits.is_empty() => Ok(mask),
+        _ => Err(format!("'{text}' is not an octal mask from 0 to 777")),
     }
 }
 
@@ -622,6 +676,54 @@ mod tests {
             );
             assert_eq!(err.exit_code(), *code, "{args:?}");
         }
+    }
+
+    #[test]
+    fn lifecycle_flags_set_their_fields() {
+        let settings = parse(&[
+            "-p",
+            "/run/app.pid",
+            "--reuse-port",
+            "--name",
+            "shop",
+            "--umask",
+            "022",
+            "--log-file",
+            "/var/log/app.log",
+            "a:b",
+        ])
+        .unwrap();
+        assert_eq!(settings.pid, Some(PathBuf::from("/run/app.pid")));
+        assert!(settings.reuse_port);
+        assert_eq!(settings.proc_name.as_deref(), Some("shop"));
+        assert_eq!(settings.umask, 0o22);
+        assert_eq!(settings.error_logfile, PathBuf::from("/var/log/app.log"));
+        let defaults = parse(&["a:b"]).unwrap();
+        assert_eq!(defaults.pid, None);
+        assert!(!defaults.reuse_port);
+        assert_eq!(defaults.umask, 0);
+        assert_eq!(defaults.error_logfile, PathBuf::from("-"));
+        let named = parse(&["--error-logfile", "-", "a:b"]).unwrap();
+        assert_eq!(named.error_logfile, PathBuf::from("-"));
+    }
+
+    #[test]
+    fn umask_is_octal() {
+        let cases: &[(&str, Option<u32>)] = &[
+            ("0", Some(0)),
+            ("022", Some(0o22)),
+            ("0o077", Some(0o77)),
+            ("777", Some(0o777)),
+            ("8", None),
+            ("1000", None),
+            ("", None),
+            ("0o", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_umask(text).ok(), *expected, "{text}");
+        }
+        let err = parse(&["--umask", "9", "a:b"]).unwrap_err();
+        assert!(err.to_string().starts_with("--umask: '9' is not an octal"));
     }
 
     #[test]

@@ -214,7 +214,9 @@ impl EventLoop {
                     self.begin_graceful_stop(py);
                 }
                 WorkerSignal::ReopenLogs => {
-                    log::info!("Reopening logs (nothing to reopen: logging to stderr)")
+                    if let Err(e) = crate::logging::reopen() {
+                        log::error!("{e}");
+                    }
                 }
             }
         }
