@@ -196,10 +196,12 @@ pub struct Settings {
     #[arg(short = 'n', long = "name", alias = "proc-name", value_name = "STRING")]
     pub proc_name: Option<String>,
 
-    /// The file mode creation mask of the master (and so of unix socket
-    /// files), in octal: `0`, `022`, `0o077`.
-    #[arg(long = "umask", value_name = "INT", value_parser = parse_umask, default_value = "0")]
-    pub umask: u32,
+    /// The file mode creation mask, set when the master starts (workers
+    /// inherit it); unix socket files are created with it (0 when unset,
+    /// as gunicorn does). gunicorn's number syntax: `022` and `0o22` are
+    /// octal, `0x12` hex, `18` decimal.
+    #[arg(long = "umask", value_name = "INT", value_parser = parse_umask)]
+    pub umask: Option<u32>,
 
     /// Where the error log goes: a file (appended to, reopened on USR1) or
     /// `-` for stderr.
@@ -414,16 +416,24 @@ fn parse_backlog(text: &str) -> Result<u32, String> {
     }
 }
 
-/// `--umask`: an octal mode mask from 0 to 0o777 (`022`, `0o22`, `22`).
+/// `--umask`: a mode mask from 0 to 0o777 in gunicorn's syntax: a leading
+/// `0` or `0o` means octal (`022`, `0o22`), `0x` hex, otherwise decimal.
 fn parse_umask(text: &str) -> Result<u32, String> {
-    let trimmed = text.trim();
-    let digits = trimmed
-        .strip_prefix("0o")
-        .or_else(|| trimmed.strip_prefix("0O"))
-        .unwrap_or(trimmed);
-    match u32::from_str_radix(digits, 8) {
+    let trimmed = text.trim().to_ascii_lowercase();
+    let (digits, radix) = if let Some(octal) = trimmed.strip_prefix("0o") {
+        (octal, 8)
+    } else if let Some(hex) = trimmed.strip_prefix("0x") {
+        (hex, 16)
+    } else if trimmed.len() > 1 && trimmed.starts_with('0') {
+        (&trimmed[1..], 8)
+    } else {
+        (trimmed.as_str(), 10)
+    };
+    match u32::from_str_radix(digits, radix) {
         Ok(mask) if mask <= 0o777 && !digits.is_empty() => Ok(mask),
-        _ => Err(format!("'{text}' is not an octal mask from 0 to 777")),
+        _ => Err(format!(
+            "'{text}' is not a mask from 0 to 0o777 (write octal as 022 or 0o22)"
+        )),
     }
 }
 
@@ -696,12 +706,12 @@ mod tests {
         assert_eq!(settings.pid, Some(PathBuf::from("/run/app.pid")));
         assert!(settings.reuse_port);
         assert_eq!(settings.proc_name.as_deref(), Some("shop"));
-        assert_eq!(settings.umask, 0o22);
+        assert_eq!(settings.umask, Some(0o22));
         assert_eq!(settings.error_logfile, PathBuf::from("/var/log/app.log"));
         let defaults = parse(&["a:b"]).unwrap();
         assert_eq!(defaults.pid, None);
         assert!(!defaults.reuse_port);
-        assert_eq!(defaults.umask, 0);
+        assert_eq!(defaults.umask, None);
         assert_eq!(defaults.error_logfile, PathBuf::from("-"));
         let named = parse(&["--error-logfile", "-", "a:b"]).unwrap();
         assert_eq!(named.error_logfile, PathBuf::from("-"));
@@ -713,17 +723,22 @@ mod tests {
             ("0", Some(0)),
             ("022", Some(0o22)),
             ("0o077", Some(0o77)),
-            ("777", Some(0o777)),
-            ("8", None),
+            ("0O077", Some(0o77)),
+            ("0777", Some(0o777)),
+            ("79", Some(0o117)),
+            ("0x1f", Some(0o37)),
+            ("0778", None),
+            ("01000", None),
             ("1000", None),
             ("", None),
             ("0o", None),
+            ("-1", None),
         ];
         for (text, expected) in cases {
             assert_eq!(parse_umask(text).ok(), *expected, "{text}");
         }
-        let err = parse(&["--umask", "9", "a:b"]).unwrap_err();
-        assert!(err.to_string().starts_with("--umask: '9' is not an octal"));
+        let err = parse(&["--umask", "09", "a:b"]).unwrap_err();
+        assert!(err.to_string().starts_with("--umask: '09' is not a mask"));
     }
 
     #[test]

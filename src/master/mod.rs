@@ -72,7 +72,9 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     // Before the title overwrites the memory the arguments are read from.
     let launch = LaunchCommand::capture();
     log::info!("Starting rgunicorn {}", env!("CARGO_PKG_VERSION"));
-    apply_umask(settings.umask);
+    if let Some(mask) = settings.umask {
+        apply_umask(mask);
+    }
     if let Some(dir) = settings.chdir.take() {
         settings.chdir = Some(change_directory(dir)?);
     }
@@ -101,11 +103,12 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     Ok(())
 }
 
-/// `--umask`: the mask for every file the master creates (unix sockets
-/// included) and, inherited, the workers.
+/// `--umask`: the mask for every file the master creates and, inherited,
+/// the workers.
 fn apply_umask(mask: u32) {
-    let mode = nix::sys::stat::Mode::from_bits_truncate(mask as libc::mode_t);
-    nix::sys::stat::umask(mode);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        mask as libc::mode_t,
+    ));
 }
 
 /// The listening sockets: those systemd passed (socket activation: they
@@ -119,6 +122,7 @@ fn open_sockets(
     let options = SocketOptions {
         backlog: settings.backlog,
         reuse_port: settings.reuse_port,
+        unix_umask: settings.umask.unwrap_or(0),
     };
     if !systemd_fds.is_empty() {
         log::info!("Using systemd socket activation");

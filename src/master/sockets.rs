@@ -68,6 +68,9 @@ pub struct SocketOptions {
     pub backlog: u32,
     /// `--reuse-port`.
     pub reuse_port: bool,
+    /// The umask unix socket files are created with (`--umask`, else 0:
+    /// a socket anyone on the machine may connect to, as gunicorn's).
+    pub unix_umask: u32,
 }
 
 /// Where inherited sockets come from, which decides who owns their files.
@@ -87,6 +90,7 @@ impl BoundSockets {
         let options = SocketOptions {
             backlog,
             reuse_port: false,
+            unix_umask: 0,
         };
         BoundSockets::open(addresses, options, Vec::new(), Inheritance::Upgrade)
     }
@@ -117,7 +121,7 @@ impl BoundSockets {
                     bind_tcp(addr, options).map(Listener::Tcp)
                 }
                 BindAddress::Unix(path) => {
-                    let listener = bind_unix(path, options.backlog).map(Listener::Unix);
+                    let listener = bind_unix(path, options).map(Listener::Unix);
                     if listener.is_ok() {
                         bound.unix_paths.push(path.clone());
                     }
@@ -361,11 +365,16 @@ fn listen_now(
     Ok(std::net::TcpListener::from(fd))
 }
 
-fn bind_unix(path: &Path, backlog: u32) -> io::Result<std::os::unix::net::UnixListener> {
+/// Binds a unix socket, its file created under `options.unix_umask`.
+fn bind_unix(path: &Path, options: SocketOptions) -> io::Result<std::os::unix::net::UnixListener> {
     remove_stale_socket(path)?;
     let fd = stream_socket(AddressFamily::Unix)?;
-    socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
-    listen(&fd, backlog)?;
+    let mask = nix::sys::stat::Mode::from_bits_truncate(options.unix_umask as libc::mode_t);
+    let previous = nix::sys::stat::umask(mask);
+    let bound = socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?);
+    nix::sys::stat::umask(previous);
+    bound?;
+    listen(&fd, options.backlog)?;
     Ok(std::os::unix::net::UnixListener::from(fd))
 }
 
@@ -533,6 +542,167 @@ mod tests {
         let addresses = [BindAddress::Unix(path.clone()), tcp("127.0.0.1", port)];
         assert!(BoundSockets::bind_all(&addresses, 16).is_err());
         assert!(!path.exists());
+    }
+
+    fn options(reuse_port: bool) -> SocketOptions {
+        SocketOptions {
+            backlog: 16,
+            reuse_port,
+            unix_umask: 0,
+        }
+    }
+
+    fn tcp_addr(listener: &Listener) -> SocketAddr {
+        let Listener::Tcp(tcp) = listener else {
+            panic!("not TCP")
+        };
+        tcp.local_addr().unwrap()
+    }
+
+    /// A listening socket as another process would pass it: a raw fd.
+    fn inherited_tcp() -> (RawFd, SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        (std::os::fd::IntoRawFd::into_raw_fd(listener), addr)
+    }
+
+    #[test]
+    fn inherited_fds_are_adopted_non_blocking_and_close_on_exec() {
+        let (fd, addr) = inherited_tcp();
+        let listener = adopt_fd(fd).unwrap();
+        assert_eq!(tcp_addr(&listener), addr);
+        let flags = nix::fcntl::fcntl(&listener, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
+        let Listener::Tcp(tcp) = &listener else {
+            panic!()
+        };
+        assert_eq!(tcp.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let not_a_socket = std::os::fd::IntoRawFd::into_raw_fd(file);
+        assert!(adopt_fd(not_a_socket).is_err());
+        // SAFETY: the fd is ours and adopt_fd did not take it.
+        drop(unsafe { OwnedFd::from_raw_fd(not_a_socket) });
+    }
+
+    #[test]
+    fn inherited_sockets_replace_binding_their_address_and_extras_are_kept() {
+        let (matching_fd, matching) = inherited_tcp();
+        let (extra_fd, extra) = inherited_tcp();
+        let inherited = vec![adopt_fd(extra_fd).unwrap(), adopt_fd(matching_fd).unwrap()];
+        let path = temp_socket_path("fresh");
+        let _ = std::fs::remove_file(&path);
+        let addresses = [
+            tcp("127.0.0.1", matching.port()),
+            BindAddress::Unix(path.clone()), // nothing inherited: freshly bound
+        ];
+        let sockets =
+            BoundSockets::open(&addresses, options(false), inherited, Inheritance::Upgrade)
+                .unwrap();
+        let listeners = sockets.listeners();
+        assert_eq!(listeners.len(), 3);
+        assert_eq!(tcp_addr(&listeners[0]), matching);
+        assert_eq!(listeners[1].url(), format!("unix:{}", path.display()));
+        assert_eq!(tcp_addr(&listeners[2]), extra);
+        assert_eq!(sockets.raw_fds().len(), 3);
+        drop(sockets);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn port_zero_matches_an_inherited_socket_on_the_same_ip() {
+        let (fd, addr) = inherited_tcp();
+        let sockets = BoundSockets::open(
+            &[tcp("127.0.0.1", 0)],
+            options(false),
+            vec![adopt_fd(fd).unwrap()],
+            Inheritance::Upgrade,
+        )
+        .unwrap();
+        assert_eq!(sockets.listeners().len(), 1);
+        assert_eq!(tcp_addr(&sockets.listeners()[0]), addr);
+    }
+
+    #[test]
+    fn unix_files_follow_their_owner() {
+        // Inherited from an old master: ours to remove.
+        let path = temp_socket_path("upgrade");
+        let _ = std::fs::remove_file(&path);
+        let old = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let inherited = Listener::Unix(old);
+        let sockets = BoundSockets::open(
+            &[BindAddress::Unix(path.clone())],
+            options(false),
+            vec![inherited],
+            Inheritance::Upgrade,
+        )
+        .unwrap();
+        drop(sockets);
+        assert!(!path.exists());
+
+        // From systemd: its file stays.
+        let old = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let sockets = BoundSockets::open(
+            &[],
+            options(false),
+            vec![Listener::Unix(old)],
+            Inheritance::Systemd,
+        )
+        .unwrap();
+        drop(sockets);
+        assert!(is_socket(&path));
+
+        // Ours, but handed to a new master: left for it.
+        std::fs::remove_file(&path).unwrap();
+        let mut sockets = BoundSockets::bind_all(&[BindAddress::Unix(path.clone())], 16).unwrap();
+        sockets.keep_unix_socket_files();
+        drop(sockets);
+        assert!(is_socket(&path));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn unix_socket_files_get_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = temp_socket_path("umask");
+        let _ = std::fs::remove_file(&path);
+        let mut private = options(false);
+        private.unix_umask = 0o077;
+        let sockets = BoundSockets::open(
+            &[BindAddress::Unix(path.clone())],
+            private,
+            Vec::new(),
+            Inheritance::Upgrade,
+        )
+        .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        drop(sockets);
+    }
+
+    #[test]
+    fn reuse_port_gives_each_worker_its_own_socket_on_the_same_address() {
+        let sockets = BoundSockets::open(
+            &[tcp("127.0.0.1", 0)],
+            options(true),
+            Vec::new(),
+            Inheritance::Upgrade,
+        )
+        .unwrap();
+        let master = &sockets.listeners()[0];
+        assert!(socket::getsockopt(master, sockopt::ReusePort).unwrap());
+        assert!(!socket::getsockopt(master, sockopt::AcceptConn).unwrap());
+        let addr = tcp_addr(master);
+        let first = sockets.worker_listeners().unwrap().unwrap();
+        let second = sockets.worker_listeners().unwrap().unwrap();
+        assert_eq!(tcp_addr(&first[0]), addr);
+        assert_eq!(tcp_addr(&second[0]), addr);
+        assert_ne!(first[0].as_raw_fd(), second[0].as_raw_fd());
+        assert!(socket::getsockopt(&first[0], sockopt::AcceptConn).unwrap());
+        assert!(socket::getsockopt(&second[0], sockopt::AcceptConn).unwrap());
+
+        let shared = BoundSockets::bind_all(&[tcp("127.0.0.1", 0)], 16).unwrap();
+        assert!(shared.worker_listeners().unwrap().is_none());
     }
 
     #[test]
