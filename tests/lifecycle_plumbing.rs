@@ -171,7 +171,10 @@ fn usr2_starts_a_new_master_on_the_same_socket_without_refusing_connections() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    old.stop();
+    // Not `old.stop()`: it also kills the workers the log names, which
+    // include the new master's.
+    signal(old.pid(), Signal::SIGTERM);
+    assert!(old.wait_exit(STOP_TIMEOUT).is_some());
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     client.join().unwrap();
@@ -209,7 +212,8 @@ fn usr2_with_a_unix_socket_leaves_the_file_to_the_new_master() {
     let _new_master = PidGuard(new_pid);
     let new_worker_line = format!("[{new_pid}] [INFO] Booting worker with pid: ");
     assert!(old.wait_for_log(&new_worker_line, BOOT_TIMEOUT));
-    old.stop();
+    signal(old.pid(), Signal::SIGTERM);
+    assert!(old.wait_exit(STOP_TIMEOUT).is_some());
     assert!(socket.exists(), "{}", old.log());
     let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
     stream
@@ -251,11 +255,16 @@ impl ActivatedServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: dup2 is async-signal-safe; it puts the test's listening
-        // socket on fd 3 (without close-on-exec) in the child only.
+        // SAFETY: dup2 and fcntl are async-signal-safe; they put the test's
+        // listening socket on fd 3, without close-on-exec, in the child only.
         unsafe {
             command.pre_exec(move || {
-                if libc::dup2(fd, 3) < 0 {
+                let result = if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, 3)
+                };
+                if result < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -317,6 +326,46 @@ fn systemd_socket_activation_serves_on_the_passed_socket() {
     assert!(!log.contains("127.0.0.1:8000"), "{log}");
     let response = wait_for_response(&addr.to_string());
     assert!(response.contains("hello from pid"), "{response}");
+}
+
+#[test]
+fn usr2_hands_systemd_sockets_over_as_systemd_sockets() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = ActivatedServer::start(&listener);
+    drop(listener);
+    assert!(wait_until(BOOT_TIMEOUT, || server
+        .log()
+        .contains("Booting worker")));
+    signal(server.child.id(), Signal::SIGUSR2);
+    assert!(wait_until(BOOT_TIMEOUT, || server
+        .log()
+        .contains("Booting new master with pid: ")));
+    let new_pid: i32 = server
+        .log()
+        .split("Booting new master with pid: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let _new_master = PidGuard(new_pid);
+    let line = format!("[{new_pid}] [INFO] Using systemd socket activation");
+    assert!(
+        wait_until(BOOT_TIMEOUT, || server.log().contains(&line)),
+        "{}",
+        server.log()
+    );
+    let listening = format!("[{new_pid}] [INFO] Listening at: http://{addr}");
+    assert!(server.log().contains(&listening), "{}", server.log());
+    // The new master refuses a second upgrade while its old master runs.
+    let booted = format!("[{new_pid}] [INFO] Booting worker");
+    assert!(wait_until(BOOT_TIMEOUT, || server.log().contains(&booted)));
+    signal(new_pid as u32, Signal::SIGUSR2);
+    let ignored = format!("[{new_pid}] [WARNING] USR2 signal ignored");
+    assert!(
+        wait_until(BOOT_TIMEOUT, || server.log().contains(&ignored)),
+        "{}",
+        server.log()
+    );
 }
 
 fn wait_for_response(addr: &str) -> String {

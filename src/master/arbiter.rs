@@ -318,7 +318,11 @@ impl Arbiter {
             }
         }
         let _ = io::stderr().flush();
-        match upgrade::spawn_new_master(&self.lifecycle.launch, &self.sockets.raw_fds()) {
+        match upgrade::spawn_new_master(
+            &self.lifecycle.launch,
+            &self.sockets.raw_fds(),
+            self.sockets.from_systemd(),
+        ) {
             Ok(pid) => {
                 let pid = Pid::from_raw(pid);
                 log::info!(

@@ -22,7 +22,7 @@ use signals::SignalQueue;
 use sockets::{os_error_text, BoundSockets, Inheritance, SocketError, SocketOptions};
 use std::path::PathBuf;
 use systemd::{Notifier, SystemdError};
-use upgrade::{LaunchCommand, UpgradeError};
+use upgrade::{InheritedFds, LaunchCommand, UpgradeError};
 
 /// The name workers report in `Using worker:`.
 pub const WORKER_CLASS: &str = "mio";
@@ -84,7 +84,8 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     let upgrade_fds = upgrade::take_inherited_fds()?;
     let systemd_fds = systemd::take_listen_fds()?;
     let signals = SignalQueue::install().map_err(|e| MasterError::Signals(os_error_text(&e)))?;
-    let sockets = open_sockets(&settings, upgrade_fds.clone(), systemd_fds)?;
+    let upgraded = !upgrade_fds.fds.is_empty();
+    let sockets = open_sockets(&settings, upgrade_fds, systemd_fds)?;
     let pid = std::process::id();
     for listener in sockets.listeners() {
         log::info!("Listening at: {} ({pid})", listener.url());
@@ -95,7 +96,7 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
         pid_file: settings.pid.clone(),
         notifier: Notifier::from_env(),
         launch,
-        upgraded_from: (!upgrade_fds.is_empty()).then(getppid),
+        upgraded_from: upgraded.then(getppid),
     };
     Arbiter::new(settings, sockets, signals)
         .with_lifecycle(lifecycle)
@@ -112,11 +113,12 @@ fn apply_umask(mask: u32) {
 }
 
 /// The listening sockets: those systemd passed (socket activation: they
-/// replace `--bind`), else those an old master passed (matched to `--bind`
-/// by address, the rest bound), else freshly bound.
+/// replace `--bind`; also when an old master hands over systemd's sockets),
+/// else those an old master passed (matched to `--bind` by address, the
+/// rest bound), else freshly bound.
 fn open_sockets(
     settings: &Settings,
-    upgrade_fds: Vec<i32>,
+    upgrade_fds: InheritedFds,
     systemd_fds: Vec<i32>,
 ) -> Result<BoundSockets, MasterError> {
     let options = SocketOptions {
@@ -124,9 +126,26 @@ fn open_sockets(
         reuse_port: settings.reuse_port,
         unix_umask: settings.umask.unwrap_or(0),
     };
+    let (systemd_fds, upgrade_fds) = match upgrade_fds {
+        InheritedFds {
+            fds,
+            systemd_owned: true,
+        } if systemd_fds.is_empty() => (fds, Vec::new()),
+        InheritedFds { fds, .. } => (systemd_fds, fds),
+    };
     if !systemd_fds.is_empty() {
         log::info!("Using systemd socket activation");
         let inherited = adopt_all(&systemd_fds)?;
+        for (fd, listener) in systemd_fds.iter().zip(&inherited) {
+            if !nix::sys::socket::getsockopt(listener, nix::sys::socket::sockopt::AcceptConn)
+                .unwrap_or(false)
+            {
+                return Err(MasterError::InheritedSocket {
+                    fd: *fd,
+                    reason: "not a listening socket".to_string(),
+                });
+            }
+        }
         return Ok(BoundSockets::open(
             &[],
             options,

@@ -59,6 +59,8 @@ pub struct BoundSockets {
     listeners: Vec<Listener>,
     unix_paths: Vec<PathBuf>,
     options: SocketOptions,
+    /// The sockets are systemd's (socket activation).
+    from_systemd: bool,
 }
 
 /// How sockets are set up.
@@ -108,6 +110,7 @@ impl BoundSockets {
             listeners: Vec::with_capacity(addresses.len() + inherited.len()),
             unix_paths: Vec::new(),
             options,
+            from_systemd: inheritance == Inheritance::Systemd && !inherited.is_empty(),
         };
         let mut inherited: Vec<Option<Listener>> = inherited.into_iter().map(Some).collect();
         for address in addresses {
@@ -157,6 +160,11 @@ impl BoundSockets {
     /// The bound sockets, in `--bind` order.
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
+    }
+
+    /// Whether the sockets came from systemd.
+    pub fn from_systemd(&self) -> bool {
+        self.from_systemd
     }
 
     /// The fds of the sockets, to hand to a new master.

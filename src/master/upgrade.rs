@@ -20,6 +20,19 @@ use std::path::PathBuf;
 pub const FD_VARIABLE: &str = "RGUNICORN_FD";
 /// gunicorn's name for it, accepted too.
 pub const GUNICORN_FD_VARIABLE: &str = "GUNICORN_FD";
+/// Set (to `1`) when the handed-over sockets came from systemd: the new
+/// master then treats them as systemd's (ignores `--bind`, never removes
+/// their files).
+pub const SYSTEMD_OWNED_VARIABLE: &str = "RGUNICORN_FD_SYSTEMD";
+
+/// The sockets an old master handed over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InheritedFds {
+    /// The fds, in the old master's order.
+    pub fds: Vec<RawFd>,
+    /// Whether systemd owns them (socket activation of the old master).
+    pub systemd_owned: bool,
+}
 
 /// Why the inherited-fd variable cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,23 +99,31 @@ pub fn format_fd_list(fds: &[RawFd]) -> String {
 }
 
 /// Reads the inherited fds (`RGUNICORN_FD`, else `GUNICORN_FD`) and unsets
-/// both, so workers and later upgrades never see them. Call while the
-/// master is single-threaded.
-pub fn take_inherited_fds() -> Result<Vec<RawFd>, UpgradeError> {
+/// the variables, so workers and later upgrades never see them. Call while
+/// the master is single-threaded.
+pub fn take_inherited_fds() -> Result<InheritedFds, UpgradeError> {
     let ours = std::env::var(FD_VARIABLE).ok();
     let gunicorns = std::env::var(GUNICORN_FD_VARIABLE).ok();
-    std::env::remove_var(FD_VARIABLE);
-    std::env::remove_var(GUNICORN_FD_VARIABLE);
-    match (ours, gunicorns) {
-        (Some(value), _) => parse_fd_list(FD_VARIABLE, &value),
-        (None, Some(value)) => parse_fd_list(GUNICORN_FD_VARIABLE, &value),
-        (None, None) => Ok(Vec::new()),
+    let systemd_owned = std::env::var(SYSTEMD_OWNED_VARIABLE).is_ok_and(|v| v == "1");
+    for name in [FD_VARIABLE, GUNICORN_FD_VARIABLE, SYSTEMD_OWNED_VARIABLE] {
+        std::env::remove_var(name);
     }
+    let fds = match (ours, gunicorns) {
+        (Some(value), _) => parse_fd_list(FD_VARIABLE, &value)?,
+        (None, Some(value)) => parse_fd_list(GUNICORN_FD_VARIABLE, &value)?,
+        (None, None) => Vec::new(),
+    };
+    Ok(InheritedFds { fds, systemd_owned })
 }
 
 /// Forks and execs a new master running `command` with `listeners` open in
-/// it and named by [`FD_VARIABLE`]. Returns the new master's pid.
-pub fn spawn_new_master(command: &LaunchCommand, listeners: &[RawFd]) -> io::Result<i32> {
+/// it and named by [`FD_VARIABLE`] (and [`SYSTEMD_OWNED_VARIABLE`] when
+/// `systemd_owned`). Returns the new master's pid.
+pub fn spawn_new_master(
+    command: &LaunchCommand,
+    listeners: &[RawFd],
+    systemd_owned: bool,
+) -> io::Result<i32> {
     let program = c_string(command.executable.clone().into_os_string())?;
     let arguments = command
         .arguments
@@ -111,7 +132,9 @@ pub fn spawn_new_master(command: &LaunchCommand, listeners: &[RawFd]) -> io::Res
         .map(c_string)
         .collect::<io::Result<Vec<_>>>()?;
     let mut environment = std::env::vars_os()
-        .filter(|(name, _)| name != FD_VARIABLE && name != GUNICORN_FD_VARIABLE)
+        .filter(|(name, _)| {
+            name != FD_VARIABLE && name != GUNICORN_FD_VARIABLE && name != SYSTEMD_OWNED_VARIABLE
+        })
         .map(|(name, value)| {
             let mut pair = name;
             pair.push("=");
@@ -122,6 +145,9 @@ pub fn spawn_new_master(command: &LaunchCommand, listeners: &[RawFd]) -> io::Res
     environment.push(c_string(
         format!("{FD_VARIABLE}={}", format_fd_list(listeners)).into(),
     )?);
+    if systemd_owned {
+        environment.push(c_string(format!("{SYSTEMD_OWNED_VARIABLE}=1").into())?);
+    }
     let argv = null_terminated(&arguments);
     let envp = null_terminated(&environment);
 
