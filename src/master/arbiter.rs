@@ -278,11 +278,10 @@ impl Arbiter {
         }
     }
 
-    /// USR1: reopens the log file here, then asks every worker to.
+    /// USR1: asks every worker to reopen its logs, then reopens the error
+    /// log here. Workers first: once the new file exists, the workers have
+    /// been told, so what they log next goes there.
     fn reopen_logs(&mut self) {
-        if let Err(e) = crate::logging::reopen() {
-            log::error!("{e}");
-        }
         for (pid, worker) in &self.workers {
             if worker.stopping_since.is_none() {
                 match kill(*pid, Signal::SIGUSR1) {
@@ -290,6 +289,9 @@ impl Arbiter {
                     Err(e) => log::error!("Cannot send SIGUSR1 to worker (pid:{pid}): {e}"),
                 }
             }
+        }
+        if let Err(e) = crate::logging::reopen() {
+            log::error!("{e}");
         }
     }
 
