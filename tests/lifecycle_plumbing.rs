@@ -11,7 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -230,45 +230,41 @@ fn usr2_with_a_unix_socket_leaves_the_file_to_the_new_master() {
     assert!(!socket.exists());
 }
 
-/// A master started the way systemd starts a socket-activated service:
-/// the socket as fd 3, `LISTEN_FDS=1`, `LISTEN_PID` = the server's pid (set
-/// by a shell that then `exec`s the server, keeping its pid).
-struct ActivatedServer {
+/// A master started with a plain [`Command`] (for what [`ServerBuilder`]
+/// cannot do: a socket placed on fd 3, another executable), its stderr
+/// collected; TERMed (then KILLed) with its workers on drop.
+struct RawServer {
     child: Child,
     log: Arc<Mutex<String>>,
 }
 
-impl ActivatedServer {
-    fn start(listener: &TcpListener) -> ActivatedServer {
-        let fd = listener.as_raw_fd();
-        let mut command = Command::new("/bin/sh");
+impl RawServer {
+    /// Spawns `command`, with `fd3` (if any) on fd 3 of the child.
+    fn spawn(mut command: Command, fd3: Option<RawFd>) -> RawServer {
         command
-            .arg("-c")
-            .arg("LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\"")
-            .arg(env!("CARGO_BIN_EXE_rgunicorn"))
-            .arg("--chdir")
-            .arg(support::apps_dir())
-            .arg(APP)
-            .env("LISTEN_FDS", "1")
             .env_remove("PORT")
             .env_remove("WEB_CONCURRENCY")
+            .env_remove("VIRTUAL_ENV")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: dup2 and fcntl are async-signal-safe; they put the test's
-        // listening socket on fd 3, without close-on-exec, in the child only.
-        unsafe {
-            command.pre_exec(move || {
-                let result = if fd == 3 {
-                    libc::fcntl(3, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(fd, 3)
-                };
-                if result < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+        if let Some(fd) = fd3 {
+            // SAFETY: dup2 and fcntl are async-signal-safe; they put the
+            // test's listening socket on fd 3, without close-on-exec, in the
+            // child only.
+            unsafe {
+                command.pre_exec(move || {
+                    let result = if fd == 3 {
+                        libc::fcntl(3, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(fd, 3)
+                    };
+                    if result < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = command.spawn().expect("spawn rgunicorn");
         let log = Arc::new(Mutex::new(String::new()));
@@ -282,35 +278,139 @@ impl ActivatedServer {
                 log.push('\n');
             }
         });
-        ActivatedServer { child, log }
+        RawServer { child, log }
+    }
+
+    /// Started the way systemd starts a socket-activated service: the
+    /// socket as fd 3, `LISTEN_FDS=1`, `LISTEN_PID` = the server's pid (set
+    /// by a shell that then `exec`s the server, keeping its pid).
+    fn activated(listener: &TcpListener) -> RawServer {
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg("LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_rgunicorn"))
+            .arg("--chdir")
+            .arg(support::apps_dir())
+            .arg(APP)
+            .env("LISTEN_FDS", "1");
+        RawServer::spawn(command, Some(listener.as_raw_fd()))
     }
 
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_for_log(&self, text: &str) -> bool {
+        wait_until(BOOT_TIMEOUT, || self.log().contains(text))
+    }
+
+    /// The pids of `Booting worker with pid: N` lines.
+    fn worker_pids(&self) -> Vec<i32> {
+        self.log()
+            .lines()
+            .filter_map(|line| line.split("Booting worker with pid: ").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
 }
 
-impl Drop for ActivatedServer {
+impl Drop for RawServer {
     fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGTERM);
         let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for worker in self.worker_pids() {
+            if !wait_until(Duration::from_secs(2), || !process_alive(worker)) {
+                let _ = kill(Pid::from_raw(worker), Signal::SIGKILL);
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- rgunicorn log ----\n{}---- end of log ----",
+                self.log()
+            );
+        }
     }
+}
+
+#[test]
+fn gunicorn_fd_sockets_are_adopted_for_the_bind_address_they_listen_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rgunicorn"));
+    command
+        .args(["--bind", &addr.to_string(), "--chdir"])
+        .arg(support::apps_dir())
+        .arg(APP)
+        .env("GUNICORN_FD", "3");
+    // Binding the address again would fail: the server must adopt fd 3.
+    let server = RawServer::spawn(command, Some(listener.as_raw_fd()));
+    drop(listener);
+    assert!(server.wait_for_log("Booting worker"), "{}", server.log());
+    assert!(server
+        .log()
+        .contains("Using 1 socket(s) inherited from the old master"));
+    assert_eq!(server.log().matches("Listening at:").count(), 1);
+    let response = wait_for_response(&addr.to_string());
+    assert!(response.contains("hello from pid"), "{response}");
+}
+
+#[test]
+fn usr2_with_the_binary_gone_keeps_the_old_master_and_its_pid_file() {
+    let dir = TempDir::new("usr2gone");
+    let binary = dir.join("rgunicorn");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_rgunicorn"), &binary).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_rgunicorn"), &binary).unwrap();
+    }
+    let pid_file = dir.join("app.pid");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let mut command = Command::new(&binary);
+    command
+        .args(["--bind", &addr.to_string(), "--pid"])
+        .arg(&pid_file)
+        .arg("--chdir")
+        .arg(support::apps_dir())
+        .arg(APP);
+    let server = RawServer::spawn(command, None);
+    assert!(server.wait_for_log("Booting worker"), "{}", server.log());
+    let master = server.pid() as i32;
+    assert!(wait_until(BOOT_TIMEOUT, || read_pid(&pid_file) == Some(master)));
+
+    std::fs::remove_file(&binary).unwrap();
+    signal(server.pid(), Signal::SIGUSR2);
+    assert!(
+        server.wait_for_log("exited with code 127"),
+        "{}",
+        server.log()
+    );
+    assert!(server.wait_for_log("Upgrade abandoned"));
+    assert_eq!(read_pid(&pid_file), Some(master));
+    assert!(!dir.join("app.pid.oldbin").exists());
+    let response = wait_for_response(&addr.to_string());
+    assert!(response.contains("hello from pid"), "{response}");
 }
 
 #[test]
 fn systemd_socket_activation_serves_on_the_passed_socket() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = ActivatedServer::start(&listener);
+    let server = RawServer::activated(&listener);
     drop(listener); // only the server holds it now
     assert!(
         wait_until(BOOT_TIMEOUT, || server.log().contains("Booting worker")),
@@ -332,12 +432,12 @@ fn systemd_socket_activation_serves_on_the_passed_socket() {
 fn usr2_hands_systemd_sockets_over_as_systemd_sockets() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = ActivatedServer::start(&listener);
+    let server = RawServer::activated(&listener);
     drop(listener);
     assert!(wait_until(BOOT_TIMEOUT, || server
         .log()
         .contains("Booting worker")));
-    signal(server.child.id(), Signal::SIGUSR2);
+    signal(server.pid(), Signal::SIGUSR2);
     assert!(wait_until(BOOT_TIMEOUT, || server
         .log()
         .contains("Booting new master with pid: ")));
