@@ -141,8 +141,8 @@ pub struct Lifecycle {
     pub pid_file: Option<PathBuf>,
     /// Where `sd_notify` messages go (a no-op outside systemd).
     pub notifier: Notifier,
-    /// What USR2 executes.
-    pub launch: LaunchCommand,
+    /// What USR2 executes (`None`: USR2 is ignored).
+    pub launch: Option<LaunchCommand>,
     /// When this master was started by a USR2 upgrade: the old master's pid.
     pub upgraded_from: Option<Pid>,
 }
@@ -152,7 +152,7 @@ impl Default for Lifecycle {
         Lifecycle {
             pid_file: None,
             notifier: Notifier::disabled(),
-            launch: LaunchCommand::capture(),
+            launch: None,
             upgraded_from: None,
         }
     }
@@ -303,6 +303,10 @@ impl Arbiter {
             log::warn!("USR2 signal ignored: a new master (pid:{pid}) is already running");
             return;
         }
+        let Some(launch) = self.lifecycle.launch.clone() else {
+            log::warn!("USR2 signal ignored: no command to start a new master with");
+            return;
+        };
         if let Some(old) = self.lifecycle.upgraded_from {
             if nix::unistd::getppid() == old {
                 log::warn!("USR2 signal ignored: the old master (pid:{old}) is still running");
@@ -321,7 +325,7 @@ impl Arbiter {
         }
         let _ = io::stderr().flush();
         match upgrade::spawn_new_master(
-            &self.lifecycle.launch,
+            &launch,
             &self.sockets.raw_fds(),
             self.sockets.from_systemd(),
         ) {
@@ -329,14 +333,14 @@ impl Arbiter {
                 let pid = Pid::from_raw(pid);
                 log::info!(
                     "Booting new master with pid: {pid} ({})",
-                    self.lifecycle.launch.executable.display()
+                    launch.executable.display()
                 );
                 self.new_master = Some(pid);
             }
             Err(e) => {
                 log::error!(
                     "Cannot upgrade: cannot start {}: {}",
-                    self.lifecycle.launch.executable.display(),
+                    launch.executable.display(),
                     super::sockets::os_error_text(&e)
                 );
                 self.restore_pid_file();

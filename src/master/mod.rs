@@ -95,7 +95,7 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     let lifecycle = Lifecycle {
         pid_file: settings.pid.clone(),
         notifier: Notifier::from_env(),
-        launch,
+        launch: Some(launch),
         upgraded_from: upgraded.then(getppid),
     };
     Arbiter::new(settings, sockets, signals)
