@@ -190,9 +190,9 @@ pub struct Settings {
     #[arg(long = "max-requests-jitter", value_name = "INT", default_value_t = 0)]
     pub max_requests_jitter: u64,
 
-    /// Write the master's pid to this file once it serves; removed when the
-    /// master exits. Refuses to start while the file names a running
-    /// rgunicorn.
+    /// Write the master's pid to this file once its workers are started;
+    /// removed when the master exits. Refuses to start while the file names
+    /// a running rgunicorn.
     #[arg(short = 'p', long = "pid", value_name = "FILE")]
     pub pid: Option<PathBuf>,
 
