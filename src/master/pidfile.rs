@@ -1,4 +1,4 @@
-//! `--pid FILE`: the master's pid, written (`PID\n`) once it serves and
+//! `--pid FILE`: the master's pid, written (`PID\n`) once the workers are forked and
 //! removed when it exits, whatever the way out (the [`PidFile`] is dropped
 //! by the master only: workers `_exit` and never run its destructor).
 //!
