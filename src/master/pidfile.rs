@@ -1,6 +1,7 @@
-//! `--pid FILE`: the master's pid, written (`PID\n`) once the workers are forked and
-//! removed when it exits, whatever the way out (the [`PidFile`] is dropped
-//! by the master only: workers `_exit` and never run its destructor).
+//! `--pid FILE`: the master's pid, written (`PID\n`) once the workers are
+//! forked and removed when it exits, whatever the way out (the [`PidFile`]
+//! is dropped by the master only: workers `_exit` and never run its
+//! destructor).
 //!
 //! * A file naming another live process whose command line mentions
 //!   `rgunicorn` means a server is already running: the master refuses to
