@@ -52,6 +52,7 @@ pub fn set_log_file(error_logfile: &Path) -> Result<(), LoggingError> {
     if error_logfile == Path::new("-") {
         return Ok(());
     }
+    let file = open_for_appending(error_logfile)?;
     // SAFETY: dup of fd 2 with close-on-exec; it only creates a new fd.
     let saved = unsafe { libc::fcntl(libc::STDERR_FILENO, libc::F_DUPFD_CLOEXEC, 3) };
     if saved >= 0 {
@@ -59,7 +60,7 @@ pub fn set_log_file(error_logfile: &Path) -> Result<(), LoggingError> {
         // refers to.
         let _ = ORIGINAL_STDERR.set(unsafe { OwnedFd::from_raw_fd(saved) });
     }
-    open_onto_stderr(error_logfile)?;
+    put_on_stderr(error_logfile, &file)?;
     LOG_FILE
         .set(error_logfile.to_path_buf())
         .map_err(|_| LoggingError::AlreadyInstalled)
@@ -93,21 +94,33 @@ pub fn write_to_original_stderr(line: &str) {
 
 /// Opens `path` for appending and `dup2`s it onto fd 2.
 fn open_onto_stderr(path: &Path) -> Result<(), LoggingError> {
-    let open_error = |e: std::io::Error| LoggingError::Open {
-        path: path.to_path_buf(),
-        reason: crate::master::sockets::os_error_text(&e),
-    };
-    let file = OpenOptions::new()
+    let file = open_for_appending(path)?;
+    put_on_stderr(path, &file)
+}
+
+fn open_for_appending(path: &Path) -> Result<std::fs::File, LoggingError> {
+    OpenOptions::new()
         .append(true)
         .create(true)
         .open(path)
-        .map_err(open_error)?;
+        .map_err(|e| open_error(path, &e))
+}
+
+fn open_error(path: &Path, error: &std::io::Error) -> LoggingError {
+    LoggingError::Open {
+        path: path.to_path_buf(),
+        reason: crate::master::sockets::os_error_text(error),
+    }
+}
+
+/// `dup2`s the open log `file` onto fd 2.
+fn put_on_stderr(path: &Path, file: &std::fs::File) -> Result<(), LoggingError> {
     let _ = std::io::stderr().flush();
     // SAFETY: dup2 atomically replaces fd 2 with a duplicate of the open
     // file; the Rust stderr handle is unbuffered and refers to fd 2 by
     // number, so it simply writes to the new file from now on.
     if unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
-        return Err(open_error(std::io::Error::last_os_error()));
+        return Err(open_error(path, &std::io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -80,6 +80,7 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     }
     if let Some(path) = &settings.pid {
         pidfile::check_not_running(path)?;
+        pidfile::check_writable(path)?;
     }
     let upgrade_fds = upgrade::take_inherited_fds()?;
     let systemd_fds = systemd::take_listen_fds()?;

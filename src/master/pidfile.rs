@@ -43,6 +43,15 @@ pub struct PidFile {
     pid: i32,
 }
 
+/// Checks, before binding anything, that the file can be written later:
+/// creates and removes the temporary file [`PidFile::create`] will use.
+pub fn check_writable(path: &Path) -> Result<(), PidFileError> {
+    let temporary = temporary_path(path, std::process::id() as i32);
+    std::fs::write(&temporary, b"").map_err(|e| io_error(path, &e))?;
+    let _ = std::fs::remove_file(&temporary);
+    Ok(())
+}
+
 /// Refuses when `path` names a live rgunicorn other than this process.
 pub fn check_not_running(path: &Path) -> Result<(), PidFileError> {
     let content = match std::fs::read_to_string(path) {
@@ -162,13 +171,18 @@ fn is_running_rgunicorn(pid: i32) -> bool {
 /// Writes `PID\n` to a temporary file beside `path`, then renames it over
 /// `path`.
 fn write_atomically(path: &Path, pid: i32) -> io::Result<()> {
-    let mut temporary = OsString::from(path.as_os_str());
-    temporary.push(format!(".{pid}.tmp"));
-    let temporary = PathBuf::from(temporary);
+    let temporary = temporary_path(path, pid);
     std::fs::write(&temporary, format!("{pid}\n"))?;
     std::fs::rename(&temporary, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temporary);
     })
+}
+
+/// `FILE.PID.tmp`, beside the pid file.
+fn temporary_path(path: &Path, pid: i32) -> PathBuf {
+    let mut temporary = OsString::from(path.as_os_str());
+    temporary.push(format!(".{pid}.tmp"));
+    PathBuf::from(temporary)
 }
 
 fn io_error(path: &Path, error: &io::Error) -> PidFileError {
@@ -245,6 +259,19 @@ mod tests {
             );
             drop(file);
         }
+    }
+
+    #[test]
+    fn an_unwritable_place_is_found_before_start() {
+        let err = check_writable(Path::new("/nonexistent-dir/app.pid")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--pid: cannot write '/nonexistent-dir/app.pid': No such file or directory"
+        );
+        let path = temp_path("writable");
+        check_writable(&path).unwrap();
+        assert!(!path.exists());
+        assert!(!temporary_path(&path, std::process::id() as i32).exists());
     }
 
     #[test]
