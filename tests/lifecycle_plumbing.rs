@@ -607,3 +607,22 @@ fn error_log_file_is_reopened_on_usr1_by_master_and_workers() {
     }));
     assert!(contents(&rotated).contains("Handling signal: usr1"));
 }
+
+#[test]
+fn unusable_log_and_pid_paths_fail_before_binding_with_one_line() {
+    let cases = [
+        ("--error-logfile", "Error: --error-logfile: cannot open"),
+        ("--pid", "Error: --pid: cannot write"),
+    ];
+    for (flag, expected) in cases {
+        let mut server = ServerBuilder::new(APP)
+            .arg(flag)
+            .arg("/nonexistent-rgunicorn-dir/file")
+            .spawn();
+        let status = server.wait_exit(BOOT_TIMEOUT).expect("exits");
+        assert_eq!(status.code(), Some(1), "{}", server.log());
+        let log = server.log();
+        assert_eq!(log.matches(expected).count(), 1, "{log}");
+        assert!(!log.contains("Listening at"), "{log}");
+    }
+}
