@@ -729,6 +729,16 @@ mod tests {
     }
 
     #[test]
+    fn the_process_title_name_defaults_to_the_app_module() {
+        assert_eq!(parse(&["pkg.mod:app"]).unwrap().proc_name(), "pkg.mod:app");
+        assert_eq!(
+            parse(&["pkg.mod"]).unwrap().proc_name(),
+            "pkg.mod:application"
+        );
+        assert_eq!(parse(&["-n", "shop", "a:b"]).unwrap().proc_name(), "shop");
+    }
+
+    #[test]
     fn umask_is_octal() {
         let cases: &[(&str, Option<u32>)] = &[
             ("0", Some(0)),

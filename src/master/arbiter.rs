@@ -772,14 +772,17 @@ impl Arbiter {
         Err(failure)
     }
 
-    /// Tells systemd we stop; after an upgrade, leaves the unix socket files
-    /// to the new master. The listening sockets stay open until the workers
-    /// are gone (they drain their backlog on TERM).
+    /// Tells systemd the service stops; after an upgrade the service goes
+    /// on in the new master, so instead the unix socket files are left to
+    /// it and systemd hears nothing. The listening sockets stay open until
+    /// the workers are gone (they drain their backlog on TERM).
     fn prepare_exit(&mut self) {
-        self.lifecycle.notifier.notify(Notification::Stopping);
-        if let Some(pid) = self.new_master {
-            log::info!("New master (pid:{pid}) keeps the sockets");
-            self.sockets.keep_unix_socket_files();
+        match self.new_master {
+            Some(pid) => {
+                log::info!("New master (pid:{pid}) keeps the sockets");
+                self.sockets.keep_unix_socket_files();
+            }
+            None => self.lifecycle.notifier.notify(Notification::Stopping),
         }
     }
 
