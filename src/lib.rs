@@ -9,8 +9,10 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
+pub mod heartbeat;
 pub mod http;
 pub mod listener;
+pub mod local_time;
 pub mod logging;
 pub mod master;
 pub mod worker;

@@ -386,9 +386,12 @@ fn app_load_failure_exits_4_quoting_the_exception() {
     );
 }
 
+/// One bad-settings case: arguments, environment, expected message start.
+type BadSettingsCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_settings_exit_non_zero_with_one_line_naming_the_setting() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[BadSettingsCase] = &[
         (
             &["--bind", "x:y", "app:application"],
             &[],
@@ -590,4 +593,92 @@ fn workers_die_with_a_killed_master() {
     for pid in workers {
         wait_until_gone(pid, &server.log);
     }
+}
+
+/// Starts `GET /sleep?SECONDS` on its own thread and returns once the app
+/// says it is sleeping (the worker is then busy in the app).
+fn start_slow_request(server: &Server, seconds: u32) -> std::thread::JoinHandle<()> {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        stream,
+        "GET /sleep?{seconds} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let reader = std::thread::spawn(move || {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let _ = stream.read_to_end(&mut Vec::new());
+    });
+    server.wait_for_line("hello_master: sleeping in pid");
+    reader
+}
+
+#[test]
+fn graceful_stop_kills_workers_that_outlive_the_graceful_timeout() {
+    let mut server = Server::start(&["-w", "1", "--graceful-timeout", "1"]);
+    let worker = server.wait_for_boots(1)[0];
+    server.serving_pid();
+    let request = start_slow_request(&server, 20);
+    let stopping = Instant::now();
+    server.signal(Signal::SIGTERM);
+    assert_eq!(
+        server.wait_for_exit(STOP_TIMEOUT).code(),
+        Some(0),
+        "{}",
+        server.log.text()
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopping.elapsed()
+    );
+    assert!(
+        server.log.text().contains("sending SIGKILL"),
+        "{}",
+        server.log.text()
+    );
+    assert!(!is_alive(worker));
+    request.join().unwrap();
+}
+
+#[test]
+fn int_during_a_graceful_stop_makes_it_fast() {
+    let mut server = Server::start(&["-w", "1", "--graceful-timeout", "60"]);
+    server.wait_for_boots(1);
+    server.serving_pid();
+    let request = start_slow_request(&server, 20);
+    let stopping = Instant::now();
+    server.signal(Signal::SIGTERM);
+    server.wait_for_line("Handling signal: term");
+    server.signal(Signal::SIGINT);
+    assert_eq!(
+        server.wait_for_exit(STOP_TIMEOUT).code(),
+        Some(0),
+        "{}",
+        server.log.text()
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopping.elapsed()
+    );
+    request.join().unwrap();
+}
+
+#[test]
+fn a_retired_worker_that_outlives_the_graceful_timeout_is_killed() {
+    let server = Server::start(&["-w", "1", "--graceful-timeout", "1"]);
+    let busy = server.wait_for_boots(1)[0];
+    let request = start_slow_request(&server, 20);
+    server.signal(Signal::SIGTTIN);
+    let fresh = server.wait_for_boots(2)[1];
+    server.signal(Signal::SIGTTOU);
+    server.wait_for_line(&format!(
+        "Worker (pid:{busy}) did not stop in 1s; killing it"
+    ));
+    wait_until_gone(busy, &server.log);
+    assert!(is_alive(fresh));
+    assert_eq!(server.serving_pid(), fresh);
+    request.join().unwrap();
 }

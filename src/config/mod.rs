@@ -37,7 +37,8 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 #[command(
     name = "rgunicorn",
     version,
-    about = "A prefork WSGI HTTP server: a drop-in for gunicorn"
+    about = "A prefork WSGI HTTP server: a drop-in for gunicorn",
+    args_override_self = true
 )]
 pub struct Settings {
     /// The WSGI application, `MODULE:VARIABLE` (variable defaults to
@@ -90,6 +91,17 @@ pub struct Settings {
     #[arg(long = "log-level", value_name = "LEVEL", value_parser = parse_log_level, default_value = "info")]
     pub log_level: String,
 
+    /// Where to write the access log, one line per response (`-` means
+    /// stdout). No access log unless given.
+    #[arg(long = "access-logfile", value_name = "FILE")]
+    pub access_logfile: Option<String>,
+
+    /// The access log line format, in gunicorn's `%(atom)s` language (h l u
+    /// t r s m U q H b B f a T M D L p, `{header}i`, `{header}o`,
+    /// `{variable}e`).
+    #[arg(long = "access-logformat", value_name = "STRING", default_value = crate::worker::ACCESS_LOG_DEFAULT_FORMAT)]
+    pub access_log_format: String,
+
     /// Seconds to wait for the next request on a keep-alive connection.
     #[arg(long = "keep-alive", value_name = "INT", default_value_t = 2)]
     pub keepalive: u64,
@@ -130,6 +142,53 @@ pub struct Settings {
         default_value_t = 8190
     )]
     pub limit_request_field_size: usize,
+
+    /// The largest request body in bytes; larger requests get 413
+    /// (0 = unlimited).
+    #[arg(long = "limit-request-body", value_name = "INT", default_value_t = 0)]
+    pub limit_request_body: u64,
+
+    /// Seconds from the first byte of a request to the end of its head. An
+    /// absolute deadline: a client trickling header bytes (slowloris) gets
+    /// 408 when it passes.
+    #[arg(long = "header-timeout", value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+
+    /// Seconds a request body may stall (no byte received) before 408.
+    #[arg(long = "body-timeout", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+
+    /// The slowest average rate, in bytes per second, at which a request
+    /// body may arrive once it has been arriving for 5 seconds; slower gets
+    /// 408 (0 = no minimum).
+    #[arg(long = "body-min-rate", value_name = "BYTES", default_value_t = 1024)]
+    pub body_min_rate: u64,
+
+    /// Seconds a client may go without reading any of its response before
+    /// it is disconnected.
+    #[arg(long = "send-timeout", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_timeout: u64,
+
+    /// Workers silent for more than this many seconds (stuck in the
+    /// application) are killed and replaced, after logging where they were
+    /// stuck (0 = never). Booting does not count.
+    #[arg(
+        short = 't',
+        long = "timeout",
+        value_name = "INT",
+        default_value_t = 30
+    )]
+    pub timeout: u64,
+
+    /// A worker is replaced after serving this many requests (0 = never),
+    /// to limit the damage of memory leaks.
+    #[arg(long = "max-requests", value_name = "INT", default_value_t = 0)]
+    pub max_requests: u64,
+
+    /// A random number of extra requests, up to this, added to
+    /// `--max-requests` per worker so workers do not all restart together.
+    #[arg(long = "max-requests-jitter", value_name = "INT", default_value_t = 0)]
+    pub max_requests_jitter: u64,
 }
 
 /// Why the settings could not be loaded.
@@ -438,6 +497,14 @@ mod tests {
         assert_eq!(settings.limit_request_field_size, 100);
         assert_eq!(settings.app.module, "pkg.mod");
         assert_eq!(settings.app.expression, "create_app()");
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value_and_binds_accumulate() {
+        let settings =
+            parse(&["-w", "2", "--workers", "3", "-b", ":1", "-b", ":2", "a:b"]).unwrap();
+        assert_eq!(settings.workers, 3);
+        assert_eq!(settings.bind, vec![tcp("", 1), tcp("", 2)]);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 use super::signals::{self, MasterSignal, SignalQueue};
 use super::sockets::BoundSockets;
 use crate::config::Settings;
+use crate::heartbeat::{Heartbeat, Phase};
 use crate::worker::{self, WorkerContext, APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -38,6 +39,12 @@ const QUICK_DEATH: Duration = Duration::from_secs(1);
 /// each further quick death, up to [`MAX_RESPAWN_DELAY`].
 const FIRST_RESPAWN_DELAY: Duration = Duration::from_millis(100);
 const MAX_RESPAWN_DELAY: Duration = Duration::from_secs(10);
+/// How long a worker may take to boot (start Python, import the app)
+/// before it is killed; booting does not count against `--timeout`.
+const BOOT_LIMIT: Duration = Duration::from_secs(120);
+/// How long a worker sent SIGABRT (after `--timeout`) has to write its
+/// traceback and exit before SIGKILL.
+const ABORT_GRACE: Duration = Duration::from_secs(3);
 /// The most of a boot report the master reads.
 const BOOT_REPORT_LIMIT: u64 = 4096;
 
@@ -83,10 +90,32 @@ struct WorkerRecord {
     booted_at: Instant,
     /// Read end of the worker's boot-report pipe (non-blocking).
     boot_report: OwnedFd,
-    /// When it was sent TERM to make room (TTOU, reload), if it was.
-    retiring_since: Option<Instant>,
+    /// When the master asked it to stop (TTOU, reload, shutdown), if it did.
+    stopping_since: Option<Instant>,
     /// Whether it has been sent SIGKILL.
     killed: bool,
+    /// Its liveness slot (phase, last beat, current request).
+    heartbeat: Heartbeat,
+    /// A successor is wanted (HUP, or max-requests reached): it keeps
+    /// serving until enough newer workers serve, then gets TERM.
+    replaced: bool,
+    /// When it was sent SIGABRT for exceeding `--timeout`.
+    aborted_at: Option<Instant>,
+}
+
+impl WorkerRecord {
+    fn new(age: u64, boot_report: OwnedFd, heartbeat: Heartbeat) -> WorkerRecord {
+        WorkerRecord {
+            age,
+            booted_at: Instant::now(),
+            boot_report,
+            stopping_since: None,
+            killed: false,
+            heartbeat,
+            replaced: false,
+            aborted_at: None,
+        }
+    }
 }
 
 /// The master's supervisor of workers.
@@ -153,7 +182,9 @@ impl Arbiter {
                 return self.halt(failure);
             }
             self.murder_workers();
+            self.note_retiring_workers();
             self.manage_workers();
+            self.retire_replaced_workers();
         }
     }
 
@@ -192,7 +223,7 @@ impl Arbiter {
         let mut active: Vec<(u64, Pid)> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.retiring_since.is_none())
+            .filter(|(_, w)| w.stopping_since.is_none() && !w.replaced)
             .map(|(pid, w)| (w.age, *pid))
             .collect();
         let wanted = self.num_workers as usize;
@@ -225,6 +256,7 @@ impl Arbiter {
     /// Forks one worker. The child never returns from here.
     fn spawn_worker(&mut self) -> io::Result<()> {
         let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        let heartbeat = Heartbeat::new()?;
         let _ = io::stderr().flush();
         let blocked = signals::block_for_fork()?;
         // SAFETY: the master is single-threaded, so the child starts with
@@ -246,13 +278,7 @@ impl Arbiter {
                 self.next_age += 1;
                 self.workers.insert(
                     child,
-                    WorkerRecord {
-                        age: self.next_age,
-                        booted_at: Instant::now(),
-                        boot_report: report_read,
-                        retiring_since: None,
-                        killed: false,
-                    },
+                    WorkerRecord::new(self.next_age, report_read, heartbeat),
                 );
                 log::info!("Booting worker with pid: {child}");
                 Ok(())
@@ -261,7 +287,7 @@ impl Arbiter {
                 drop(report_read);
                 drop(self.signals.take());
                 blocked.reset_in_child();
-                let code = self.become_worker(report_write);
+                let code = self.become_worker(report_write, heartbeat);
                 let _ = io::stderr().flush();
                 // SAFETY: `_exit` ends the child without running the master's
                 // atexit handlers or destructors (which would kill "its"
@@ -273,13 +299,14 @@ impl Arbiter {
 
     /// The child side of a fork (signal handling already reset): lets go of
     /// the other workers' pipes, then runs the worker. Returns its exit code.
-    fn become_worker(&mut self, boot_report: OwnedFd) -> i32 {
+    fn become_worker(&mut self, boot_report: OwnedFd, heartbeat: Heartbeat) -> i32 {
         self.workers.clear();
         let context = WorkerContext {
             settings: &self.settings,
             listeners: self.sockets.listeners(),
             boot_report,
             master_pid: self.master_pid.as_raw(),
+            heartbeat,
         };
         // A panic must never unwind into the copy of the master's loop: it
         // ends this worker with a plain failure code (replaced, not halted).
@@ -328,10 +355,15 @@ impl Arbiter {
             (None, Some(Signal::SIGKILL)) => {
                 log::error!("Worker (pid:{pid}) was sent SIGKILL! Perhaps out of memory?")
             }
+            (None, Some(signal @ (Signal::SIGTERM | Signal::SIGQUIT)))
+                if record.stopping_since.is_some() =>
+            {
+                log::debug!("Worker (pid:{pid}) stopped by {}", signal.as_str())
+            }
             (None, Some(signal)) => log::error!("Worker (pid:{pid}) was sent {}!", signal.as_str()),
             (None, None) => {}
         }
-        if record.retiring_since.is_none() {
+        if record.stopping_since.is_none() {
             match code {
                 Some(WORKER_BOOT_ERROR) => {
                     return Some(ArbiterError::WorkerBoot(read_boot_report(record)))
@@ -375,15 +407,104 @@ impl Arbiter {
         );
     }
 
-    /// SIGKILLs retiring workers that outlived the graceful timeout.
+    /// Kills workers that stopped proving they are alive: stuck in the
+    /// application past `--timeout` (SIGABRT, so the worker dumps where it
+    /// is stuck; SIGKILL after a grace), or still booting after
+    /// [`BOOT_LIMIT`]. Then SIGKILLs stopping workers that outlived the
+    /// graceful timeout.
     fn murder_workers(&mut self) {
+        let timeout = Duration::from_secs(self.settings.timeout);
+        let mut to_abort = Vec::new();
+        let mut to_kill = Vec::new();
+        for (pid, worker) in &self.workers {
+            if worker.killed {
+                continue;
+            }
+            if let Some(at) = worker.aborted_at {
+                if at.elapsed() >= ABORT_GRACE {
+                    to_kill.push(*pid);
+                }
+                continue;
+            }
+            match worker.heartbeat.phase() {
+                Phase::Booting if worker.booted_at.elapsed() > BOOT_LIMIT => {
+                    log::error!(
+                        "WORKER BOOT TIMEOUT (pid:{pid}): still booting after {}s",
+                        BOOT_LIMIT.as_secs()
+                    );
+                    to_kill.push(*pid);
+                }
+                Phase::Serving | Phase::Retiring
+                    if !timeout.is_zero() && worker.heartbeat.silent_for() > timeout =>
+                {
+                    log::error!(
+                        target: crate::logging::CRITICAL,
+                        "WORKER TIMEOUT (pid:{pid}) while serving {}",
+                        worker.heartbeat.request()
+                    );
+                    to_abort.push(*pid);
+                }
+                _ => {}
+            }
+        }
+        for pid in to_abort {
+            self.kill_worker(pid, Signal::SIGABRT);
+            if let Some(worker) = self.workers.get_mut(&pid) {
+                worker.aborted_at = Some(Instant::now());
+            }
+        }
+        for pid in to_kill {
+            self.kill_worker(pid, Signal::SIGKILL);
+        }
+        self.murder_stopping_workers();
+    }
+
+    /// Workers that reached `--max-requests` ask for a successor.
+    fn note_retiring_workers(&mut self) {
+        for (pid, worker) in self.workers.iter_mut() {
+            if !worker.replaced
+                && worker.stopping_since.is_none()
+                && worker.heartbeat.phase() == Phase::Retiring
+            {
+                log::info!("Worker (pid:{pid}) reached its max requests; booting its successor");
+                worker.replaced = true;
+            }
+        }
+    }
+
+    /// Once enough newer workers serve, TERMs the workers being replaced
+    /// (by HUP or max-requests), so capacity never dips.
+    fn retire_replaced_workers(&mut self) {
+        let serving = self
+            .workers
+            .values()
+            .filter(|w| {
+                w.stopping_since.is_none() && !w.replaced && w.heartbeat.phase() == Phase::Serving
+            })
+            .count();
+        if serving < self.num_workers as usize {
+            return;
+        }
+        let replaced: Vec<Pid> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.replaced && w.stopping_since.is_none())
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in replaced {
+            self.retire_worker(pid);
+        }
+    }
+
+    /// SIGKILLs stopping workers that outlived the graceful timeout.
+    fn murder_stopping_workers(&mut self) {
         let timeout = Duration::from_secs(self.settings.graceful_timeout);
         let overdue: Vec<Pid> = self
             .workers
             .iter()
             .filter(|(_, w)| {
                 !w.killed
-                    && w.retiring_since
+                    && w.stopping_since
                         .is_some_and(|since| since.elapsed() >= timeout)
             })
             .map(|(pid, _)| *pid)
@@ -399,44 +520,31 @@ impl Arbiter {
 
     /// TERMs one worker to make room; it is reaped when it exits.
     fn retire_worker(&mut self, pid: Pid) {
-        if let Some(record) = self.workers.get_mut(&pid) {
-            record.retiring_since = Some(Instant::now());
-        }
         log::debug!("Retiring worker (pid:{pid})");
         self.kill_worker(pid, Signal::SIGTERM);
     }
 
-    /// HUP: a new set of workers, then a graceful stop of the old ones.
+    /// HUP: a new set of workers importing the app afresh; the old ones
+    /// keep serving until the new set serves, then stop gracefully.
     fn reload(&mut self) {
         log::info!("Hang up: Master");
-        let old: Vec<Pid> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.retiring_since.is_none())
-            .map(|(pid, _)| *pid)
-            .collect();
-        for _ in 0..self.num_workers {
-            if let Err(e) = self.spawn_worker() {
-                log::error!("Cannot spawn a worker: {e}; keeping the old workers");
-                return;
+        for worker in self.workers.values_mut() {
+            if worker.stopping_since.is_none() {
+                worker.replaced = true;
             }
         }
-        for pid in old {
-            self.retire_worker(pid);
-        }
+        self.manage_workers();
     }
 
-    /// Sends `signal` to one worker; a worker already gone is not an error.
+    /// Sends `signal` to one worker and notes that it was asked to stop (or
+    /// killed); a worker already gone is not an error.
     fn kill_worker(&mut self, pid: Pid, signal: Signal) {
+        if let Some(record) = self.workers.get_mut(&pid) {
+            record.stopping_since.get_or_insert_with(Instant::now);
+            record.killed |= signal == Signal::SIGKILL;
+        }
         match kill(pid, signal) {
-            Ok(()) => {
-                if signal == Signal::SIGKILL {
-                    if let Some(record) = self.workers.get_mut(&pid) {
-                        record.killed = true;
-                    }
-                }
-            }
-            Err(Errno::ESRCH) => {}
+            Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) => log::error!("Cannot send {} to worker (pid:{pid}): {e}", signal.as_str()),
         }
     }
@@ -594,13 +702,7 @@ mod tests {
     fn record_with_report(report: &[u8]) -> WorkerRecord {
         let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
         std::fs::File::from(write).write_all(report).unwrap();
-        WorkerRecord {
-            age: 1,
-            booted_at: Instant::now(),
-            boot_report: read,
-            retiring_since: None,
-            killed: false,
-        }
+        WorkerRecord::new(1, read, Heartbeat::new().unwrap())
     }
 
     #[test]
@@ -624,13 +726,7 @@ mod tests {
         let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
         let mut writer = std::fs::File::from(write);
         writer.write_all(b"partial line").unwrap();
-        let record = WorkerRecord {
-            age: 1,
-            booted_at: Instant::now(),
-            boot_report: read,
-            retiring_since: None,
-            killed: false,
-        };
+        let record = WorkerRecord::new(1, read, Heartbeat::new().unwrap());
         assert_eq!(read_boot_report(record), "partial line");
     }
 

@@ -6,6 +6,7 @@
 //! was last seen readable/writable and keeps going until it would block, so
 //! work is never left waiting for an event that will not come.
 
+use super::access_log::AccessLog;
 use super::app_response::{AppResponse, Pumped, RequestFacts, ResponseError};
 use super::out_queue::OutQueue;
 use super::request_body::{BodyError, BodyReader};
@@ -13,6 +14,7 @@ use super::stream::Stream;
 use super::wsgi::environ::{Endpoint, EnvironTemplate, RequestInfo};
 use super::wsgi::input::WsgiInput;
 use super::wsgi::traceback::log_exception;
+use crate::heartbeat::Heartbeat;
 use crate::http::{self, BodyFraming, HttpDate, Limits, RequestHead, Status};
 use pyo3::prelude::*;
 use std::io::{self, Read};
@@ -24,6 +26,12 @@ use std::time::{Duration, Instant};
 const READ_CHUNK: usize = 16 * 1024;
 /// Bytes read and discarded while lingering before close.
 const LINGER_DRAIN_LIMIT: usize = 256 * 1024;
+/// How much work (bytes moved; a finished request counts as [`REQUEST_COST`])
+/// one connection may do per turn before it yields to the others.
+const TURN_BUDGET: usize = 1024 * 1024;
+const REQUEST_COST: usize = 64 * 1024;
+/// A body must have been arriving this long before its rate is judged.
+const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
 /// Time limits for one connection.
 #[derive(Debug, Clone, Copy)]
@@ -49,8 +57,18 @@ pub struct Shared {
     pub timeouts: Timeouts,
     /// `--limit-request-body` (0 = unlimited).
     pub body_limit: u64,
+    /// `--body-min-rate` in bytes per second (0 = no minimum).
+    pub body_min_rate: u64,
     /// The worker is stopping gracefully: finish the current request, then close.
     pub stopping: bool,
+    /// The liveness slot shared with the master.
+    pub heartbeat: Heartbeat,
+    /// Requests answered so far.
+    pub requests_done: u64,
+    /// After this many requests the worker asks to be replaced (0 = never).
+    pub max_requests: u64,
+    /// Where access log lines go (`--access-logfile`), if anywhere.
+    pub access_log: Option<AccessLog>,
 }
 
 enum State {
@@ -64,6 +82,7 @@ enum State {
         reader: BodyReader,
         head_len: usize,
         body_pos: usize,
+        started: Instant,
     },
     /// The app has been called; `request_end` is where the next request
     /// starts in `rbuf`.
@@ -79,7 +98,12 @@ enum State {
 /// Whether the event loop should keep the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
+    /// Wait for the next readiness event.
     Open,
+    /// The connection used up its turn with work left: run it again soon,
+    /// after the others have had theirs.
+    Yield,
+    /// Close and forget the connection.
     Close,
 }
 
@@ -96,6 +120,14 @@ pub struct Connection {
     writable: bool,
     peer_closed: bool,
     deadline: Instant,
+    /// Work left in this turn (see [`TURN_BUDGET`]).
+    budget: usize,
+    /// Whether a response has been completed on this connection (a graceful
+    /// stop closes such connections when idle; fresh ones get their request
+    /// served).
+    served_any: bool,
+    /// When the current request's head was complete.
+    request_started: Instant,
 }
 
 impl Connection {
@@ -113,6 +145,9 @@ impl Connection {
             writable: false,
             peer_closed: false,
             deadline: Instant::now() + shared.timeouts.head,
+            budget: TURN_BUDGET,
+            served_any: false,
+            request_started: Instant::now(),
         }
     }
 
@@ -121,14 +156,13 @@ impl Connection {
         &mut self.stream
     }
 
-    /// When the connection's current wait times out.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-
-    /// Whether the connection is between requests (safe to close on stop).
+    /// Whether the connection is between two requests (safe to close on a
+    /// graceful stop): it has served one and nothing of the next has come.
     pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Idle) && self.rbuf.is_empty() && self.out.is_empty()
+        self.served_any
+            && matches!(self.state, State::Idle)
+            && self.rbuf.is_empty()
+            && self.out.is_empty()
     }
 
     /// Handles a readiness event.
@@ -144,8 +178,30 @@ impl Connection {
         self.drive(py, shared)
     }
 
+    /// Enforces the deadline and the minimum body rate.
+    pub fn check_timers(&mut self, py: Python<'_>, shared: &mut Shared, now: Instant) -> Keep {
+        if now >= self.deadline {
+            return self.on_timeout(py, shared);
+        }
+        if let State::ReadingBody {
+            reader, started, ..
+        } = &self.state
+        {
+            let elapsed = now.duration_since(*started);
+            if shared.body_min_rate > 0 && elapsed >= BODY_RATE_GRACE {
+                let rate = reader.received() as f64 / elapsed.as_secs_f64();
+                if rate < shared.body_min_rate as f64 {
+                    log::info!("Request body arriving at {rate:.0} B/s, below --body-min-rate; answering 408");
+                    self.fail(shared, 408);
+                    return self.drive(py, shared);
+                }
+            }
+        }
+        Keep::Open
+    }
+
     /// Handles the deadline having passed.
-    pub fn on_timeout(&mut self, py: Python<'_>, shared: &mut Shared) -> Keep {
+    fn on_timeout(&mut self, py: Python<'_>, shared: &mut Shared) -> Keep {
         match &mut self.state {
             State::Idle | State::Closing { .. } => Keep::Close,
             State::ReadingHead | State::ReadingBody { .. } => {
@@ -170,10 +226,12 @@ impl Connection {
 
     /// Runs the state machine until it must wait for the socket.
     fn drive(&mut self, py: Python<'_>, shared: &mut Shared) -> Keep {
+        self.budget = TURN_BUDGET;
         loop {
             if !self.out.is_empty() && self.writable {
                 match self.out.write_to(py, &mut self.stream) {
                     Ok(n) => {
+                        self.budget = self.budget.saturating_sub(n);
                         if n > 0 && matches!(self.state, State::Responding { .. }) {
                             self.deadline = Instant::now() + shared.timeouts.send;
                         }
@@ -195,6 +253,7 @@ impl Connection {
                 State::Closing { .. } => self.step_closing(shared),
             };
             match step {
+                Step::Continue if self.budget == 0 => return Keep::Yield,
                 Step::Continue => continue,
                 Step::Wait => {
                     if !self.out.is_empty() && self.writable {
@@ -226,7 +285,7 @@ impl Connection {
                     return Step::Continue;
                 }
             }
-        } else if shared.stopping {
+        } else if shared.stopping && self.served_any {
             return Step::Close;
         }
         match self.read_more() {
@@ -238,6 +297,7 @@ impl Connection {
 
     /// A complete head: set up the body and answer `Expect: 100-continue`.
     fn on_head(&mut self, py: Python<'_>, shared: &mut Shared, head_len: usize) -> Step {
+        self.request_started = Instant::now();
         let reader = match BodyReader::new(self.head.framing, shared.body_limit) {
             Ok(reader) => reader,
             Err(error) => return self.body_failed(shared, error),
@@ -250,6 +310,7 @@ impl Connection {
             reader,
             head_len,
             body_pos: head_len,
+            started: Instant::now(),
         };
         self.deadline = Instant::now() + shared.timeouts.body_idle;
         self.step_body(py, shared)
@@ -261,6 +322,7 @@ impl Connection {
             reader,
             head_len,
             body_pos,
+            ..
         } = &mut self.state
         else {
             unreachable!("step_body outside ReadingBody")
@@ -316,6 +378,11 @@ impl Connection {
             is_head: self.head.method.get(&self.rbuf) == b"HEAD",
             keep_alive: self.head.keep_alive && !shared.stopping,
         };
+        shared.heartbeat.set_request(
+            self.head.method.get(&self.rbuf),
+            self.head.target.get(&self.rbuf),
+        );
+        shared.heartbeat.beat();
         let environ = Bound::new(py, WsgiInput::new(body)).and_then(|input| {
             let request = RequestInfo {
                 buf: &self.rbuf,
@@ -327,7 +394,13 @@ impl Connection {
         });
         let started = environ
             .map_err(ResponseError::AppRaised)
-            .and_then(|environ| AppResponse::start(py, &shared.app, environ.into_any(), facts));
+            .and_then(|environ| {
+                let keep_environ = shared
+                    .access_log
+                    .as_ref()
+                    .is_some_and(|log| log.format().needs_environ());
+                AppResponse::start(py, &shared.app, environ.into_any(), facts, keep_environ)
+            });
         match started {
             Ok(response) => {
                 self.state = State::Responding {
@@ -366,6 +439,10 @@ impl Connection {
                 Step::Wait
             }
             Ok(Pumped::Done { keep_alive }) => {
+                if let Some(log) = shared.access_log.as_mut() {
+                    let elapsed = self.request_started.elapsed();
+                    response.log_access(py, log, &self.peer, &self.rbuf, &self.head, elapsed);
+                }
                 let request_end = *request_end;
                 self.finish_request(shared, request_end, keep_alive)
             }
@@ -395,7 +472,15 @@ impl Connection {
         keep_alive: bool,
     ) -> Step {
         self.rbuf.drain(..request_end.min(self.rbuf.len()));
-        if keep_alive && !self.peer_closed && !shared.stopping {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * READ_CHUNK {
+            // A large head or burst: give the memory back while idle.
+            self.rbuf = Vec::new();
+        }
+        self.budget = self.budget.saturating_sub(REQUEST_COST);
+        shared.requests_done += 1;
+        self.served_any = true;
+        let keepalive_enabled = !shared.timeouts.keepalive.is_zero();
+        if keep_alive && keepalive_enabled && !self.peer_closed && !shared.stopping {
             self.state = State::Idle;
             self.deadline = Instant::now() + shared.timeouts.keepalive;
         } else {
@@ -479,6 +564,7 @@ impl Connection {
             }
             Ok(n) => {
                 self.rbuf.truncate(len + n);
+                self.budget = self.budget.saturating_sub(n);
                 Ok(true)
             }
             Err(e) => {

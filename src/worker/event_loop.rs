@@ -2,16 +2,20 @@
 //! hands readiness to each connection's state machine, enforces deadlines,
 //! and acts on signals. The GIL is held throughout except around `poll`.
 
+use super::accept_interest;
 use super::connection::{Connection, Keep, Shared};
 use super::signals::{SignalPipe, WorkerSignal};
 use super::stream::Stream;
 use super::wsgi::environ::Endpoint;
+use crate::heartbeat::Phase;
 use crate::listener::Listener;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
 use pyo3::prelude::*;
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 const SIGNALS: Token = Token(0);
@@ -21,6 +25,9 @@ const LISTENER_BASE: usize = 1;
 const CONNECTION_BASE: usize = 1 << 16;
 /// How often deadlines and the master's liveness are checked.
 const TICK: Duration = Duration::from_millis(250);
+/// The most connections accepted per wake-up: the listener is
+/// level-triggered, so the rest are reported again (or go to a sibling).
+const ACCEPT_BATCH: usize = 16;
 
 /// A listening socket adopted by this worker.
 enum Acceptor {
@@ -77,10 +84,10 @@ impl Acceptor {
         }
     }
 
-    fn source(&mut self) -> &mut dyn mio::event::Source {
+    fn raw_fd(&self) -> RawFd {
         match self {
-            Acceptor::Tcp { listener, .. } => listener,
-            Acceptor::Unix(listener) => listener,
+            Acceptor::Tcp { listener, .. } => listener.as_raw_fd(),
+            Acceptor::Unix(listener) => listener.as_raw_fd(),
         }
     }
 }
@@ -93,8 +100,12 @@ pub struct EventLoop {
     free_slots: Vec<usize>,
     open: usize,
     max_connections: usize,
-    /// Accepting paused at the connection cap; resume when one closes.
+    /// Accepting paused at the connection cap (listeners out of the poll);
+    /// resumed when a connection closes.
     accept_paused: bool,
+    /// Connections that used up their turn with work left (see
+    /// [`Keep::Yield`]), served again after the next poll.
+    ready: VecDeque<usize>,
     signals: SignalPipe,
     shared: Shared,
     master_pid: i32,
@@ -117,12 +128,8 @@ impl EventLoop {
             .register(signals.receiver(), SIGNALS, Interest::READABLE)?;
         let mut acceptors = Vec::with_capacity(listeners.len());
         for (index, listener) in listeners.iter().enumerate() {
-            let mut acceptor = Acceptor::adopt(listener)?;
-            poll.registry().register(
-                acceptor.source(),
-                Token(LISTENER_BASE + index),
-                Interest::READABLE,
-            )?;
+            let acceptor = Acceptor::adopt(listener)?;
+            accept_interest::add(&poll, acceptor.raw_fd(), Token(LISTENER_BASE + index))?;
             acceptors.push(acceptor);
         }
         Ok(EventLoop {
@@ -133,6 +140,7 @@ impl EventLoop {
             open: 0,
             max_connections: max_connections.max(1),
             accept_paused: false,
+            ready: VecDeque::new(),
             signals,
             shared,
             master_pid,
@@ -141,12 +149,32 @@ impl EventLoop {
         })
     }
 
-    /// Serves until stopped. Returns the worker's exit code.
+    /// Serves until stopped, then writes out the access log. Returns the
+    /// worker's exit code.
     pub fn run(&mut self, py: Python<'_>) -> i32 {
+        let code = self.serve(py);
+        if let Some(log) = self.shared.access_log.as_mut() {
+            log.flush_all();
+        }
+        code
+    }
+
+    /// USR1: reopens the log files (after logrotate moved them).
+    fn reopen_logs(&mut self) {
+        log::info!("Reopening logs");
+        if let Some(log) = self.shared.access_log.as_mut() {
+            log.reopen();
+        }
+    }
+
+    fn serve(&mut self, py: Python<'_>) -> i32 {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let timeout = next_tick.saturating_duration_since(Instant::now());
+            let timeout = match self.ready.is_empty() {
+                true => next_tick.saturating_duration_since(Instant::now()),
+                false => Duration::ZERO,
+            };
             let poll = &mut self.poll;
             let polled = py.detach(|| poll.poll(&mut events, Some(timeout)));
             if let Err(e) = polled {
@@ -170,6 +198,12 @@ impl EventLoop {
                     ),
                     Token(t) => self.accept_from(py, t - LISTENER_BASE),
                 }
+            }
+            self.serve_ready(py);
+            self.shared.heartbeat.beat();
+            self.check_max_requests();
+            if let Some(log) = self.shared.access_log.as_mut() {
+                log.flush();
             }
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + TICK;
@@ -199,9 +233,7 @@ impl EventLoop {
                 WorkerSignal::GracefulStop => {
                     self.begin_graceful_stop(py);
                 }
-                WorkerSignal::ReopenLogs => {
-                    log::info!("Reopening logs (nothing to reopen: logging to stderr)")
-                }
+                WorkerSignal::ReopenLogs => self.reopen_logs(),
             }
         }
         exit_now
@@ -215,8 +247,11 @@ impl EventLoop {
         }
         self.stop_deadline = Some(Instant::now() + self.graceful_timeout);
         self.shared.stopping = true;
-        for mut acceptor in self.acceptors.drain(..) {
-            let _ = self.poll.registry().deregister(acceptor.source());
+        self.drain_backlog(py);
+        for acceptor in self.acceptors.drain(..) {
+            if !self.accept_paused {
+                let _ = accept_interest::remove(&self.poll, acceptor.raw_fd());
+            }
         }
         for slot in 0..self.slots.len() {
             if matches!(&self.slots[slot], Some(c) if c.is_idle()) {
@@ -225,16 +260,50 @@ impl EventLoop {
         }
     }
 
+    /// Accepts every connection already waiting in the listen backlog, so a
+    /// graceful stop serves the clients that were queued (on Kubernetes, the
+    /// ones routed here before the endpoint was removed) instead of
+    /// resetting them when the sockets close.
+    fn drain_backlog(&mut self, py: Python<'_>) {
+        for index in 0..self.acceptors.len() {
+            loop {
+                match self.acceptors[index].accept() {
+                    Ok((stream, peer, local)) => self.add_connection(py, stream, peer, local),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    /// At `--max-requests`, asks the master for a successor; this worker
+    /// keeps serving until the successor is ready and the master sends TERM.
+    fn check_max_requests(&mut self) {
+        let limit = self.shared.max_requests;
+        if limit > 0
+            && self.shared.requests_done >= limit
+            && self.shared.heartbeat.phase() == Phase::Serving
+        {
+            log::info!(
+                "Autorestarting worker after current request: served {} requests",
+                self.shared.requests_done
+            );
+            self.shared.heartbeat.set_phase(Phase::Retiring);
+        }
+    }
+
     fn master_alive(&self) -> bool {
         // SAFETY: getppid has no preconditions and cannot fail.
         unsafe { libc::getppid() == self.master_pid }
     }
 
-    /// Accepts every pending connection on listener `index`, up to the cap.
+    /// Accepts a batch of pending connections on listener `index`, up to
+    /// the connection cap; at the cap, stops polling the listeners so the
+    /// backlog waits for a sibling or for a free slot here.
     fn accept_from(&mut self, py: Python<'_>, index: usize) {
-        loop {
+        for _ in 0..ACCEPT_BATCH {
             if self.open >= self.max_connections {
-                self.accept_paused = true;
+                self.pause_accepting();
                 return;
             }
             let Some(acceptor) = self.acceptors.get(index) else {
@@ -250,6 +319,40 @@ impl EventLoop {
                     return;
                 }
             }
+        }
+    }
+
+    fn pause_accepting(&mut self) {
+        if !self.accept_paused {
+            self.accept_paused = true;
+            for acceptor in &self.acceptors {
+                let _ = accept_interest::remove(&self.poll, acceptor.raw_fd());
+            }
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        if self.accept_paused {
+            self.accept_paused = false;
+            for (index, acceptor) in self.acceptors.iter().enumerate() {
+                if let Err(e) = accept_interest::add(
+                    &self.poll,
+                    acceptor.raw_fd(),
+                    Token(LISTENER_BASE + index),
+                ) {
+                    log::error!("cannot resume accepting: {e}");
+                }
+            }
+        }
+    }
+
+    /// Gives each connection that yielded its turn another one.
+    fn serve_ready(&mut self, py: Python<'_>) {
+        for _ in 0..self.ready.len() {
+            let Some(slot) = self.ready.pop_front() else {
+                break;
+            };
+            self.on_connection_event(py, slot, false, false);
         }
     }
 
@@ -279,8 +382,10 @@ impl EventLoop {
         let Some(Some(connection)) = self.slots.get_mut(slot) else {
             return;
         };
-        if connection.on_event(py, &mut self.shared, readable, writable) == Keep::Close {
-            self.close_slot(py, slot);
+        match connection.on_event(py, &mut self.shared, readable, writable) {
+            Keep::Open => {}
+            Keep::Yield => self.ready.push_back(slot),
+            Keep::Close => self.close_slot(py, slot),
         }
     }
 
@@ -291,9 +396,7 @@ impl EventLoop {
             let Some(connection) = self.slots[slot].as_mut() else {
                 continue;
             };
-            if connection.deadline() <= now
-                && connection.on_timeout(py, &mut self.shared) == Keep::Close
-            {
+            if connection.check_timers(py, &mut self.shared, now) == Keep::Close {
                 self.close_slot(py, slot);
             }
         }
@@ -306,11 +409,8 @@ impl EventLoop {
             drop(connection);
             self.free_slots.push(slot);
             self.open -= 1;
-            if self.accept_paused && self.open < self.max_connections {
-                self.accept_paused = false;
-                for index in 0..self.acceptors.len() {
-                    self.accept_from(py, index);
-                }
+            if self.open < self.max_connections {
+                self.resume_accepting();
             }
         }
     }

@@ -2,6 +2,8 @@
 //! embedded interpreter, imports the application and serves connections from
 //! its event loop until told to stop.
 
+mod accept_interest;
+mod access_log;
 mod app_response;
 mod connection;
 mod event_loop;
@@ -11,12 +13,15 @@ mod signals;
 mod stream;
 pub mod wsgi;
 
+pub use access_log::DEFAULT_FORMAT as ACCESS_LOG_DEFAULT_FORMAT;
+
 /// Exit code: the worker could not start (interpreter, sockets, signals).
 pub const WORKER_BOOT_ERROR: i32 = 3;
 /// Exit code: the application could not be imported or found.
 pub const APP_LOAD_ERROR: i32 = 4;
 
 use crate::config::Settings;
+use crate::heartbeat::{Heartbeat, Phase};
 use crate::http::{HttpDate, Limits};
 use crate::listener::Listener;
 use connection::{Shared, Timeouts};
@@ -41,6 +46,8 @@ pub struct WorkerContext<'a> {
     /// The master's pid: if the parent changes, the master is gone and the
     /// worker exits.
     pub master_pid: i32,
+    /// This worker's liveness slot, shared with the master.
+    pub heartbeat: Heartbeat,
 }
 
 /// Runs a worker in the freshly forked child. Returns the process exit code
@@ -51,6 +58,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         listeners,
         boot_report,
         master_pid,
+        heartbeat,
     } = ctx;
     let mut report = std::fs::File::from(boot_report);
     let mut fail = |code: i32, reason: &str| {
@@ -82,9 +90,24 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 return fail(APP_LOAD_ERROR, &wsgi::traceback::one_line(py, &e));
             }
         };
+        if let Err(e) = dump_tracebacks_on_abort(py) {
+            log::warn!(
+                "cannot install the stuck-worker traceback dump: {}",
+                wsgi::traceback::one_line(py, &e)
+            );
+        }
         let environ = match wsgi::environ::EnvironTemplate::new(py) {
             Ok(environ) => environ,
             Err(e) => return fail(WORKER_BOOT_ERROR, &wsgi::traceback::one_line(py, &e)),
+        };
+        let access_log = match &settings.access_logfile {
+            None => None,
+            Some(target) => {
+                match access_log::AccessLog::open(target, &settings.access_log_format) {
+                    Ok(log) => Some(log),
+                    Err(e) => return fail(WORKER_BOOT_ERROR, &e.to_string()),
+                }
+            }
         };
         let shared = Shared {
             app,
@@ -96,15 +119,24 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 field_size: settings.limit_request_field_size,
             },
             timeouts: Timeouts {
-                head: Duration::from_secs(30),
-                keepalive: Duration::from_secs(settings.keepalive.max(1)),
-                body_idle: Duration::from_secs(30),
-                send: Duration::from_secs(30),
+                head: Duration::from_secs(settings.header_timeout),
+                keepalive: Duration::from_secs(settings.keepalive),
+                body_idle: Duration::from_secs(settings.body_timeout),
+                send: Duration::from_secs(settings.send_timeout),
                 linger: Duration::from_secs(2),
             },
-            body_limit: 0,
+            body_min_rate: settings.body_min_rate,
+            body_limit: settings.limit_request_body,
             stopping: false,
+            heartbeat,
+            requests_done: 0,
+            max_requests: max_requests_with_jitter(
+                settings.max_requests,
+                settings.max_requests_jitter,
+            ),
+            access_log,
         };
+        shared.heartbeat.set_phase(Phase::Serving);
         let mut event_loop = match EventLoop::new(
             listeners,
             signals,
@@ -125,6 +157,33 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         flush_python_streams(py);
         code
     })
+}
+
+/// Enables Python's faulthandler: on SIGABRT (sent by the master to a
+/// worker stuck past `--timeout`) and on fatal signals (SIGSEGV, ...) it
+/// writes every thread's Python traceback to stderr (the error log), then
+/// lets the signal end the process. It runs in the C signal handler, so it
+/// fires even while the application is blocked.
+fn dump_tracebacks_on_abort(py: Python<'_>) -> PyResult<()> {
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("all_threads", true)?;
+    py.import("faulthandler")?
+        .call_method("enable", (), Some(&kwargs))?;
+    Ok(())
+}
+
+/// This worker's request budget: `--max-requests` plus a random share of
+/// `--max-requests-jitter`, so workers do not all leave together
+/// (0 = unlimited).
+fn max_requests_with_jitter(max_requests: u64, jitter: u64) -> u64 {
+    if max_requests == 0 {
+        return 0;
+    }
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+    max_requests + seed % (jitter + 1)
 }
 
 /// Flushes `sys.stdout` and `sys.stderr` so the app's last prints are not

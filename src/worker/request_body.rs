@@ -73,6 +73,11 @@ impl BodyReader {
         }
     }
 
+    /// Body bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.spooled + self.memory.len() as u64
+    }
+
     /// Takes body bytes from the front of `input`; returns how many were
     /// consumed (bytes after the body's end are left for the next request).
     pub fn feed(&mut self, input: &[u8]) -> Result<usize, BodyError> {

@@ -31,7 +31,8 @@ const CAUGHT: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, li
 
 /// Signals whose disposition goes back to the default after fork (the master
 /// handles them; in a worker they should not reach the master's handler).
-const RESET_TO_DEFAULT: [libc::c_int; 6] = [
+const RESET_TO_DEFAULT: [libc::c_int; 7] = [
+    libc::SIGABRT,
     libc::SIGHUP,
     libc::SIGCHLD,
     libc::SIGTTIN,
@@ -63,8 +64,8 @@ pub struct SignalPipe {
 }
 
 impl SignalPipe {
-    /// Unblocks all signals, resets the master's dispositions and installs
-    /// the worker's handlers. Call once, right after fork.
+    /// Resets the master's dispositions, installs the worker's handlers,
+    /// then unblocks all signals. Call once, right after fork.
     pub fn install() -> io::Result<SignalPipe> {
         let (sender, receiver) = pipe::new()?;
         PIPE_WRITE_FD.store(std::os::fd::AsRawFd::as_raw_fd(&sender), Ordering::Relaxed);
@@ -72,9 +73,6 @@ impl SignalPipe {
         // worker is single-threaded right after fork, and `on_signal` only
         // performs async-signal-safe operations.
         unsafe {
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             for signal in RESET_TO_DEFAULT {
                 libc::signal(signal, libc::SIG_DFL);
             }
@@ -89,6 +87,12 @@ impl SignalPipe {
                     return Err(io::Error::last_os_error());
                 }
             }
+            // The master forks with signals blocked; unblock only now that our
+            // handlers are in place, so a TERM that arrived during the fork
+            // reaches the handler instead of the default action.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         }
         Ok(SignalPipe {
             receiver,

@@ -1,0 +1,231 @@
+//! The heartbeat a worker shares with its master: one page of anonymous
+//! shared memory per worker, mapped by the master before the fork, so proving
+//! liveness costs the worker an atomic store (no file on a slow disk, no
+//! syscall beyond the vDSO clock read).
+//!
+//! The worker records when it last went round its event loop, what phase it
+//! is in (booting does not count against `--timeout`), and which request it
+//! is serving, so the master can name that request when it kills a stuck
+//! worker. The master only reads.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Bytes of the request description kept (method, space, target).
+const REQUEST_WORDS: usize = 32;
+const REQUEST_BYTES: usize = REQUEST_WORDS * 8 - 1;
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Starting the interpreter and importing the app (own time limit).
+    Booting,
+    /// Serving; `--timeout` applies.
+    Serving,
+    /// Asked to be replaced (max-requests reached): the master starts a
+    /// successor, then stops this worker gracefully.
+    Retiring,
+}
+
+impl Phase {
+    fn from_u32(value: u32) -> Phase {
+        match value {
+            1 => Phase::Serving,
+            2 => Phase::Retiring,
+            _ => Phase::Booting,
+        }
+    }
+}
+
+#[repr(C)]
+struct Slot {
+    beat_ms: AtomicU64,
+    phase: AtomicU32,
+    /// Byte 0: length; then the bytes, packed little-endian into words so
+    /// they can be stored without tearing a word.
+    request: [AtomicU64; REQUEST_WORDS],
+}
+
+/// One worker's shared slot. Created by the master; inherited by the worker.
+pub struct Heartbeat {
+    slot: NonNull<Slot>,
+}
+
+// SAFETY: the slot is only accessed through atomics; the mapping lives as
+// long as the `Heartbeat` and is unmapped once, on drop.
+unsafe impl Send for Heartbeat {}
+// SAFETY: as above: all access is atomic.
+unsafe impl Sync for Heartbeat {}
+
+impl std::fmt::Debug for Heartbeat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heartbeat")
+            .field("phase", &self.phase())
+            .field("silent_for", &self.silent_for())
+            .finish()
+    }
+}
+
+impl Heartbeat {
+    /// Maps a fresh shared slot (phase Booting, beat now).
+    pub fn new() -> io::Result<Heartbeat> {
+        // SAFETY: an anonymous shared mapping with no address hint; the
+        // result is checked against MAP_FAILED before use. Zeroed memory is a
+        // valid `Slot` (atomics of zero).
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                std::mem::size_of::<Slot>(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if address == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let slot = NonNull::new(address.cast::<Slot>()).expect("mmap returned a non-null address");
+        let heartbeat = Heartbeat { slot };
+        heartbeat.beat();
+        Ok(heartbeat)
+    }
+
+    fn slot(&self) -> &Slot {
+        // SAFETY: the mapping is live and properly aligned (page-aligned)
+        // for as long as `self` exists.
+        unsafe { self.slot.as_ref() }
+    }
+
+    /// Records that the worker is alive now.
+    pub fn beat(&self) {
+        self.slot().beat_ms.store(monotonic_ms(), Ordering::Relaxed);
+    }
+
+    /// How long since the last beat.
+    pub fn silent_for(&self) -> Duration {
+        let last = self.slot().beat_ms.load(Ordering::Relaxed);
+        Duration::from_millis(monotonic_ms().saturating_sub(last))
+    }
+
+    /// Moves the worker to `phase` (and beats).
+    pub fn set_phase(&self, phase: Phase) {
+        self.beat();
+        let value = match phase {
+            Phase::Booting => 0,
+            Phase::Serving => 1,
+            Phase::Retiring => 2,
+        };
+        self.slot().phase.store(value, Ordering::Release);
+    }
+
+    /// The worker's phase.
+    pub fn phase(&self) -> Phase {
+        Phase::from_u32(self.slot().phase.load(Ordering::Acquire))
+    }
+
+    /// Records the request about to be handed to the application.
+    pub fn set_request(&self, method: &[u8], target: &[u8]) {
+        let mut bytes = [0u8; REQUEST_WORDS * 8];
+        let mut len = 0;
+        for part in [method, b" ", target] {
+            let take = part.len().min(REQUEST_BYTES - len);
+            bytes[1 + len..1 + len + take].copy_from_slice(&part[..take]);
+            len += take;
+        }
+        bytes[0] = len as u8;
+        for (word, chunk) in self.slot().request.iter().zip(bytes.chunks_exact(8)) {
+            let value = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
+            word.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// The request last recorded, e.g. `GET /slow?x=1` (lossy UTF-8).
+    pub fn request(&self) -> String {
+        let mut bytes = [0u8; REQUEST_WORDS * 8];
+        for (word, chunk) in self.slot().request.iter().zip(bytes.chunks_exact_mut(8)) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        let len = (bytes[0] as usize).min(REQUEST_BYTES);
+        String::from_utf8_lossy(&bytes[1..1 + len]).into_owned()
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping created in `new`, once.
+        unsafe {
+            libc::munmap(self.slot.as_ptr().cast(), std::mem::size_of::<Slot>());
+        }
+    }
+}
+
+/// Milliseconds on CLOCK_MONOTONIC, which master and workers share.
+fn monotonic_ms() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into a valid timespec; CLOCK_MONOTONIC
+    // always exists on Linux.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+    }
+    now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_slot_is_booting_and_just_beaten() {
+        let heartbeat = Heartbeat::new().unwrap();
+        assert_eq!(heartbeat.phase(), Phase::Booting);
+        assert!(heartbeat.silent_for() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn phases_round_trip() {
+        let heartbeat = Heartbeat::new().unwrap();
+        for phase in [Phase::Serving, Phase::Retiring, Phase::Booting] {
+            heartbeat.set_phase(phase);
+            assert_eq!(heartbeat.phase(), phase);
+        }
+    }
+
+    #[test]
+    fn the_request_is_recorded_and_truncated_to_fit() {
+        let heartbeat = Heartbeat::new().unwrap();
+        heartbeat.set_request(b"GET", b"/slow?x=1");
+        assert_eq!(heartbeat.request(), "GET /slow?x=1");
+        let long = vec![b'a'; 1000];
+        heartbeat.set_request(b"POST", &long);
+        assert_eq!(heartbeat.request().len(), REQUEST_BYTES);
+        assert!(heartbeat.request().starts_with("POST aaa"));
+    }
+
+    #[test]
+    fn a_forked_child_beat_is_seen_by_the_parent() {
+        let heartbeat = Heartbeat::new().unwrap();
+        heartbeat.set_phase(Phase::Booting);
+        // SAFETY: the child only touches the shared slot and `_exit`s.
+        match unsafe { libc::fork() } {
+            0 => {
+                heartbeat.set_phase(Phase::Serving);
+                heartbeat.set_request(b"GET", b"/child");
+                // SAFETY: ends the child without running the test harness.
+                unsafe { libc::_exit(0) }
+            }
+            child => {
+                let mut status = 0;
+                // SAFETY: waits for the child just forked.
+                unsafe { libc::waitpid(child, &mut status, 0) };
+                assert_eq!(heartbeat.phase(), Phase::Serving);
+                assert_eq!(heartbeat.request(), "GET /child");
+            }
+        }
+    }
+}
