@@ -448,3 +448,90 @@ fn an_error_in_a_pipelined_request_leaves_the_earlier_responses_intact() {
     }
     expect_error_and_close(&mut client, 400, "third request");
 }
+
+#[test]
+fn a_head_trickled_past_the_header_timeout_gets_408() {
+    let server = ServerBuilder::new("echo:application")
+        .arg("--header-timeout")
+        .arg("1")
+        .start();
+    let mut client = server.connect();
+    let started = std::time::Instant::now();
+    // One byte every 200 ms: each byte is progress, but the deadline for
+    // the whole head is absolute.
+    for byte in b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: 0123456789" {
+        if client.try_send(&[*byte]).is_err()
+            || client.is_closed_within(Duration::from_millis(200))
+            || !client.pending().is_empty()
+        {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    expect_error_and_close(&mut client, 408, "trickled head");
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "408 came after {elapsed:?}, not about 1 s"
+    );
+}
+
+#[test]
+fn a_stalled_body_gets_408_after_the_body_timeout() {
+    let server = ServerBuilder::new("echo:application")
+        .arg("--body-timeout")
+        .arg("1")
+        .start();
+    let mut client = server.connect();
+    client.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
+    let started = std::time::Instant::now();
+    expect_error_and_close(&mut client, 408, "stalled body");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "408 came after {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_connection_that_sends_nothing_is_closed_without_a_response() {
+    let server = ServerBuilder::new("echo:application")
+        .arg("--header-timeout")
+        .arg("1")
+        .start();
+    let mut client = server.connect();
+    assert!(
+        client.is_closed_within(Duration::from_secs(4)),
+        "an idle new connection was kept open"
+    );
+    assert!(
+        client.pending().is_empty(),
+        "sent {:?} to a connection that asked nothing",
+        String::from_utf8_lossy(client.pending())
+    );
+}
+
+#[test]
+fn a_body_over_the_limit_gets_413_whether_announced_or_chunked() {
+    let server = ServerBuilder::new("echo:application")
+        .arg("--limit-request-body")
+        .arg("10")
+        .start();
+    let at_limit = server.post("/", b"0123456789");
+    assert_eq!(at_limit.status, 200);
+    let cases: &[(&str, &[u8])] = &[
+        (
+            "Content-Length 11",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n",
+        ),
+        (
+            "11 chunked bytes",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+              6\r\n012345\r\n5\r\n6789a\r\n0\r\n\r\n",
+        ),
+    ];
+    for &(what, bytes) in cases {
+        let mut client = server.connect();
+        client.send(bytes);
+        expect_error_and_close(&mut client, 413, what);
+    }
+}
