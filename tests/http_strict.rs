@@ -535,3 +535,21 @@ fn a_body_over_the_limit_gets_413_whether_announced_or_chunked() {
         expect_error_and_close(&mut client, 413, what);
     }
 }
+
+#[test]
+fn nothing_after_a_connection_close_request_is_answered() {
+    let server = echo_server();
+    let mut client = server.connect();
+    client.send(
+        b"GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n\
+          GET /ignored HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert!(response.header_has_token("Connection", "close"));
+    assert!(
+        client.is_closed_within(CLOSE_WITHIN),
+        "the request after Connection: close was answered: {:?}",
+        String::from_utf8_lossy(client.pending())
+    );
+}
