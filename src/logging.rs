@@ -15,6 +15,7 @@
 //! `WARNING`, and an error logged with `target: CRITICAL` prints as
 //! `CRITICAL` (the `log` crate has no such level).
 
+use crate::local_time::LocalTime;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -169,71 +170,7 @@ fn level_name(record: &log::Record<'_>) -> &'static str {
 
 /// The local time now as `2026-11-23 09:30:00 +0000`.
 pub fn timestamp() -> String {
-    // SAFETY: `time` with a null pointer only returns the current time.
-    let now = unsafe { libc::time(std::ptr::null_mut()) };
-    // SAFETY: `tm` is plain data; all-zero is a valid value to be overwritten.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call; `localtime_r` is the
-    // re-entrant variant and writes only into `tm`.
-    if unsafe { libc::localtime_r(&now, &mut tm) }.is_null() {
-        return format_tm(&tm_utc_epoch(now), 0);
-    }
-    format_tm(&tm, tm.tm_gmtoff)
-}
-
-/// Formats broken-down time and its UTC offset in seconds.
-fn format_tm(tm: &libc::tm, offset_seconds: libc::c_long) -> String {
-    let sign = if offset_seconds < 0 { '-' } else { '+' };
-    let offset_minutes = offset_seconds.abs() / 60;
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {}{:02}{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        sign,
-        offset_minutes / 60,
-        offset_minutes % 60
-    )
-}
-
-/// A UTC broken-down time computed without libc, for the (theoretical) case
-/// where `localtime_r` fails.
-fn tm_utc_epoch(now: libc::time_t) -> libc::tm {
-    let seconds = now.max(0);
-    let days = seconds / 86_400;
-    let (year, month, day) = civil_from_days(days);
-    // SAFETY: `tm` is plain data; all-zero is a valid value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    tm.tm_year = (year - 1900) as libc::c_int;
-    tm.tm_mon = (month - 1) as libc::c_int;
-    tm.tm_mday = day as libc::c_int;
-    tm.tm_hour = (seconds % 86_400 / 3600) as libc::c_int;
-    tm.tm_min = (seconds % 3600 / 60) as libc::c_int;
-    tm.tm_sec = (seconds % 60) as libc::c_int;
-    tm
-}
-
-/// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic
-/// Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    LocalTime::now().error_log_format()
 }
 
 #[cfg(test)]
@@ -250,29 +187,6 @@ mod tests {
             assert_eq!(byte.is_ascii_digit(), expected_digit, "{stamp} at {index}");
         }
         assert!(matches!(bytes[20], b'+' | b'-'), "{stamp}");
-    }
-
-    #[test]
-    fn offsets_format_as_hours_and_minutes() {
-        let tm = tm_utc_epoch(0);
-        assert_eq!(format_tm(&tm, 0), "1970-01-01 00:00:00 +0000");
-        assert_eq!(format_tm(&tm, 19_800), "1970-01-01 00:00:00 +0530");
-        assert_eq!(format_tm(&tm, -3_600), "1970-01-01 00:00:00 -0100");
-    }
-
-    #[test]
-    fn utc_fallback_computes_civil_dates() {
-        let cases: &[(i64, &str)] = &[
-            (0, "1970-01-01 00:00:00 +0000"),
-            (951_782_400, "2000-02-29 00:00:00 +0000"),
-            (1_795_426_200, "2026-11-23 09:30:00 +0000"),
-        ];
-        for (seconds, expected) in cases {
-            assert_eq!(
-                format_tm(&tm_utc_epoch(*seconds as libc::time_t), 0),
-                *expected
-            );
-        }
     }
 
     #[test]
