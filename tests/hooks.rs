@@ -340,3 +340,26 @@ fn without_hooks_no_hook_logger_is_set_up() {
     assert_eq!(server.get("/plain").status, 201);
     assert!(!server.log().contains("hook"), "{}", server.log());
 }
+
+#[test]
+fn a_gunicorn_config_file_path_works_as_the_hook_module() {
+    let server = ServerBuilder::new(APP)
+        .arg("--hooks")
+        .arg("gunicorn_style.conf.py")
+        .start();
+    let worker = server.worker_pids()[0];
+    assert!(server.wait_for_log(
+        &format!("Worker spawned (pid: {worker}) from a config file"),
+        WAIT
+    ));
+    assert_eq!(server.get("/from-file").status, 201);
+    assert!(server.wait_for_log("config-file hook saw GET /from-file", WAIT));
+    let log = server.log();
+    assert!(
+        log.contains(
+            "--hooks gunicorn_style.conf.py: on_starting, when_ready run in gunicorn's master"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("never called"), "{log}");
+}

@@ -92,10 +92,11 @@ pub struct Settings {
     pub log_level: String,
 
     /// A Python module of worker hooks, imported like the app (after
-    /// `--chdir` and `--pythonpath`), e.g. `myproject.rgunicorn_hooks`. Its
-    /// functions named like gunicorn's hooks (post_fork, post_worker_init,
-    /// pre_request, post_request, worker_int, worker_abort, worker_exit)
-    /// run in each worker. See docs/hooks.md.
+    /// `--chdir` and `--pythonpath`), e.g. `myproject.rgunicorn_hooks`, or
+    /// a `.py` file such as `gunicorn.conf.py`. Its functions named like
+    /// gunicorn's hooks (post_fork, post_worker_init, pre_request,
+    /// post_request, worker_int, worker_abort, worker_exit) run in each
+    /// worker. See docs/hooks.md.
     #[arg(long = "hooks", value_name = "MODULE")]
     pub hooks: Option<String>,
 

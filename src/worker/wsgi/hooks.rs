@@ -33,6 +33,18 @@ const HOOK_NAMES: [&str; 7] = [
     "worker_exit",
 ];
 
+/// gunicorn's master-side hooks: never called here.
+const MASTER_HOOK_NAMES: [&str; 8] = [
+    "on_starting",
+    "on_reload",
+    "when_ready",
+    "pre_fork",
+    "pre_exec",
+    "child_exit",
+    "nworkers_changed",
+    "on_exit",
+];
+
 /// The name of the logger given to hooks as `worker.log` and `server.log`
 /// (gunicorn's error logger name, with our prefix).
 pub const LOGGER_NAME: &str = "rgunicorn.error";
@@ -284,22 +296,20 @@ pub fn load(
     let Some(module_name) = settings.hooks.as_deref() else {
         return Ok(None);
     };
-    let module = py
-        .import("importlib")
-        .and_then(|importlib| importlib.call_method1("import_module", (module_name,)))
-        .map_err(|e| {
-            if !is_missing_module(py, &e, module_name) {
-                log_exception(
-                    py,
-                    &e,
-                    &format!("Exception importing --hooks {module_name}"),
-                );
-            }
-            HooksError::Import {
-                module: module_name.to_string(),
-                reason: one_line(py, &e),
-            }
-        })?;
+    let module = import_hook_module(py, module_name).map_err(|e| {
+        if !is_missing_module(py, &e, module_name) {
+            log_exception(
+                py,
+                &e,
+                &format!("Exception importing --hooks {module_name}"),
+            );
+        }
+        HooksError::Import {
+            module: module_name.to_string(),
+            reason: one_line(py, &e),
+        }
+    })?;
+    warn_about_master_hooks(&module, module_name);
     let mut found: [Option<Py<PyAny>>; HOOK_NAMES.len()] = Default::default();
     for (slot, name) in found.iter_mut().zip(HOOK_NAMES) {
         *slot = lookup_hook(&module, module_name, name)?;
@@ -338,6 +348,51 @@ pub fn load(
         worker_exit,
         recorder: None,
     }))
+}
+
+/// Imports the hook module: a dotted module name, or the path of a `.py`
+/// file (e.g. an existing `gunicorn.conf.py`), relative to the working
+/// directory.
+fn import_hook_module<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    if !name.ends_with(".py") {
+        return py
+            .import("importlib")?
+            .call_method1("import_module", (name,));
+    }
+    let util = py.import("importlib.util")?;
+    let spec = util.call_method1("spec_from_file_location", (HOOK_FILE_MODULE, name))?;
+    if spec.is_none() {
+        return Err(pyo3::exceptions::PyImportError::new_err(format!(
+            "cannot load {name}"
+        )));
+    }
+    let module = util.call_method1("module_from_spec", (&spec,))?;
+    py.import("sys")?
+        .getattr("modules")?
+        .set_item(HOOK_FILE_MODULE, &module)?;
+    spec.getattr("loader")?
+        .call_method1("exec_module", (&module,))?;
+    Ok(module)
+}
+
+/// The module name a hook file given by path is imported as.
+const HOOK_FILE_MODULE: &str = "rgunicorn_hooks";
+
+/// Logs, once, the master-side gunicorn hooks `module` defines: rgunicorn
+/// never calls them.
+fn warn_about_master_hooks(module: &Bound<'_, PyAny>, module_name: &str) {
+    let defined: Vec<&str> = MASTER_HOOK_NAMES
+        .iter()
+        .copied()
+        .filter(|name| module.getattr(*name).is_ok_and(|hook| !hook.is_none()))
+        .collect();
+    if !defined.is_empty() {
+        log::warn!(
+            "--hooks {module_name}: {} run in gunicorn's master, which rgunicorn never \
+             gives Python; they are not called (see docs/hooks.md)",
+            defined.join(", ")
+        );
+    }
 }
 
 /// Whether `err` only says that `module_name` itself does not exist (its
