@@ -334,7 +334,7 @@ fn a_hook_that_is_not_callable_stops_the_server_with_exit_3() {
 }
 
 #[test]
-fn without_hooks_no_hook_logger_is_set_up() {
+fn without_hooks_nothing_about_hooks_is_logged() {
     // The same app without --hooks: no hook runs, nothing is logged for them.
     let server = ServerBuilder::new(APP).start();
     assert_eq!(server.get("/plain").status, 201);

@@ -715,3 +715,131 @@ fn flush_python_streams(py: Python<'_>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::attach;
+    use super::*;
+    use crate::http::{parse_head, Limits, Status};
+
+    fn namespace(py: Python<'_>) -> Bound<'_, PyAny> {
+        py.import("types")
+            .unwrap()
+            .getattr("SimpleNamespace")
+            .unwrap()
+    }
+
+    fn parsed(raw: &[u8]) -> RequestHead {
+        let mut head = RequestHead::default();
+        assert!(matches!(
+            parse_head(raw, &mut head, &Limits::default()),
+            Ok(Status::Complete(_))
+        ));
+        head
+    }
+
+    fn attr(object: &Bound<'_, PyAny>, name: &str) -> String {
+        object.getattr(name).unwrap().repr().unwrap().to_string()
+    }
+
+    #[test]
+    fn req_has_gunicorns_attributes() {
+        attach(|py| {
+            let raw = b"POST /a%20b/c?x=1&y HTTP/1.0\r\nHost: h\r\nx-Trace-Id: \xe9t\xe9\r\n\r\n";
+            let head = parsed(raw);
+            let peer = Endpoint::Tcp("127.0.0.1:4321".parse().unwrap());
+            let req = request_object(&namespace(py), raw, &head, &peer).unwrap();
+            let cases = [
+                ("method", "'POST'"),
+                ("uri", "'/a%20b/c?x=1&y'"),
+                ("path", "'/a%20b/c'"),
+                ("query", "'x=1&y'"),
+                ("version", "(1, 0)"),
+                ("headers", "[('HOST', 'h'), ('X-TRACE-ID', 'été')]"),
+                ("remote_addr", "('127.0.0.1', 4321)"),
+                ("scheme", "'http'"),
+            ];
+            for (name, expected) in cases {
+                assert_eq!(attr(&req, name), expected, "req.{name}");
+            }
+            let unix = request_object(&namespace(py), raw, &head, &Endpoint::Unix).unwrap();
+            assert_eq!(attr(&unix, "remote_addr"), "''");
+        });
+    }
+
+    #[test]
+    fn resp_for_our_500_has_no_app_headers() {
+        attach(|py| {
+            let hooked = HookedRequest {
+                req: py.None(),
+                environ: None,
+                start_response: None,
+            };
+            let resp = response_object(&namespace(py), &hooked, Outcome::ServerError).unwrap();
+            assert_eq!(attr(&resp, "status"), "'500 Internal Server Error'");
+            assert_eq!(attr(&resp, "status_code"), "500");
+            assert_eq!(attr(&resp, "headers"), "[]");
+            assert_eq!(attr(&resp, "sent"), "0");
+        });
+    }
+
+    #[test]
+    fn hooks_are_optional_but_must_be_callable() {
+        attach(|py| {
+            let module = PyModule::from_code(
+                py,
+                c"post_fork = None\nworker_int = 'text'\ndef pre_request(w, r): pass\n",
+                c"hooks_under_test.py",
+                c"hooks_under_test",
+            )
+            .unwrap()
+            .into_any();
+            assert!(lookup_hook(&module, "m", "post_fork").unwrap().is_none());
+            assert!(lookup_hook(&module, "m", "worker_exit").unwrap().is_none());
+            assert!(lookup_hook(&module, "m", "pre_request").unwrap().is_some());
+            let err = lookup_hook(&module, "m", "worker_int").unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "--hooks m: 'worker_int' is not callable (it is str)"
+            );
+        });
+    }
+
+    #[test]
+    fn log_levels_map_to_python_numbers() {
+        let cases = [
+            ("debug", 10),
+            ("info", 20),
+            ("warning", 30),
+            ("error", 40),
+            ("critical", 50),
+        ];
+        for (name, number) in cases {
+            assert_eq!(python_log_level(name), number, "{name}");
+        }
+    }
+
+    #[test]
+    fn cfg_is_read_only_and_shows_the_settings() {
+        attach(|py| {
+            let settings = <Settings as clap::Parser>::try_parse_from([
+                "rgunicorn",
+                "-w",
+                "3",
+                "-b",
+                "127.0.0.1:9000",
+                "-b",
+                "unix:/tmp/s",
+                "pkg.mod:app",
+            ])
+            .unwrap();
+            let cfg = Bound::new(py, Config::from_settings(&settings))
+                .unwrap()
+                .into_any();
+            assert_eq!(attr(&cfg, "workers"), "3");
+            assert_eq!(attr(&cfg, "bind"), "['127.0.0.1:9000', 'unix:/tmp/s']");
+            assert_eq!(attr(&cfg, "wsgi_app"), "'pkg.mod:app'");
+            assert!(cfg.setattr("workers", 5).is_err());
+        });
+    }
+}
