@@ -363,3 +363,43 @@ fn a_gunicorn_config_file_path_works_as_the_hook_module() {
     );
     assert!(!log.contains("never called"), "{log}");
 }
+
+#[test]
+fn pipelined_requests_each_get_their_own_req() {
+    let dir = TempDir::new("hooks-pipelined");
+    let record = dir.join("record");
+    let server = recorded_server(&record, 1, &[]);
+    let mut client = server.connect();
+    client.send(
+        b"GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n\
+          GET /second HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(client.read_response().text(), "path=/first\n");
+    assert_eq!(client.read_response().text(), "path=/second\n");
+    let post = wait_calls(&record, "post_request", 2);
+    assert_has(
+        &post[0],
+        &[
+            "\"path\": \"/first\"",
+            "\"path_info\": \"/first\"",
+            "\"sent\": 12",
+        ],
+    );
+    assert_has(
+        &post[1],
+        &[
+            "\"path\": \"/second\"",
+            "\"path_info\": \"/second\"",
+            "\"sent\": 13",
+        ],
+    );
+    let hooks: Vec<String> = read_lines(&record)
+        .iter()
+        .filter_map(|line| line.split('"').nth(3).map(str::to_string))
+        .filter(|hook| hook.ends_with("_request"))
+        .collect();
+    assert_eq!(
+        hooks,
+        ["pre_request", "post_request", "pre_request", "post_request"]
+    );
+}
