@@ -403,3 +403,17 @@ fn pipelined_requests_each_get_their_own_req() {
         ["pre_request", "post_request", "pre_request", "post_request"]
     );
 }
+
+#[test]
+fn worker_abort_runs_at_once_when_an_idle_worker_gets_sigabrt() {
+    let dir = TempDir::new("hooks-abort-idle");
+    let record = dir.join("record");
+    let server = recorded_server(&record, 1, &[]);
+    let worker = server.worker_pids()[0];
+    wait_calls(&record, "post_worker_init", 1);
+    kill(Pid::from_raw(worker), Signal::SIGABRT).unwrap();
+    // No request arrives: the hook must not wait for one.
+    let abort = wait_calls(&record, "worker_abort", 1);
+    assert_has(&abort[0], &[&format!("\"pid\": {worker}")]);
+    assert!(server.wait_for_log(&format!("Worker (pid:{worker}) was sent SIGABRT"), WAIT));
+}

@@ -186,6 +186,9 @@ impl EventLoop {
                     return 1;
                 }
             }
+            if let Some(hooks) = &self.shared.hooks {
+                hooks.run_pending_signals(py);
+            }
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => {

@@ -283,6 +283,8 @@ pub struct Hooks {
     worker_int: Option<Py<PyAny>>,
     worker_exit: Option<Py<PyAny>>,
     recorder: Option<Py<RecordingApp>>,
+    /// Whether `worker_abort` is installed as Python's SIGABRT handler.
+    abort_handler: bool,
 }
 
 /// Imports the `--hooks` module, if one is configured, and prepares the
@@ -333,9 +335,10 @@ pub fn load(
         hook_objects(py, &namespace, settings, master_pid).map_err(setup_error)?;
     let [post_fork, post_worker_init, pre_request, post_request, worker_int, worker_abort, worker_exit] =
         found;
-    if let Some(hook) = worker_abort {
-        install_abort_handler(py, hook, &worker);
-    }
+    let abort_handler = match worker_abort {
+        Some(hook) => install_abort_handler(py, hook, &worker),
+        None => false,
+    };
     Ok(Some(Hooks {
         namespace: namespace.unbind(),
         worker: worker.unbind(),
@@ -347,6 +350,7 @@ pub fn load(
         worker_int,
         worker_exit,
         recorder: None,
+        abort_handler,
     }))
 }
 
@@ -465,7 +469,7 @@ fn hook_objects<'py>(
 /// between bytecodes, so this only happens if the stuck code returns to the
 /// interpreter; faulthandler, enabled later, still dumps the tracebacks
 /// first from the C signal handler and then chains to this one.
-fn install_abort_handler(py: Python<'_>, hook: Py<PyAny>, worker: &Bound<'_, PyAny>) {
+fn install_abort_handler(py: Python<'_>, hook: Py<PyAny>, worker: &Bound<'_, PyAny>) -> bool {
     let installed = Bound::new(
         py,
         AbortHandler {
@@ -477,9 +481,10 @@ fn install_abort_handler(py: Python<'_>, hook: Py<PyAny>, worker: &Bound<'_, PyA
         let signal = py.import("signal")?;
         signal.call_method1("signal", (signal.getattr("SIGABRT")?, handler))
     });
-    if let Err(e) = installed {
-        log::warn!("worker_abort hook not installed: {}", one_line(py, &e));
+    if let Err(e) = &installed {
+        log::warn!("worker_abort hook not installed: {}", one_line(py, e));
     }
+    installed.is_ok()
 }
 
 impl Hooks {
@@ -589,6 +594,18 @@ impl Hooks {
             "post_request",
             (&self.worker, &hooked.req, environ, resp),
         );
+    }
+
+    /// Runs the Python signal handlers of signals that arrived while the
+    /// worker was in its own loop rather than in Python code: a SIGABRT
+    /// that found the worker idle runs `worker_abort` now, not in the middle
+    /// of some later request. Nothing to do without a `worker_abort` hook.
+    pub fn run_pending_signals(&self, py: Python<'_>) {
+        if self.abort_handler {
+            if let Err(e) = py.check_signals() {
+                log_exception(py, &e, "Exception in a Python signal handler");
+            }
+        }
     }
 
     /// Marks the worker as stopping (`worker.alive = False`).
