@@ -11,10 +11,12 @@
 pub mod config;
 pub mod heartbeat;
 pub mod http;
+pub mod ip_allow_list;
 pub mod listener;
 pub mod local_time;
 pub mod logging;
 pub mod master;
+pub mod proxy_protocol;
 pub mod worker;
 
 /// The version string reported by `--version` and the `Server` header.
