@@ -34,14 +34,12 @@ pub enum AllowListError {
     /// A CIDR prefix longer than the address (over 32 for IPv4, 128 for IPv6).
     #[error("'{0}' has a prefix length longer than its address")]
     BadPrefix(String),
-    /// The list has no entries.
-    #[error("the list is empty (give addresses, CIDR ranges, or '*')")]
-    Empty,
 }
 
 impl IpAllowList {
     /// Parses `127.0.0.1,::1`, `10.0.0.0/8, fd00::/8` or `*` (whitespace
-    /// around entries is ignored).
+    /// around entries is ignored). An empty list allows no address, as an
+    /// empty list does in gunicorn.
     pub fn parse(text: &str) -> Result<IpAllowList, AllowListError> {
         let mut list = IpAllowList {
             any: false,
@@ -53,9 +51,6 @@ impl IpAllowList {
             } else {
                 list.networks.push(Network::parse(entry)?);
             }
-        }
-        if !list.any && list.networks.is_empty() {
-            return Err(AllowListError::Empty);
         }
         Ok(list)
     }
@@ -198,8 +193,6 @@ mod tests {
     #[test]
     fn malformed_lists_are_rejected() {
         let cases: &[(&str, AllowListError)] = &[
-            ("", AllowListError::Empty),
-            (" , ", AllowListError::Empty),
             ("localhost", AllowListError::BadEntry("localhost".into())),
             ("10.0.0", AllowListError::BadEntry("10.0.0".into())),
             ("10.0.0.0/", AllowListError::BadEntry("10.0.0.0/".into())),
@@ -218,6 +211,15 @@ mod tests {
         ];
         for (list, expected) in cases {
             assert_eq!(IpAllowList::parse(list).as_ref(), Err(expected), "{list:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_list_allows_no_address() {
+        for empty in ["", " , "] {
+            let list = IpAllowList::parse(empty).unwrap();
+            assert!(!list.allows(ip("127.0.0.1")), "{empty:?}");
+            assert!(!list.allows(ip("::1")), "{empty:?}");
         }
     }
 
