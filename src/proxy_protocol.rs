@@ -13,9 +13,10 @@
 //!   `PROXY UNKNOWN...\r\n`, at most 107 bytes with the CRLF; addresses must
 //!   match the family, ports are decimal 0-65535.
 //! * v2: the 12-byte signature, version 2, command LOCAL (addresses ignored)
-//!   or PROXY; PROXY carries AF_INET or AF_INET6 over STREAM, or AF_UNSPEC
-//!   (addresses unknown). TLVs after the addresses are skipped. The payload
-//!   is bounded by [`V2_MAX_PAYLOAD`].
+//!   or PROXY; PROXY carries AF_INET or AF_INET6 over STREAM (the client's
+//!   address), or AF_UNIX over STREAM or AF_UNSPEC (no IP address to give:
+//!   the connection's own endpoints stand). TLVs after the addresses are
+//!   skipped. The payload is bounded by [`V2_MAX_PAYLOAD`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -87,8 +88,8 @@ pub enum Error {
     /// A v2 command other than LOCAL or PROXY.
     #[error("PROXY v2 command is not LOCAL or PROXY")]
     V2Command,
-    /// A v2 PROXY command for a family or transport other than TCP over
-    /// IPv4/IPv6 (or unspecified).
+    /// A v2 PROXY command for a family or transport other than a stream
+    /// over IPv4, IPv6 or a unix socket (or unspecified).
     #[error("PROXY v2 address family or transport not supported")]
     V2Family,
     /// A v2 payload longer than [`V2_MAX_PAYLOAD`].
@@ -198,6 +199,7 @@ const V2_PROXY: u8 = 0x1;
 const V2_UNSPEC: u8 = 0x00;
 const V2_TCP4: u8 = 0x11;
 const V2_TCP6: u8 = 0x21;
+const V2_UNIX_STREAM: u8 = 0x31;
 
 fn parse_v2(buf: &[u8]) -> Result<Status, Error> {
     if !agrees_with(buf, &V2_SIGNATURE) {
@@ -221,6 +223,7 @@ fn parse_v2(buf: &[u8]) -> Result<Status, Error> {
         V2_UNSPEC => 0,
         V2_TCP4 => 12,
         V2_TCP6 => 36,
+        V2_UNIX_STREAM => 216,
         _ => return Err(Error::V2Family),
     };
     let Some(length) = buf.get(14..V2_FIXED_LEN) else {
@@ -340,8 +343,10 @@ mod tests {
             (v2(0x20, V2_UNSPEC, &[]), None),
             (v2(0x20, V2_TCP4, &v2_tcp4_payload()), None),
             (v2(0x20, 0x31, &[0; 216]), None),
-            // PROXY over an unspecified family: the real endpoints stand.
+            // PROXY over an unspecified family or a unix socket: the real
+            // endpoints stand.
             (v2(0x21, V2_UNSPEC, &[]), None),
+            (v2(0x21, V2_UNIX_STREAM, &[b'/'; 216]), None),
         ]
     }
 
@@ -453,13 +458,14 @@ mod tests {
             // Family and transport of a PROXY command
             (v2(0x21, 0x12, &v2_tcp4_payload()), Error::V2Family),
             (v2(0x21, 0x22, &v2_tcp6_payload()), Error::V2Family),
-            (v2(0x21, 0x31, &[0; 216]), Error::V2Family),
+            (v2(0x21, 0x32, &[0; 216]), Error::V2Family),
             (v2(0x21, 0x41, &[]), Error::V2Family),
             (v2(0x21, 0x10, &v2_tcp4_payload()), Error::V2Family),
             // Lengths
             (too_long, Error::V2TooLong),
             (v2(0x21, V2_TCP4, &[0; 11]), Error::V2TooShort),
             (v2(0x21, V2_TCP6, &v2_tcp4_payload()), Error::V2TooShort),
+            (v2(0x21, V2_UNIX_STREAM, &[0; 215]), Error::V2TooShort),
         ];
         for (input, expected) in cases {
             assert_eq!(parse(&input), Err(expected), "{input:?}");

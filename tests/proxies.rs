@@ -367,6 +367,69 @@ fn a_malformed_proxy_header_gets_400_and_close() {
 }
 
 #[test]
+fn an_incomplete_proxy_header_gets_400_at_the_header_timeout() {
+    let server = ServerBuilder::new("echo:application")
+        .arg("--proxy-protocol")
+        .arg("--header-timeout")
+        .arg("1")
+        .start();
+    let mut client = server.connect();
+    client.send(b"PROXY TCP4 192.0.2.7");
+    assert_rejected_with_400(&mut client);
+    assert!(server.wait_for_log("incomplete PROXY header", Duration::from_secs(5)));
+}
+
+#[test]
+fn a_silent_connection_is_closed_at_the_header_timeout_without_a_response() {
+    let server = ServerBuilder::new("echo:application")
+        .arg("--proxy-protocol")
+        .arg("--header-timeout")
+        .arg("1")
+        .start();
+    let mut client = server.connect();
+    assert!(client.is_closed_within(Duration::from_secs(5)));
+    assert!(client.pending().is_empty());
+}
+
+#[test]
+fn proxy_allow_from_accepts_a_listed_range_or_star() {
+    for allowed in ["10.0.0.0/8,127.0.0.0/8", "*"] {
+        let server = ServerBuilder::new("echo:application")
+            .arg("--proxy-protocol")
+            .arg("--proxy-allow-from")
+            .arg(allowed)
+            .start();
+        let mut client = server.connect();
+        let mut bytes = b"PROXY TCP4 192.0.2.7 10.0.0.1 54321 443\r\n".to_vec();
+        bytes.extend_from_slice(&request_with(""));
+        client.send(&bytes);
+        assert_eq!(
+            read_environ(&mut client)["REMOTE_ADDR"],
+            quoted("192.0.2.7"),
+            "{allowed}"
+        );
+    }
+}
+
+#[test]
+fn a_unix_socket_peer_may_send_a_proxy_header() {
+    let dir = TempDir::new("proxies-unix-pp");
+    let server = ServerBuilder::new("echo:application")
+        .unix_socket(&dir.join("sock"))
+        .arg("--proxy-protocol")
+        .arg("--proxy-allow-from")
+        .arg("10.0.0.1")
+        .start();
+    let mut client = server.connect();
+    let mut bytes = v2_tcp6();
+    bytes.extend_from_slice(&request_with(""));
+    client.send(&bytes);
+    let env = read_environ(&mut client);
+    assert_eq!(env["REMOTE_ADDR"], quoted("2001:db8::7"));
+    assert_eq!(env["REMOTE_PORT"], quoted("1234"));
+}
+
+#[test]
 fn a_peer_not_in_proxy_allow_from_gets_400_and_close() {
     let server = ServerBuilder::new("echo:application")
         .arg("--proxy-protocol")

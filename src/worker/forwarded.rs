@@ -118,7 +118,7 @@ impl SchemePolicy {
         buf: &[u8],
         head: &RequestHead,
     ) -> Result<UrlScheme, ForwardedError> {
-        if !trusted {
+        if !trusted || self.headers.headers.is_empty() {
             return Ok(UrlScheme::Http);
         }
         self.scheme_from(
