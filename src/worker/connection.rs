@@ -1,6 +1,8 @@
 //! One client connection's state machine: waiting for a request, reading its
 //! head, reading its body, running the app, writing the response, then
-//! keep-alive (the next request, possibly already pipelined) or close.
+//! keep-alive (the next request, possibly already pipelined) or close. With
+//! `--proxy-protocol` a connection first reads the PROXY header, whose client
+//! address then stands for the peer of every request.
 //!
 //! Sockets are edge-triggered: the connection remembers whether the socket
 //! was last seen readable/writable and keeps going until it would block, so
