@@ -7,6 +7,7 @@ mod access_log;
 mod app_response;
 mod connection;
 mod event_loop;
+pub mod forwarded;
 mod out_queue;
 mod request_body;
 mod signals;
@@ -153,6 +154,13 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 settings.max_requests_jitter,
             ),
             access_log,
+            scheme_policy: forwarded::SchemePolicy::new(
+                settings.forwarded_allow_ips.clone(),
+                settings.secure_scheme_headers.clone(),
+            ),
+            proxy_protocol: settings
+                .proxy_protocol
+                .then(|| settings.proxy_allow_from.clone()),
             hooks,
         };
         shared.heartbeat.set_phase(Phase::Serving);
