@@ -509,10 +509,9 @@ impl Connection {
             self.head.target.get(&self.rbuf),
         );
         shared.heartbeat.beat();
-        let mut hooked = shared
-            .hooks
-            .as_ref()
-            .and_then(|hooks| hooks.before_request(py, &self.rbuf, &self.head, &self.peer));
+        let mut hooked = shared.hooks.as_ref().and_then(|hooks| {
+            hooks.before_request(py, &self.rbuf, &self.head, &self.peer, self.url_scheme)
+        });
         let environ = Bound::new(py, WsgiInput::new(body)).and_then(|input| {
             let request = RequestInfo {
                 buf: &self.rbuf,

@@ -13,6 +13,7 @@
 //! own attributes on them, e.g. a start time on `req` in `pre_request` read
 //! back in `post_request`), except `cfg`, a read-only [`Config`].
 
+use super::super::forwarded::UrlScheme;
 use super::environ::{latin1, Endpoint};
 use super::start_response::StartResponse;
 use super::traceback::{log_exception, one_line};
@@ -539,12 +540,13 @@ impl Hooks {
         buf: &[u8],
         head: &RequestHead,
         peer: &Endpoint,
+        scheme: UrlScheme,
     ) -> Option<HookedRequest> {
         if self.pre_request.is_none() && self.post_request.is_none() {
             return None;
         }
         let namespace = self.namespace.bind(py);
-        let req = match request_object(namespace, buf, head, peer) {
+        let req = match request_object(namespace, buf, head, peer, scheme) {
             Ok(req) => req,
             Err(e) => {
                 log_exception(py, &e, "Cannot build the request object for the hooks");
@@ -644,12 +646,14 @@ impl Hooks {
 
 /// gunicorn's `req`: method, uri, path, query (still percent-encoded),
 /// version tuple, headers as `(NAME, value)` with upper-cased names,
-/// remote_addr (`(host, port)`, or `''` on a unix socket), scheme.
+/// remote_addr (`(host, port)`, or `''` on a unix socket), scheme (`https`
+/// when a trusted proxy says so, as `wsgi.url_scheme`).
 fn request_object<'py>(
     namespace: &Bound<'py, PyAny>,
     buf: &[u8],
     head: &RequestHead,
     peer: &Endpoint,
+    scheme: UrlScheme,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = namespace.py();
     let headers = PyList::empty(py);
@@ -679,7 +683,11 @@ fn request_object<'py>(
     fields.set_item("headers", headers)?;
     fields.set_item("remote_addr", &remote_addr)?;
     fields.set_item("peer_addr", remote_addr)?;
-    fields.set_item("scheme", "http")?;
+    let scheme = match scheme {
+        UrlScheme::Http => "http",
+        UrlScheme::Https => "https",
+    };
+    fields.set_item("scheme", scheme)?;
     namespace.call((), Some(&fields))
 }
 
@@ -765,7 +773,7 @@ mod tests {
             let raw = b"POST /a%20b/c?x=1&y HTTP/1.0\r\nHost: h\r\nx-Trace-Id: \xe9t\xe9\r\n\r\n";
             let head = parsed(raw);
             let peer = Endpoint::Tcp("127.0.0.1:4321".parse().unwrap());
-            let req = request_object(&namespace(py), raw, &head, &peer).unwrap();
+            let req = request_object(&namespace(py), raw, &head, &peer, UrlScheme::Http).unwrap();
             let cases = [
                 ("method", "'POST'"),
                 ("uri", "'/a%20b/c?x=1&y'"),
@@ -779,8 +787,16 @@ mod tests {
             for (name, expected) in cases {
                 assert_eq!(attr(&req, name), expected, "req.{name}");
             }
-            let unix = request_object(&namespace(py), raw, &head, &Endpoint::Unix).unwrap();
+            let unix = request_object(
+                &namespace(py),
+                raw,
+                &head,
+                &Endpoint::Unix,
+                UrlScheme::Https,
+            )
+            .unwrap();
             assert_eq!(attr(&unix, "remote_addr"), "''");
+            assert_eq!(attr(&unix, "scheme"), "'https'");
         });
     }
 
