@@ -341,6 +341,13 @@ fn keep_alive_loop(address: SocketAddr, stop: &AtomicBool, served: &AtomicUsize)
 
 /// Asserts the load saw no failed request.
 fn assert_no_failures(report: &LoadReport, server_log: &str) {
+    eprintln!(
+        "load: {} served by {} workers, {} retried, {} failed",
+        report.served,
+        report.pids.len(),
+        report.retries,
+        report.failures.len()
+    );
     assert!(
         report.failures.is_empty(),
         "{} of {} requests failed (retried: {}): {:?}\nlog:\n{server_log}",
@@ -489,9 +496,12 @@ fn max_requests_recycles_workers_under_load_without_failed_requests() {
         })
         .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
         .collect();
+    // The worker checks its count once per event-loop turn, and one turn
+    // can finish a request on each of the 4 load connections: the count it
+    // retires at is max-requests + jitter (20..=25) plus at most 3.
     assert!(limits.len() >= 4, "{limits:?}");
     assert!(
-        limits.iter().all(|served| (20..=25).contains(served)),
+        limits.iter().all(|served| (20..=25 + 3).contains(served)),
         "a worker retired outside max-requests + jitter: {limits:?}"
     );
 }
