@@ -506,6 +506,48 @@ fn max_requests_recycles_workers_under_load_without_failed_requests() {
     );
 }
 
+#[test]
+fn reload_lets_a_request_in_flight_on_an_old_worker_finish() {
+    let server = ServerBuilder::new(APP)
+        .arg("--graceful-timeout")
+        .arg("20")
+        .start();
+    let old = server.worker_pids()[0];
+    let in_flight = request_in_background(&server, "/sleep?3");
+    assert!(server.wait_for_log("lifecycle_app: sleeping in pid", SLOW));
+
+    signal(server.pid(), Signal::SIGHUP);
+    assert!(server.wait_for_log_count("Booting worker with pid", 2, SLOW));
+    let response = assert_served(in_flight.join().unwrap());
+    assert_eq!(served_pid(&response.body), Some(old));
+    assert!(wait_until(SLOW, || !process_alive(old)));
+    let new = server.worker_pids()[1];
+    assert_eq!(served_pid(&server.get("/").body), Some(new));
+}
+
+#[test]
+fn term_during_a_reload_leaves_no_worker_behind() {
+    let mut server = ServerBuilder::new(APP)
+        .workers(2)
+        .env("LIFECYCLE_IMPORT_SLEEP", "1")
+        .start();
+    assert_served(Some(server.get("/")));
+    signal(server.pid(), Signal::SIGHUP);
+    // TERM while the new workers are still importing the app.
+    assert!(server.wait_for_log_count("Booting worker with pid", 4, SLOW));
+    signal(server.pid(), Signal::SIGTERM);
+
+    let status = server.wait_exit(STOP).expect("the master did not exit");
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    for pid in server.worker_pids() {
+        assert!(
+            wait_until(Duration::from_secs(2), || !process_alive(pid)),
+            "worker {pid} outlived its master; log:\n{}",
+            server.log()
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The --timeout watchdog
 // ---------------------------------------------------------------------------
@@ -563,6 +605,15 @@ fn booting_slowly_does_not_count_against_the_timeout() {
     let log = server.log();
     assert!(!log.contains("WORKER TIMEOUT"), "{log}");
     assert_eq!(server.log_count("Booting worker with pid"), 1, "{log}");
+}
+
+#[test]
+fn timeout_zero_lets_a_request_run_past_any_limit() {
+    let server = ServerBuilder::new(APP).arg("-t").arg("0").start();
+    let in_flight = request_in_background(&server, "/sleep?3");
+    assert_served(in_flight.join().unwrap());
+    assert!(!server.log().contains("WORKER TIMEOUT"), "{}", server.log());
+    assert_eq!(server.log_count("Booting worker with pid"), 1);
 }
 
 // ---------------------------------------------------------------------------
