@@ -12,6 +12,7 @@ pub mod config;
 pub mod heartbeat;
 pub mod http;
 pub mod listener;
+pub mod local_time;
 pub mod logging;
 pub mod master;
 pub mod worker;

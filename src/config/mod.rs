@@ -91,6 +91,17 @@ pub struct Settings {
     #[arg(long = "log-level", value_name = "LEVEL", value_parser = parse_log_level, default_value = "info")]
     pub log_level: String,
 
+    /// Where to write the access log, one line per response (`-` means
+    /// stdout). No access log unless given.
+    #[arg(long = "access-logfile", value_name = "FILE")]
+    pub access_logfile: Option<String>,
+
+    /// The access log line format, in gunicorn's `%(atom)s` language (h l u
+    /// t r s m U q H b B f a T M D L p, `{header}i`, `{header}o`,
+    /// `{variable}e`).
+    #[arg(long = "access-logformat", value_name = "STRING", default_value = crate::worker::ACCESS_LOG_DEFAULT_FORMAT)]
+    pub access_log_format: String,
+
     /// Seconds to wait for the next request on a keep-alive connection.
     #[arg(long = "keep-alive", value_name = "INT", default_value_t = 2)]
     pub keepalive: u64,

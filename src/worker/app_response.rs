@@ -3,13 +3,17 @@
 //! framed bytes on the connection's out queue, pulled only as the socket
 //! drains, and calling the iterable's `close()` exactly once.
 
+use super::access_log::{AccessEntry, AccessLog};
 use super::out_queue::OutQueue;
+use super::wsgi::environ::Endpoint;
 use super::wsgi::file_wrapper::FileWrapper;
 use super::wsgi::start_response::StartResponse;
+use crate::http::RequestHead;
 use crate::http::{self, ResponseFraming, Version};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator};
 use std::os::fd::RawFd;
+use std::time::Duration;
 
 /// Pulling from the app stops while this many bytes wait to be written.
 pub const HIGH_WATER: usize = 64 * 1024;
@@ -84,6 +88,10 @@ pub struct AppResponse {
     length_left: u64,
     keep_alive: bool,
     closed: bool,
+    /// Body bytes sent so far (for the access log).
+    body_sent: u64,
+    /// The environ, kept only when the access log format reads it.
+    environ: Option<Py<PyAny>>,
 }
 
 impl AppResponse {
@@ -93,7 +101,9 @@ impl AppResponse {
         app: &Py<PyAny>,
         environ: Bound<'_, PyAny>,
         request: RequestFacts,
+        keep_environ: bool,
     ) -> Result<AppResponse, ResponseError> {
+        let kept_environ = keep_environ.then(|| environ.clone().unbind());
         let start_response = Py::new(py, StartResponse::new()).map_err(ResponseError::AppRaised)?;
         let result = app
             .call1(py, (environ, start_response.clone_ref(py)))
@@ -107,6 +117,8 @@ impl AppResponse {
             length_left: 0,
             keep_alive: request.keep_alive,
             closed: false,
+            body_sent: 0,
+            environ: kept_environ,
         };
         match response.choose_body(py) {
             Ok(body) => response.body = body,
@@ -276,7 +288,14 @@ impl AppResponse {
             self.queue_head(py, out, date)?;
         }
         let data = item.as_bytes();
-        match self.framing.expect("head was queued") {
+        let framing = self.framing.expect("head was queued");
+        if framing != ResponseFraming::NoBody {
+            self.body_sent += match framing {
+                ResponseFraming::Length(_) => self.length_left.min(data.len() as u64),
+                _ => data.len() as u64,
+            };
+        }
+        match framing {
             ResponseFraming::NoBody => {}
             ResponseFraming::Length(_) => {
                 let allowed = self.length_left.min(data.len() as u64) as usize;
@@ -332,6 +351,7 @@ impl AppResponse {
             match sent {
                 n if n > 0 => {
                     *remaining -= n as u64;
+                    self.body_sent += n as u64;
                     if let Some(ResponseFraming::Length(_)) = self.framing {
                         self.length_left -= n as u64;
                     }
@@ -367,6 +387,35 @@ impl AppResponse {
         }
         self.close(py);
         self.keep_alive
+    }
+
+    /// Writes this response's access log line.
+    pub fn log_access(
+        &self,
+        py: Python<'_>,
+        log: &mut AccessLog,
+        peer: &Endpoint,
+        buf: &[u8],
+        head: &RequestHead,
+        elapsed: Duration,
+    ) {
+        let start_response = self.start_response.borrow(py);
+        let headers: Vec<(&[u8], &[u8])> = start_response.headers().collect();
+        let environ = self.environ.as_ref().map(|environ| environ.bind(py));
+        let lookup = |name: &str| {
+            let value = environ?.get_item(name).ok()?;
+            Some(value.str().ok()?.to_string().into_bytes())
+        };
+        log.record(&AccessEntry {
+            peer,
+            buf,
+            head,
+            status: start_response.status().unwrap_or(b"500"),
+            response_headers: &headers,
+            body_bytes: self.body_sent,
+            elapsed,
+            environ: Some(&lookup),
+        });
     }
 
     /// Calls the iterable's `close()` if it has one, exactly once. An

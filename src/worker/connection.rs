@@ -6,6 +6,7 @@
 //! was last seen readable/writable and keeps going until it would block, so
 //! work is never left waiting for an event that will not come.
 
+use super::access_log::AccessLog;
 use super::app_response::{AppResponse, Pumped, RequestFacts, ResponseError};
 use super::out_queue::OutQueue;
 use super::request_body::{BodyError, BodyReader};
@@ -66,6 +67,8 @@ pub struct Shared {
     pub requests_done: u64,
     /// After this many requests the worker asks to be replaced (0 = never).
     pub max_requests: u64,
+    /// Where access log lines go (`--access-logfile`), if anywhere.
+    pub access_log: Option<AccessLog>,
 }
 
 enum State {
@@ -123,6 +126,8 @@ pub struct Connection {
     /// stop closes such connections when idle; fresh ones get their request
     /// served).
     served_any: bool,
+    /// When the current request's head was complete.
+    request_started: Instant,
 }
 
 impl Connection {
@@ -142,6 +147,7 @@ impl Connection {
             deadline: Instant::now() + shared.timeouts.head,
             budget: TURN_BUDGET,
             served_any: false,
+            request_started: Instant::now(),
         }
     }
 
@@ -291,6 +297,7 @@ impl Connection {
 
     /// A complete head: set up the body and answer `Expect: 100-continue`.
     fn on_head(&mut self, py: Python<'_>, shared: &mut Shared, head_len: usize) -> Step {
+        self.request_started = Instant::now();
         let reader = match BodyReader::new(self.head.framing, shared.body_limit) {
             Ok(reader) => reader,
             Err(error) => return self.body_failed(shared, error),
@@ -387,7 +394,13 @@ impl Connection {
         });
         let started = environ
             .map_err(ResponseError::AppRaised)
-            .and_then(|environ| AppResponse::start(py, &shared.app, environ.into_any(), facts));
+            .and_then(|environ| {
+                let keep_environ = shared
+                    .access_log
+                    .as_ref()
+                    .is_some_and(|log| log.format().needs_environ());
+                AppResponse::start(py, &shared.app, environ.into_any(), facts, keep_environ)
+            });
         match started {
             Ok(response) => {
                 self.state = State::Responding {
@@ -426,6 +439,10 @@ impl Connection {
                 Step::Wait
             }
             Ok(Pumped::Done { keep_alive }) => {
+                if let Some(log) = shared.access_log.as_mut() {
+                    let elapsed = self.request_started.elapsed();
+                    response.log_access(py, log, &self.peer, &self.rbuf, &self.head, elapsed);
+                }
                 let request_end = *request_end;
                 self.finish_request(shared, request_end, keep_alive)
             }
@@ -455,6 +472,10 @@ impl Connection {
         keep_alive: bool,
     ) -> Step {
         self.rbuf.drain(..request_end.min(self.rbuf.len()));
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * READ_CHUNK {
+            // A large head or burst: give the memory back while idle.
+            self.rbuf = Vec::new();
+        }
         self.budget = self.budget.saturating_sub(REQUEST_COST);
         shared.requests_done += 1;
         self.served_any = true;

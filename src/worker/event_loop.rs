@@ -149,8 +149,25 @@ impl EventLoop {
         })
     }
 
-    /// Serves until stopped. Returns the worker's exit code.
+    /// Serves until stopped, then writes out the access log. Returns the
+    /// worker's exit code.
     pub fn run(&mut self, py: Python<'_>) -> i32 {
+        let code = self.serve(py);
+        if let Some(log) = self.shared.access_log.as_mut() {
+            log.flush_all();
+        }
+        code
+    }
+
+    /// USR1: reopens the log files (after logrotate moved them).
+    fn reopen_logs(&mut self) {
+        log::info!("Reopening logs");
+        if let Some(log) = self.shared.access_log.as_mut() {
+            log.reopen();
+        }
+    }
+
+    fn serve(&mut self, py: Python<'_>) -> i32 {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         loop {
@@ -185,6 +202,9 @@ impl EventLoop {
             self.serve_ready(py);
             self.shared.heartbeat.beat();
             self.check_max_requests();
+            if let Some(log) = self.shared.access_log.as_mut() {
+                log.flush();
+            }
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + TICK;
                 self.expire_deadlines(py);
@@ -213,9 +233,7 @@ impl EventLoop {
                 WorkerSignal::GracefulStop => {
                     self.begin_graceful_stop(py);
                 }
-                WorkerSignal::ReopenLogs => {
-                    log::info!("Reopening logs (nothing to reopen: logging to stderr)")
-                }
+                WorkerSignal::ReopenLogs => self.reopen_logs(),
             }
         }
         exit_now

@@ -3,6 +3,7 @@
 //! its event loop until told to stop.
 
 mod accept_interest;
+mod access_log;
 mod app_response;
 mod connection;
 mod event_loop;
@@ -11,6 +12,8 @@ mod request_body;
 mod signals;
 mod stream;
 pub mod wsgi;
+
+pub use access_log::DEFAULT_FORMAT as ACCESS_LOG_DEFAULT_FORMAT;
 
 /// Exit code: the worker could not start (interpreter, sockets, signals).
 pub const WORKER_BOOT_ERROR: i32 = 3;
@@ -97,6 +100,15 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             Ok(environ) => environ,
             Err(e) => return fail(WORKER_BOOT_ERROR, &wsgi::traceback::one_line(py, &e)),
         };
+        let access_log = match &settings.access_logfile {
+            None => None,
+            Some(target) => {
+                match access_log::AccessLog::open(target, &settings.access_log_format) {
+                    Ok(log) => Some(log),
+                    Err(e) => return fail(WORKER_BOOT_ERROR, &e.to_string()),
+                }
+            }
+        };
         let shared = Shared {
             app,
             environ,
@@ -122,6 +134,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 settings.max_requests,
                 settings.max_requests_jitter,
             ),
+            access_log,
         };
         shared.heartbeat.set_phase(Phase::Serving);
         let mut event_loop = match EventLoop::new(

@@ -10,6 +10,8 @@ use std::io::{self, IoSlice, Write};
 
 /// Body items at least this large are queued by reference, smaller ones copied.
 const COPY_BELOW: usize = 4096;
+/// Owned buffers larger than this are freed rather than kept for reuse.
+const SPARE_LIMIT: usize = 64 * 1024;
 /// At most this many pieces go into one writev call.
 const MAX_IOVECS: usize = 32;
 
@@ -25,6 +27,8 @@ pub struct OutQueue {
     /// Offset already written of the front piece (for Owned pieces).
     front_written: usize,
     len: usize,
+    /// An emptied owned buffer kept for reuse.
+    spare: Option<Vec<u8>>,
 }
 
 impl OutQueue {
@@ -42,8 +46,11 @@ impl OutQueue {
     /// the http writer's functions, which append to a `Vec<u8>`).
     pub fn append_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
         if !matches!(self.pieces.back(), Some(Piece::Owned(_))) {
-            self.pieces
-                .push_back(Piece::Owned(Vec::with_capacity(1024)));
+            let buf = self
+                .spare
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(1024));
+            self.pieces.push_back(Piece::Owned(buf));
         }
         let Some(Piece::Owned(buf)) = self.pieces.back_mut() else {
             unreachable!("an owned piece was just pushed")
@@ -126,13 +133,28 @@ impl OutQueue {
             }
             n -= remaining;
             self.front_written = 0;
-            self.pieces.pop_front();
+            if let Some(piece) = self.pieces.pop_front() {
+                self.keep_spare(piece);
+            }
+        }
+    }
+
+    /// Keeps one emptied owned buffer for the next response head, so a
+    /// keep-alive connection does not allocate per response.
+    fn keep_spare(&mut self, piece: Piece) {
+        if let Piece::Owned(mut buf) = piece {
+            if self.spare.is_none() && buf.capacity() <= SPARE_LIMIT {
+                buf.clear();
+                self.spare = Some(buf);
+            }
         }
     }
 
     /// Discards everything (the client went away).
     pub fn clear(&mut self) {
-        self.pieces.clear();
+        while let Some(piece) = self.pieces.pop_front() {
+            self.keep_spare(piece);
+        }
         self.front_written = 0;
         self.len = 0;
     }
