@@ -4,7 +4,8 @@
 //! killing a stuck worker with its Python frame in the log (and leaving a
 //! slow boot alone), graceful TERM finishing requests in flight and in the
 //! listen backlog, fast QUIT, and the operator features: pid file, USR2
-//! binary upgrade, USR1 log reopening and systemd socket activation.
+//! binary upgrade, USR1 reopening the access and error logs, and systemd
+//! socket activation.
 //!
 //! What `tests/master_lifecycle.rs` already proves (serving, a killed worker
 //! replaced, exit codes, TTIN/TTOU, a HUP replacing workers, unix socket
@@ -814,6 +815,53 @@ fn usr1_reopens_the_error_log() {
         &rotated,
         &format!("Booting worker with pid: {}", worker)
     ));
+}
+
+#[test]
+#[ignore = "waits on the master forwarding USR1 to its workers, being added to main"]
+fn usr1_reopens_the_access_log() {
+    rotate_the_access_log_and_reopen_it_with_usr1_to(|server| server.pid());
+}
+
+#[test]
+fn a_worker_reopens_the_access_log_on_usr1() {
+    rotate_the_access_log_and_reopen_it_with_usr1_to(|server| server.worker_pids()[0] as u32);
+}
+
+/// Logs a request, renames the access log as logrotate does, sends USR1 to
+/// the process `target` picks, and checks that the next request is logged
+/// to a new file at the configured path (and not to the rotated one).
+fn rotate_the_access_log_and_reopen_it_with_usr1_to(target: impl Fn(&Server) -> u32) {
+    let dir = TempDir::new("usr1-access");
+    let access_log = dir.join("access.log");
+    let rotated = dir.join("access.log.1");
+    let server = ServerBuilder::new(APP)
+        .arg("--access-logfile")
+        .arg(access_log.to_str().unwrap())
+        .start();
+    let file_says = |path: &Path, text: &str| {
+        std::fs::read_to_string(path).is_ok_and(|content| content.contains(text))
+    };
+    assert_served(Some(server.get("/before-rotation")));
+    assert!(wait_until(SLOW, || file_says(
+        &access_log,
+        "GET /before-rotation"
+    )));
+
+    std::fs::rename(&access_log, &rotated).expect("rotate the log");
+    signal(target(&server), Signal::SIGUSR1);
+    assert!(
+        wait_until(SLOW, || access_log.exists()),
+        "USR1 did not reopen the access log; log:\n{}",
+        server.log()
+    );
+    assert_served(Some(server.get("/after-rotation")));
+    assert!(wait_until(SLOW, || file_says(
+        &access_log,
+        "GET /after-rotation"
+    )));
+    assert!(!file_says(&rotated, "/after-rotation"));
+    assert!(!file_says(&access_log, "/before-rotation"));
 }
 
 #[test]
