@@ -80,15 +80,25 @@ fn reload_and_wait(server: &Server, old: &[i32], workers: usize) -> Vec<i32> {
     server.worker_pids()[booted_before..].to_vec()
 }
 
-/// A process that is not our child (a new master after USR2): TERMed, then
-/// KILLed after a deadline, when dropped.
-struct PidGuard(i32);
+/// Stops, when dropped, the master a USR2 upgrade started (not our child,
+/// so the [`Server`] guard cannot): whatever pid the pid file names other
+/// than the old master is TERMed, then KILLed after a deadline.
+struct UpgradedMasterGuard<'a> {
+    pid_file: &'a Path,
+    old_master: i32,
+}
 
-impl Drop for PidGuard {
+impl Drop for UpgradedMasterGuard<'_> {
     fn drop(&mut self) {
-        let pid = Pid::from_raw(self.0);
+        let Some(new_master) = read_pid_file(self.pid_file) else {
+            return;
+        };
+        if new_master == self.old_master {
+            return;
+        }
+        let pid = Pid::from_raw(new_master);
         let _ = kill(pid, Signal::SIGTERM);
-        if !wait_until(STOP, || !process_alive(self.0)) {
+        if !wait_until(STOP, || !process_alive(new_master)) {
             let _ = kill(pid, Signal::SIGKILL);
         }
     }
@@ -697,12 +707,14 @@ fn pid_file_is_written_when_ready_and_removed_at_exit() {
     let mut server = ServerBuilder::new(APP)
         .arg("--pid")
         .arg(pid_file.to_str().unwrap())
-        .start();
+        .spawn();
     assert!(
         wait_until(SLOW, || read_pid_file(&pid_file).is_some()),
         "no pid file; log:\n{}",
         server.log()
     );
+    // Ready: once the file names the master, its socket accepts.
+    assert!(TcpStream::connect(tcp_address(&server)).is_ok());
     assert_eq!(read_pid_file(&pid_file), Some(server.pid() as i32));
     assert_served(Some(server.get("/")));
 
@@ -725,6 +737,10 @@ fn usr2_upgrade_serves_throughout_and_the_old_master_can_be_stopped() {
     let old_master = server.pid() as i32;
     let old_workers = server.worker_pids();
     assert!(wait_until(SLOW, || read_pid_file(&pid_file) == Some(old_master)));
+    let _new_master_guard = UpgradedMasterGuard {
+        pid_file: &pid_file,
+        old_master,
+    };
     let load = Load::start(tcp_address(&server), 2, 2);
     load.wait_for_more(20);
 
@@ -742,7 +758,6 @@ fn usr2_upgrade_serves_throughout_and_the_old_master_can_be_stopped() {
         server.log()
     );
     let new_master = read_pid_file(&pid_file).unwrap();
-    let _new_master_guard = PidGuard(new_master);
     assert!(server.wait_for_log_count("Booting worker with pid", 4, SLOW));
     load.wait_for_more(20);
 
@@ -752,6 +767,9 @@ fn usr2_upgrade_serves_throughout_and_the_old_master_can_be_stopped() {
     assert!(wait_until(STOP, || old_workers
         .iter()
         .all(|pid| !process_alive(*pid))));
+    // The old master removed its (renamed) pid file; the new one's stays.
+    assert!(wait_until(STOP, || !old_bin.exists()));
+    assert_eq!(read_pid_file(&pid_file), Some(new_master));
     load.wait_for_more(20);
     let report = load.finish();
 
