@@ -1022,3 +1022,123 @@ impl Drop for ActivatedServer {
         }
     }
 }
+
+#[test]
+#[ignore = "waits on NOTIFY_SOCKET support, being added to main"]
+fn notify_socket_hears_ready_reloading_and_stopping() {
+    let dir = TempDir::new("notify");
+    let socket_path = dir.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    notify
+        .set_read_timeout(Some(SLOW))
+        .expect("set_read_timeout");
+    let next_message = || {
+        let mut buffer = [0u8; 4096];
+        let length = notify.recv(&mut buffer).expect("a notify message in time");
+        String::from_utf8_lossy(&buffer[..length]).into_owned()
+    };
+    let wait_for_message = |wanted: &str| {
+        let mut seen = Vec::new();
+        loop {
+            let message = next_message();
+            if message.lines().any(|line| line == wanted) {
+                return;
+            }
+            seen.push(message);
+            assert!(seen.len() < 20, "no {wanted} in {seen:?}");
+        }
+    };
+    let mut server = ServerBuilder::new(APP)
+        .env("NOTIFY_SOCKET", socket_path.to_str().unwrap())
+        .start();
+    wait_for_message("READY=1");
+    assert_served(Some(server.get("/")));
+
+    signal(server.pid(), Signal::SIGHUP);
+    wait_for_message("RELOADING=1");
+    wait_for_message("READY=1");
+    assert_served(Some(server.get("/")));
+
+    signal(server.pid(), Signal::SIGTERM);
+    wait_for_message("STOPPING=1");
+    let status = server.wait_exit(STOP).expect("the master did not exit");
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+}
+
+#[test]
+#[ignore = "waits on --reuse-port, being added to main"]
+fn reuse_port_lets_two_servers_share_one_port() {
+    let address = support::server::free_port();
+    let first = ServerBuilder::new(APP)
+        .tcp(address)
+        .arg("--reuse-port")
+        .start();
+    let second = ServerBuilder::new(APP)
+        .tcp(address)
+        .arg("--reuse-port")
+        .start();
+    let first_workers: HashSet<i32> = first.worker_pids().into_iter().collect();
+    let second_workers: HashSet<i32> = second.worker_pids().into_iter().collect();
+    let mut served_by = HashSet::new();
+    let both_served = wait_until(SLOW, || {
+        if let Some(pid) = served_pid(&first.get("/").body) {
+            served_by.insert(pid);
+        }
+        !served_by.is_disjoint(&first_workers) && !served_by.is_disjoint(&second_workers)
+    });
+    assert!(
+        both_served,
+        "one server got every connection: {served_by:?}; logs:\n{}\n{}",
+        first.log(),
+        second.log()
+    );
+}
+
+/// A process's command line as `ps` shows it (NULs as spaces, trimmed).
+fn process_title(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .replace('\0', " ")
+        .trim()
+        .to_string()
+}
+
+#[test]
+#[ignore = "waits on process titles, being added to main"]
+fn process_titles_name_the_master_and_the_workers() {
+    let server = ServerBuilder::new(APP).start();
+    let master_title = format!("rgunicorn: master [{APP}]");
+    let worker_title = format!("rgunicorn: worker [{APP}]");
+    let master = server.pid() as i32;
+    let worker = server.worker_pids()[0];
+    assert_served(Some(server.get("/")));
+    assert!(
+        wait_until(SLOW, || process_title(master).starts_with(&master_title)),
+        "master title: {:?}",
+        process_title(master)
+    );
+    assert!(
+        wait_until(SLOW, || process_title(worker).starts_with(&worker_title)),
+        "worker title: {:?}",
+        process_title(worker)
+    );
+}
+
+#[test]
+#[ignore = "waits on --umask, being added to main"]
+fn umask_sets_the_mode_of_the_unix_socket_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("umask");
+    let socket = dir.join("server.sock");
+    let server = ServerBuilder::new(APP)
+        .unix_socket(&socket)
+        .arg("--umask")
+        .arg("077")
+        .start();
+    let mode = std::fs::metadata(&socket)
+        .expect("socket file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "mode {:o}", mode & 0o777);
+    assert_served(Some(server.get("/")));
+}
