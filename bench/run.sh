@@ -2,14 +2,17 @@
 # Benchmarks rgunicorn against gunicorn on the hello-world example and
 # writes docs/benchmarks.md.
 #
-# Both servers run 2 workers on 127.0.0.1 (rgunicorn; gunicorn's sync worker;
-# gunicorn's gthread worker with 4 threads), one at a time, and wrk drives
-# each for DURATION seconds twice: with keep-alive, and with
+# Each server runs 2 workers on 127.0.0.1 (rgunicorn; gunicorn's sync worker;
+# gunicorn's gthread worker with 4 threads); all are started first, then wrk
+# drives them in turns for DURATION seconds each, with keep-alive and with
 # `Connection: close` (a new connection per request). Recorded: requests/s,
 # mean and p99 latency, and the peak RSS (VmHWM) of the worker processes.
 # Ratios are rgunicorn / gunicorn-sync measured in the same run.
 #
-# Usage: bench/run.sh [DURATION_SECONDS]   (default 10; CONNECTIONS=64 env)
+# Each figure is the median (by requests/s) of REPEAT runs.
+#
+# Usage: bench/run.sh [DURATION_SECONDS]   (default 10; env CONNECTIONS=64,
+#        WRK_THREADS=2, REPEAT=3)
 # Needs: wrk (apt), gunicorn (pip, into target/bench-venv). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +20,10 @@ ROOT=$PWD
 DURATION=${1:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${WRK_THREADS:-2}
+REPEAT=${REPEAT:-3}
 PYTHON=${PYO3_PYTHON:-python3}
 APP=examples.hello:application
-OUT=docs/benchmarks.md
+OUT=${BENCH_OUT:-docs/benchmarks.md}
 VENV=target/bench-venv
 LOGDIR=target/bench-logs
 mkdir -p "$LOGDIR"
@@ -40,31 +44,41 @@ free_port() {
     "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-SERVER_PID=""
-stop_server() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID"
-        for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID"
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=""
-}
-trap stop_server EXIT
+# The servers under test, all started before the first measurement and
+# measured in turns, so a change in the machine's other load during the run
+# hits all of them alike.
+SERVERS=(rgunicorn gunicorn-sync gunicorn-gthread)
+declare -A PID PORT
 
-# start_server NAME PORT COMMAND...: runs it in the background, waits until
-# both workers booted and the port answers.
+stop_pid() {
+    local pid=$1
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid"
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+        wait "$pid" 2>/dev/null || true
+    fi
+}
+stop_all() {
+    for name in "${!PID[@]}"; do stop_pid "${PID[$name]}"; done
+}
+trap stop_all EXIT
+
+# start_server NAME COMMAND...: runs it in the background on a free port,
+# waits until both workers booted and the port answers.
 start_server() {
-    local name=$1 port=$2
-    shift 2
-    "$@" >"$LOGDIR/$name.log" 2>&1 &
-    SERVER_PID=$!
+    local name=$1 port
+    shift
+    port=$(free_port)
+    "$@" --bind "127.0.0.1:$port" "$APP" >"$LOGDIR/$name.log" 2>&1 &
+    PID[$name]=$!
+    PORT[$name]=$port
     for _ in $(seq 300); do
         if [ "$(grep -c 'Booting worker with pid' "$LOGDIR/$name.log" || true)" -ge 2 ] &&
             curl_ok "$port"; then
             return 0
         fi
-        kill -0 "$SERVER_PID" 2>/dev/null || break
+        kill -0 "${PID[$name]}" 2>/dev/null || break
         sleep 0.1
     done
     echo "error: $name did not start; log:" >&2
@@ -82,12 +96,12 @@ except Exception:
 PY
 }
 
-worker_pids() { ps -o pid= --ppid "$SERVER_PID" | tr -d ' '; }
+worker_pids() { ps -o pid= --ppid "${PID[$1]}" | tr -d ' '; }
 
-# Peak RSS in MiB: max over workers and sum of workers.
+# peak_rss NAME -> "max|sum" of the workers' VmHWM in MiB.
 peak_rss() {
     local max=0 sum=0 kb
-    for pid in $(worker_pids); do
+    for pid in $(worker_pids "$1"); do
         kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
         sum=$((sum + kb))
         [ "$kb" -gt "$max" ] && max=$kb
@@ -119,25 +133,43 @@ run_wrk() {
     echo "${reqs:-0}|${avg}|${p99}|${errors:-none}"
 }
 
-declare -A RESULT
-: >"$LOGDIR/wrk.log"
-bench_server() {
-    local name=$1
-    shift
-    local port
-    port=$(free_port)
-    start_server "$name" "$port" "$@" --bind "127.0.0.1:$port" "$APP"
-    run_wrk "$port" keepalive >/dev/null # warm-up, not recorded
-    RESULT[$name,keepalive]=$(run_wrk "$port" keepalive)
-    RESULT[$name,close]=$(run_wrk "$port" close)
-    RESULT[$name,rss]=$(peak_rss)
-    stop_server
-    echo "bench: $name done: ${RESULT[$name,keepalive]} / ${RESULT[$name,close]} / rss ${RESULT[$name,rss]}" >&2
+# median LINES...: the "reqs|..." line with the median requests/s.
+median() {
+    printf '%s\n' "$@" | sort -t'|' -k1,1 -g | sed -n "$((($# + 1) / 2))p"
 }
 
-bench_server rgunicorn "$RGUNICORN" --workers 2 --chdir "$ROOT" --log-level info
-bench_server gunicorn-sync "$VENV/bin/gunicorn" --workers 2 --worker-class sync --chdir "$ROOT" --log-level info
-bench_server gunicorn-gthread "$VENV/bin/gunicorn" --workers 2 --worker-class gthread --threads 4 --chdir "$ROOT" --log-level info
+declare -A RESULT RUNS
+: >"$LOGDIR/wrk.log"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+start_server rgunicorn "$RGUNICORN" --workers 2 --chdir "$ROOT" --log-level info
+start_server gunicorn-sync "$VENV/bin/gunicorn" --workers 2 --worker-class sync --chdir "$ROOT" --log-level info
+start_server gunicorn-gthread "$VENV/bin/gunicorn" --workers 2 --worker-class gthread --threads 4 --chdir "$ROOT" --log-level info
+
+for name in "${SERVERS[@]}"; do
+    run_wrk "${PORT[$name]}" keepalive >/dev/null # warm-up, not recorded
+done
+for round in $(seq "$REPEAT"); do
+    for mode in keepalive close; do
+        for i in "${!SERVERS[@]}"; do
+            # Rotate the order each round.
+            name=${SERVERS[$(((i + round) % ${#SERVERS[@]}))]}
+            RUNS[$name,$mode]+="$(run_wrk "${PORT[$name]}" "$mode");"
+        done
+    done
+    echo "bench: round $round of $REPEAT done" >&2
+done
+for name in "${SERVERS[@]}"; do
+    for mode in keepalive close; do
+        IFS=';' read -r -a runs <<<"${RUNS[$name,$mode]}"
+        RESULT[$name,$mode]=$(median "${runs[@]}")
+    done
+    RESULT[$name,rss]=$(peak_rss "$name")
+    echo "bench: $name: ${RESULT[$name,keepalive]} / ${RESULT[$name,close]} / rss ${RESULT[$name,rss]}" >&2
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+stop_all
+PID=()
 
 field() { echo "$1" | cut -d'|' -f"$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }'; }
@@ -146,13 +178,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else p
     echo "# Benchmarks"
     echo
     echo "rgunicorn against gunicorn on \`$APP\` (a 14-byte response), 2 workers each,"
-    echo "one server at a time on 127.0.0.1, measured by \`bench/run.sh\` in one run."
+    echo "measured one at a time on 127.0.0.1 by \`bench/run.sh\` in one run."
     echo
     echo "* date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "* load average before / after the run (other work on the machine): $LOAD_BEFORE / $LOAD_AFTER"
     echo "* machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
     echo "* rgunicorn: $("$RGUNICORN" --version 2>/dev/null || echo unknown), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), release build"
     echo "* gunicorn: $("$VENV/bin/gunicorn" --version 2>/dev/null), Python $("$PYTHON" -c 'import platform; print(platform.python_version())')"
-    echo "* load: \`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency\` (plus \`-H 'Connection: close'\` for the close rows), after a ${DURATION}s warm-up; wrk shares the 2 cores with the server"
+    echo "* load: \`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency\` (plus \`-H 'Connection: close'\` for the close rows), median of $REPEAT runs each, the servers measured in turns (rotating order) after a ${DURATION}s warm-up each; wrk shares the 2 cores with the server"
     echo
     echo "| server | connection | requests/s | mean latency (ms) | p99 latency (ms) | errors |"
     echo "| --- | --- | ---: | ---: | ---: | --- |"
@@ -162,6 +195,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else p
             echo "| $name | $mode | $(field "$r" 1) | $(field "$r" 2) | $(field "$r" 3) | $(field "$r" 4) |"
         done
     done
+    echo
+    echo "Peak RSS is VmHWM after all runs; for rgunicorn it is set by the bursts of"
+    echo "new connections in the close runs (its steady RSS stays near the idle size)."
     echo
     echo "| server | peak RSS, largest worker (MiB) | peak RSS, all workers (MiB) |"
     echo "| --- | ---: | ---: |"
@@ -179,7 +215,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else p
     done
     echo
     echo "gunicorn's sync worker closes every connection, so its keep-alive rows"
-    echo "measure new connections too. Raw wrk output of the last run is in"
-    echo "\`target/bench-logs/wrk.log\`."
+    echo "measure new connections too. wrk runs on the same 2 cores as the server,"
+    echo "and the machine may be shared: expect run-to-run variation of tens of"
+    echo "percent, and compare ratios from one run. Raw wrk output of the last run"
+    echo "is in \`target/bench-logs/wrk.log\`."
 } >"$OUT"
 echo "bench: wrote $OUT" >&2

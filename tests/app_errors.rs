@@ -24,6 +24,8 @@ fn assert_closed_exactly_once(server: &Server, log: &Path) {
         query_escape(&ok_log.display().to_string())
     ));
     assert_eq!(next.status, 200, "worker stopped serving");
+    // A second close() would come from the same worker right after the
+    // first: give it a moment to show up (an absence cannot be awaited).
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         read_lines(log),
@@ -301,4 +303,31 @@ fn bad_module_name_is_a_usage_error() {
         server.log()
     );
     assert_eq!(server.log_count("Booting worker"), 0);
+}
+
+#[test]
+fn app_returning_bare_bytes_gives_500() {
+    let server = Server::start("failing:returns_bytes");
+    let response = server.get("/");
+    assert_eq!(response.status, 500);
+    assert_eq!(server.get("/").status, 500, "the worker stopped serving");
+}
+
+#[test]
+fn app_returning_none_gives_500() {
+    let server = Server::start("failing:returns_none");
+    assert_eq!(server.get("/").status, 500);
+    assert!(
+        server.wait_for_log("[ERROR]", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn app_that_never_calls_start_response_gives_500() {
+    let server = Server::start("failing:never_starts_response");
+    let response = server.get("/");
+    assert_eq!(response.status, 500);
+    assert!(!response.text().contains("no start_response call"));
 }

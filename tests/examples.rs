@@ -142,3 +142,14 @@ fn flask_example_echoes_a_json_post() {
     let bad = server.post("/api/echo", b"not json");
     assert_eq!(bad.status, 400);
 }
+
+#[test]
+fn readme_command_serves_the_hello_example_from_the_repo_root() {
+    // As `cargo run --release -- examples.hello:application` does: no
+    // --chdir, the working directory is the repository root.
+    let server = ServerBuilder::new("examples.hello:application")
+        .in_repo_root()
+        .without_chdir()
+        .start();
+    assert_eq!(server.get("/").text(), "Hello, World!\n");
+}

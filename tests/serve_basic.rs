@@ -212,8 +212,8 @@ fn two_workers_serve_concurrently() {
     assert_ne!(pids[0], pids[1]);
     // Keep one worker busy in the app; the other must answer meanwhile.
     let mut slow = server.connect();
-    slow.send(b"GET /?sleep=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    std::thread::sleep(Duration::from_millis(300));
+    slow.send(b"GET /?errors=slow-request-started&sleep=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(server.wait_for_log("slow-request-started", Duration::from_secs(10)));
     let started = Instant::now();
     let fast = server.get("/fast");
     assert_eq!(fast.status, 200);
@@ -385,4 +385,26 @@ fn several_binds_all_serve() {
     let mut unix = support::Client::connect(&support::server::Address::Unix(socket.clone()));
     unix.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(unix.read_response().text(), HELLO);
+}
+
+#[test]
+fn log_level_warning_hides_info_lines() {
+    let server = ServerBuilder::new("hello:application")
+        .arg("--log-level")
+        .arg("warning")
+        .spawn();
+    let address = server.address().clone();
+    let served = support::wait_until(support::BOOT_TIMEOUT, || {
+        let support::server::Address::Tcp(addr) = &address else {
+            return false;
+        };
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    assert!(served, "server did not come up; log:\n{}", server.log());
+    assert_eq!(server.get("/").text(), HELLO);
+    assert!(
+        !server.log().contains("[INFO]"),
+        "INFO lines at --log-level warning:\n{}",
+        server.log()
+    );
 }

@@ -469,3 +469,29 @@ fn exc_info_after_output_closes_the_connection() {
     assert!(!response.text().contains("must not be reached"));
     assert_eq!(server.get("/").status, 200, "worker stopped serving");
 }
+
+#[test]
+fn absolute_form_request_target_gives_path_and_query() {
+    let server = Server::start("echo:application");
+    let env = environ_for(
+        &server,
+        b"GET http://example.com/abs/path?q=1 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+    );
+    env.assert_str("PATH_INFO", "/abs/path");
+    env.assert_str("QUERY_STRING", "q=1");
+}
+
+#[test]
+fn wsgi_input_accepts_io_style_size_arguments() {
+    let server = Server::start("input_methods:application");
+    for method in [
+        "read_minus_one",
+        "read_none",
+        "readline_minus_one",
+        "readlines_hint",
+    ] {
+        let response = read_input(&server, &format!("method={method}&n=10"), LINES);
+        assert_eq!(response.status, 200, "{method}: {}", server.log());
+        assert_eq!(response.body, LINES, "{method}");
+    }
+}

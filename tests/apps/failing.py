@@ -89,3 +89,17 @@ def exc_info_after_output(environ, start_response):
         yield b"must not be reached\n"
 
     return body()
+
+
+def returns_bytes(environ, start_response):
+    """A common mistake: iterating bytes yields ints."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return b"not a list of bytes"
+
+
+def returns_none(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+
+
+def never_starts_response(environ, start_response):
+    return [b"no start_response call"]

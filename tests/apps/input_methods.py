@@ -4,7 +4,8 @@ non-empty pieces the method returned). Any broken promise of the stream
 (a piece longer than asked, data after EOF) raises, so the answer is 500.
 
 Methods: read, read_n (read(n) until b""), readline, readline_n,
-readlines, iter, mixed (readline + read(n) + read()).
+readlines, iter, mixed (readline + read(n) + read()), and the io-style
+calls read_minus_one, read_none, readline_minus_one, readlines_hint.
 """
 
 from urllib.parse import parse_qs
@@ -55,6 +56,25 @@ def iterate(stream, n):
     return list(stream)
 
 
+def read_minus_one(stream, n):
+    data = stream.read(-1)
+    return [data] if data else []
+
+
+def read_none(stream, n):
+    data = stream.read(None)
+    return [data] if data else []
+
+
+def readline_minus_one(stream, n):
+    return list(iter(lambda: stream.readline(-1), b""))
+
+
+def readlines_hint(stream, n):
+    """The hint may be honoured or ignored; the rest is read after it."""
+    return stream.readlines(n) + stream.readlines()
+
+
 def mixed(stream, n):
     return [piece for piece in (stream.readline(), stream.read(n), stream.read()) if piece]
 
@@ -67,6 +87,10 @@ METHODS = {
     "readlines": readlines,
     "iter": iterate,
     "mixed": mixed,
+    "read_minus_one": read_minus_one,
+    "read_none": read_none,
+    "readline_minus_one": readline_minus_one,
+    "readlines_hint": readlines_hint,
 }
 
 

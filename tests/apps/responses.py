@@ -105,3 +105,9 @@ def non_latin1_header(environ, start_response):
     """A header value that latin-1 cannot encode: the app is wrong."""
     start_response("200 OK", [("Content-Type", "text/plain"), ("X-Euro", "\u20ac")])
     return [b"should never be sent"]
+
+
+def connection_close(environ, start_response):
+    """The app asks for the connection to be closed after this response."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3"), ("Connection", "close")])
+    return [b"bye"]

@@ -71,6 +71,7 @@ pub struct ServerBuilder {
     dir: PathBuf,
     workers: u32,
     address: Option<Address>,
+    chdir: bool,
     args: Vec<String>,
     env: Vec<(String, String)>,
 }
@@ -84,6 +85,7 @@ impl ServerBuilder {
             dir: apps_dir(),
             workers: 1,
             address: None,
+            chdir: true,
             args: Vec::new(),
             env: Vec::new(),
         }
@@ -92,6 +94,12 @@ impl ServerBuilder {
     /// Serve from the repository root (for `examples.*` apps).
     pub fn in_repo_root(mut self) -> ServerBuilder {
         self.dir = repo_root();
+        self
+    }
+
+    /// Pass no `--chdir`: the server only inherits its working directory.
+    pub fn without_chdir(mut self) -> ServerBuilder {
+        self.chdir = false;
         self
     }
 
@@ -141,8 +149,8 @@ impl ServerBuilder {
             .arg(&bind)
             .arg("--workers")
             .arg(self.workers.to_string())
-            .arg("--chdir")
-            .arg(&self.dir)
+            .args(self.chdir.then_some("--chdir"))
+            .args(self.chdir.then_some(&self.dir))
             .args(&self.args)
             .arg(&self.app)
             .current_dir(&self.dir)
