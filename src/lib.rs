@@ -15,6 +15,7 @@ pub mod listener;
 pub mod local_time;
 pub mod logging;
 pub mod master;
+pub mod proc_title;
 pub mod worker;
 
 /// The version string reported by `--version` and the `Server` header.

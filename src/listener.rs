@@ -1,7 +1,7 @@
 //! The listening socket type shared by the master (which binds it) and the
 //! workers (which inherit it across fork and accept on it).
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 /// A bound, listening, non-blocking socket.
 #[derive(Debug)]
@@ -15,6 +15,15 @@ impl AsRawFd for Listener {
         match self {
             Listener::Tcp(l) => l.as_raw_fd(),
             Listener::Unix(l) => l.as_raw_fd(),
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l) => l.as_fd(),
         }
     }
 }

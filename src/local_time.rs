@@ -50,6 +50,21 @@ impl LocalTime {
         format!("{sign}{:02}{:02}", minutes / 60, minutes % 60)
     }
 
+    /// The error log's time, as gunicorn writes it:
+    /// `2026-11-23 09:30:00 +0000`.
+    pub fn error_log_format(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {}",
+            self.year,
+            self.month,
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
+            self.offset()
+        )
+    }
+
     /// The Common Log Format time, as in access logs:
     /// `[23/Nov/2026:10:13:19 +0000]`.
     pub fn common_log_format(&self) -> String {
@@ -82,6 +97,20 @@ mod tests {
             offset_seconds: -7 * 3600,
         };
         assert_eq!(time.common_log_format(), "[10/Oct/2000:13:55:36 -0700]");
+    }
+
+    #[test]
+    fn error_log_format_matches_gunicorn() {
+        let time = LocalTime {
+            year: 2026,
+            month: 11,
+            day: 3,
+            hour: 9,
+            minute: 5,
+            second: 7,
+            offset_seconds: 19_800,
+        };
+        assert_eq!(time.error_log_format(), "2026-11-03 09:05:07 +0530");
     }
 
     #[test]

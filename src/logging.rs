@@ -1,6 +1,13 @@
 //! The error log: gunicorn's line format
 //! `[%Y-%m-%d %H:%M:%S %z] [PID] [LEVEL] message`, on stderr.
 //!
+//! `--error-logfile FILE` makes fd 2 itself the file: it is opened for
+//! appending and `dup2`ed onto stderr, so the logger, Python's tracebacks
+//! (faulthandler) and an app's prints to stderr all land in it. [`reopen`]
+//! (USR1, after logrotate moved the file) opens the path afresh and puts the
+//! new file on fd 2 the same way; each process (master, every worker) does
+//! it for itself. With `-` (the default) stderr is left as it is.
+//!
 //! The logger is installed once by the master and inherited by every worker
 //! across fork, so the PID is read per line. Each line reaches stderr in one
 //! `write`, so lines from several processes sharing the stream never
@@ -8,7 +15,19 @@
 //! `WARNING`, and an error logged with `target: CRITICAL` prints as
 //! `CRITICAL` (the `log` crate has no such level).
 
+use crate::local_time::LocalTime;
+use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The `--error-logfile` path, when the log goes to a file.
+static LOG_FILE: OnceLock<PathBuf> = OnceLock::new();
+/// The stderr the process started with, kept (close-on-exec) when fd 2
+/// was replaced by the log file, so fatal start-up errors still reach the
+/// operator's terminal.
+static ORIGINAL_STDERR: OnceLock<OwnedFd> = OnceLock::new();
 
 /// The `log` target that marks an error as `CRITICAL`:
 /// `log::error!(target: logging::CRITICAL, "WORKER TIMEOUT (pid:{pid})")`.
@@ -23,6 +42,88 @@ pub enum LoggingError {
     /// A logger is already installed in this process.
     #[error("the logger is already installed")]
     AlreadyInstalled,
+    /// The `--error-logfile` could not be opened or put on stderr.
+    #[error("--error-logfile: cannot open '{}': {reason}", .path.display())]
+    Open { path: PathBuf, reason: String },
+}
+
+/// Sends the log to `error_logfile` (`-`: leave it on stderr). Called once,
+/// before [`init`]; later calls are refused.
+pub fn set_log_file(error_logfile: &Path) -> Result<(), LoggingError> {
+    if error_logfile == Path::new("-") {
+        return Ok(());
+    }
+    let file = open_for_appending(error_logfile)?;
+    // SAFETY: dup of fd 2 with close-on-exec; it only creates a new fd.
+    let saved = unsafe { libc::fcntl(libc::STDERR_FILENO, libc::F_DUPFD_CLOEXEC, 3) };
+    if saved >= 0 {
+        // SAFETY: `saved` is a fresh fd this process owns and nothing else
+        // refers to.
+        let _ = ORIGINAL_STDERR.set(unsafe { OwnedFd::from_raw_fd(saved) });
+    }
+    put_on_stderr(error_logfile, &file)?;
+    LOG_FILE
+        .set(error_logfile.to_path_buf())
+        .map_err(|_| LoggingError::AlreadyInstalled)
+}
+
+/// USR1: opens the log file again (it may have been moved by logrotate)
+/// and makes it this process's stderr. Nothing to do when logging to
+/// stderr.
+pub fn reopen() -> Result<(), LoggingError> {
+    match LOG_FILE.get() {
+        Some(path) => open_onto_stderr(path),
+        None => Ok(()),
+    }
+}
+
+/// Whether the log goes to a file rather than the inherited stderr.
+pub fn logs_to_file() -> bool {
+    LOG_FILE.get().is_some()
+}
+
+/// Writes one line to the stderr the process started with, when the log
+/// was moved to a file (so a fatal error is seen where the command was
+/// run, as well as in the log). Does nothing otherwise.
+pub fn write_to_original_stderr(line: &str) {
+    if let Some(fd) = ORIGINAL_STDERR.get() {
+        if let Ok(clone) = fd.try_clone() {
+            let _ = std::fs::File::from(clone).write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
+/// Opens `path` for appending and `dup2`s it onto fd 2.
+fn open_onto_stderr(path: &Path) -> Result<(), LoggingError> {
+    let file = open_for_appending(path)?;
+    put_on_stderr(path, &file)
+}
+
+fn open_for_appending(path: &Path) -> Result<std::fs::File, LoggingError> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| open_error(path, &e))
+}
+
+fn open_error(path: &Path, error: &std::io::Error) -> LoggingError {
+    LoggingError::Open {
+        path: path.to_path_buf(),
+        reason: crate::master::sockets::os_error_text(error),
+    }
+}
+
+/// `dup2`s the open log `file` onto fd 2.
+fn put_on_stderr(path: &Path, file: &std::fs::File) -> Result<(), LoggingError> {
+    let _ = std::io::stderr().flush();
+    // SAFETY: dup2 atomically replaces fd 2 with a duplicate of the open
+    // file; the Rust stderr handle is unbuffered and refers to fd 2 by
+    // number, so it simply writes to the new file from now on.
+    if unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
+        return Err(open_error(path, &std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// Installs the logger at `level` (debug, info, warning, error, critical;
@@ -69,71 +170,7 @@ fn level_name(record: &log::Record<'_>) -> &'static str {
 
 /// The local time now as `2026-11-23 09:30:00 +0000`.
 pub fn timestamp() -> String {
-    // SAFETY: `time` with a null pointer only returns the current time.
-    let now = unsafe { libc::time(std::ptr::null_mut()) };
-    // SAFETY: `tm` is plain data; all-zero is a valid value to be overwritten.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call; `localtime_r` is the
-    // re-entrant variant and writes only into `tm`.
-    if unsafe { libc::localtime_r(&now, &mut tm) }.is_null() {
-        return format_tm(&tm_utc_epoch(now), 0);
-    }
-    format_tm(&tm, tm.tm_gmtoff)
-}
-
-/// Formats broken-down time and its UTC offset in seconds.
-fn format_tm(tm: &libc::tm, offset_seconds: libc::c_long) -> String {
-    let sign = if offset_seconds < 0 { '-' } else { '+' };
-    let offset_minutes = offset_seconds.abs() / 60;
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {}{:02}{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        sign,
-        offset_minutes / 60,
-        offset_minutes % 60
-    )
-}
-
-/// A UTC broken-down time computed without libc, for the (theoretical) case
-/// where `localtime_r` fails.
-fn tm_utc_epoch(now: libc::time_t) -> libc::tm {
-    let seconds = now.max(0);
-    let days = seconds / 86_400;
-    let (year, month, day) = civil_from_days(days);
-    // SAFETY: `tm` is plain data; all-zero is a valid value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    tm.tm_year = (year - 1900) as libc::c_int;
-    tm.tm_mon = (month - 1) as libc::c_int;
-    tm.tm_mday = day as libc::c_int;
-    tm.tm_hour = (seconds % 86_400 / 3600) as libc::c_int;
-    tm.tm_min = (seconds % 3600 / 60) as libc::c_int;
-    tm.tm_sec = (seconds % 60) as libc::c_int;
-    tm
-}
-
-/// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic
-/// Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    LocalTime::now().error_log_format()
 }
 
 #[cfg(test)]
@@ -153,29 +190,6 @@ mod tests {
     }
 
     #[test]
-    fn offsets_format_as_hours_and_minutes() {
-        let tm = tm_utc_epoch(0);
-        assert_eq!(format_tm(&tm, 0), "1970-01-01 00:00:00 +0000");
-        assert_eq!(format_tm(&tm, 19_800), "1970-01-01 00:00:00 +0530");
-        assert_eq!(format_tm(&tm, -3_600), "1970-01-01 00:00:00 -0100");
-    }
-
-    #[test]
-    fn utc_fallback_computes_civil_dates() {
-        let cases: &[(i64, &str)] = &[
-            (0, "1970-01-01 00:00:00 +0000"),
-            (951_782_400, "2000-02-29 00:00:00 +0000"),
-            (1_795_426_200, "2026-11-23 09:30:00 +0000"),
-        ];
-        for (seconds, expected) in cases {
-            assert_eq!(
-                format_tm(&tm_utc_epoch(*seconds as libc::time_t), 0),
-                *expected
-            );
-        }
-    }
-
-    #[test]
     fn levels_use_gunicorns_names() {
         let cases: &[(log::Level, &str, &str)] = &[
             (log::Level::Error, "rgunicorn::master", "ERROR"),
@@ -189,6 +203,15 @@ mod tests {
             let record = log::Record::builder().level(*level).target(target).build();
             assert_eq!(level_name(&record), *expected);
         }
+    }
+
+    #[test]
+    fn a_missing_directory_is_a_one_line_open_error() {
+        let err = open_onto_stderr(Path::new("/nonexistent-dir/x.log")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--error-logfile: cannot open '/nonexistent-dir/x.log': No such file or directory"
+        );
     }
 
     #[test]

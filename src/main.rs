@@ -14,6 +14,9 @@ fn main() {
         Err(ConfigError::CommandLine(err)) => err.exit(),
         Err(err) => exit_with_error(&err, err.exit_code()),
     };
+    if let Err(err) = logging::set_log_file(&settings.error_logfile) {
+        exit_with_error(&err, 1);
+    }
     if let Err(err) = logging::init(&settings.log_level) {
         exit_with_error(&err, 1);
     }
@@ -22,8 +25,10 @@ fn main() {
     }
 }
 
-/// Prints `Error: <message>` as one line on stderr and exits with `code`.
+/// Prints `Error: <message>` as one line on stderr (and on the original
+/// stderr too when the log went to a file) and exits with `code`.
 fn exit_with_error(err: &dyn std::fmt::Display, code: i32) -> ! {
     eprintln!("Error: {err}");
+    logging::write_to_original_stderr(&format!("Error: {err}"));
     std::process::exit(code)
 }

@@ -189,6 +189,40 @@ pub struct Settings {
     /// `--max-requests` per worker so workers do not all restart together.
     #[arg(long = "max-requests-jitter", value_name = "INT", default_value_t = 0)]
     pub max_requests_jitter: u64,
+
+    /// Write the master's pid to this file once its workers are started;
+    /// removed when the master exits. Refuses to start while the file names
+    /// a running rgunicorn.
+    #[arg(short = 'p', long = "pid", value_name = "FILE")]
+    pub pid: Option<PathBuf>,
+
+    /// Set `SO_REUSEPORT` on TCP listeners and give each worker its own
+    /// listening socket on the same address, so the kernel spreads new
+    /// connections evenly over the workers.
+    #[arg(long = "reuse-port")]
+    pub reuse_port: bool,
+
+    /// The name in the process titles, `rgunicorn: master [NAME]`
+    /// [default: APP_MODULE].
+    #[arg(short = 'n', long = "name", alias = "proc-name", value_name = "STRING")]
+    pub proc_name: Option<String>,
+
+    /// The file mode creation mask, set when the master starts (workers
+    /// inherit it); unix socket files are created with it (0 when unset,
+    /// as gunicorn does). gunicorn's number syntax: `022` and `0o22` are
+    /// octal, `0x12` hex, `18` decimal.
+    #[arg(long = "umask", value_name = "INT", value_parser = parse_umask)]
+    pub umask: Option<u32>,
+
+    /// Where the error log goes: a file (appended to, reopened on USR1) or
+    /// `-` for stderr.
+    #[arg(
+        long = "error-logfile",
+        alias = "log-file",
+        value_name = "FILE",
+        default_value = "-"
+    )]
+    pub error_logfile: PathBuf,
 }
 
 /// Why the settings could not be loaded.
@@ -267,6 +301,15 @@ pub fn load() -> Result<Settings, ConfigError> {
 }
 
 impl Settings {
+    /// The name in the process titles: `--name`, else the APP_MODULE as
+    /// written.
+    pub fn proc_name(&self) -> String {
+        match &self.proc_name {
+            Some(name) => name.clone(),
+            None => format!("{}:{}", self.app.module, self.app.expression),
+        }
+    }
+
     /// Parses a command line (`args[0]` is the program name) with no
     /// environment: built-in defaults only.
     pub fn from_args<I, T>(args: I) -> Result<Settings, ConfigError>
@@ -380,6 +423,27 @@ fn parse_backlog(text: &str) -> Result<u32, String> {
         Ok(backlog) if backlog >= 1 => Ok(backlog),
         _ => Err(format!(
             "'{text}' is not a whole number of pending connections (1 or more)"
+        )),
+    }
+}
+
+/// `--umask`: a mode mask from 0 to 0o777 in gunicorn's syntax: a leading
+/// `0` or `0o` means octal (`022`, `0o22`), `0x` hex, otherwise decimal.
+fn parse_umask(text: &str) -> Result<u32, String> {
+    let trimmed = text.trim().to_ascii_lowercase();
+    let (digits, radix) = if let Some(octal) = trimmed.strip_prefix("0o") {
+        (octal, 8)
+    } else if let Some(hex) = trimmed.strip_prefix("0x") {
+        (hex, 16)
+    } else if trimmed.len() > 1 && trimmed.starts_with('0') {
+        (&trimmed[1..], 8)
+    } else {
+        (trimmed.as_str(), 10)
+    };
+    match u32::from_str_radix(digits, radix) {
+        Ok(mask) if mask <= 0o777 && !digits.is_empty() => Ok(mask),
+        _ => Err(format!(
+            "'{text}' is not a mask from 0 to 0o777 (write octal as 022 or 0o22)"
         )),
     }
 }
@@ -633,6 +697,69 @@ mod tests {
             );
             assert_eq!(err.exit_code(), *code, "{args:?}");
         }
+    }
+
+    #[test]
+    fn lifecycle_flags_set_their_fields() {
+        let settings = parse(&[
+            "-p",
+            "/run/app.pid",
+            "--reuse-port",
+            "--name",
+            "shop",
+            "--umask",
+            "022",
+            "--log-file",
+            "/var/log/app.log",
+            "a:b",
+        ])
+        .unwrap();
+        assert_eq!(settings.pid, Some(PathBuf::from("/run/app.pid")));
+        assert!(settings.reuse_port);
+        assert_eq!(settings.proc_name.as_deref(), Some("shop"));
+        assert_eq!(settings.umask, Some(0o22));
+        assert_eq!(settings.error_logfile, PathBuf::from("/var/log/app.log"));
+        let defaults = parse(&["a:b"]).unwrap();
+        assert_eq!(defaults.pid, None);
+        assert!(!defaults.reuse_port);
+        assert_eq!(defaults.umask, None);
+        assert_eq!(defaults.error_logfile, PathBuf::from("-"));
+        let named = parse(&["--error-logfile", "-", "a:b"]).unwrap();
+        assert_eq!(named.error_logfile, PathBuf::from("-"));
+    }
+
+    #[test]
+    fn the_process_title_name_defaults_to_the_app_module() {
+        assert_eq!(parse(&["pkg.mod:app"]).unwrap().proc_name(), "pkg.mod:app");
+        assert_eq!(
+            parse(&["pkg.mod"]).unwrap().proc_name(),
+            "pkg.mod:application"
+        );
+        assert_eq!(parse(&["-n", "shop", "a:b"]).unwrap().proc_name(), "shop");
+    }
+
+    #[test]
+    fn umask_is_octal() {
+        let cases: &[(&str, Option<u32>)] = &[
+            ("0", Some(0)),
+            ("022", Some(0o22)),
+            ("0o077", Some(0o77)),
+            ("0O077", Some(0o77)),
+            ("0777", Some(0o777)),
+            ("79", Some(0o117)),
+            ("0x1f", Some(0o37)),
+            ("0778", None),
+            ("01000", None),
+            ("1000", None),
+            ("", None),
+            ("0o", None),
+            ("-1", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_umask(text).ok(), *expected, "{text}");
+        }
+        let err = parse(&["--umask", "09", "a:b"]).unwrap_err();
+        assert!(err.to_string().starts_with("--umask: '09' is not a mask"));
     }
 
     #[test]

@@ -11,11 +11,21 @@
 //!
 //! The arbiter never touches Python; the child side of a fork only hands
 //! over to [`worker::run`] and `_exit`s with its code.
+//!
+//! Life-cycle duties (see `docs/signals.md`): the pid file is written once
+//! the first workers are forked and removed on every way out; systemd hears
+//! `READY=1` once a worker serves, `RELOADING=1`/`READY=1` around a HUP and
+//! `STOPPING=1` on a stop; USR1 reopens the log here and in every worker;
+//! USR2 starts a new master on the same sockets (binary upgrade).
 
+use super::pidfile::{PidFile, PidFileError};
 use super::signals::{self, MasterSignal, SignalQueue};
 use super::sockets::BoundSockets;
+use super::systemd::{Notification, Notifier};
+use super::upgrade::{self, LaunchCommand};
 use crate::config::Settings;
 use crate::heartbeat::{Heartbeat, Phase};
+use crate::listener::Listener;
 use crate::worker::{self, WorkerContext, APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -25,6 +35,7 @@ use nix::unistd::{fork, getpid, pipe2, ForkResult, Pid};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The loop wakes at least this often even without signals.
@@ -60,6 +71,9 @@ pub enum ArbiterError {
     /// Waiting for signals failed.
     #[error("cannot wait for signals: {0}")]
     Signals(io::Error),
+    /// The pid file could not be written.
+    #[error(transparent)]
+    PidFile(#[from] PidFileError),
 }
 
 impl ArbiterError {
@@ -68,7 +82,7 @@ impl ArbiterError {
         match self {
             ArbiterError::WorkerBoot(_) => WORKER_BOOT_ERROR,
             ArbiterError::AppLoad(_) => APP_LOAD_ERROR,
-            ArbiterError::Signals(_) => 1,
+            ArbiterError::Signals(_) | ArbiterError::PidFile(_) => 1,
         }
     }
 
@@ -78,6 +92,7 @@ impl ArbiterError {
             ArbiterError::WorkerBoot(_) => "Worker failed to boot.",
             ArbiterError::AppLoad(_) => "App failed to load.",
             ArbiterError::Signals(_) => "Signal handling failed.",
+            ArbiterError::PidFile(_) => "Cannot write the pid file.",
         }
     }
 }
@@ -118,6 +133,31 @@ impl WorkerRecord {
     }
 }
 
+/// What the master does beyond supervising workers: the pid file, systemd
+/// notifications and binary upgrades.
+#[derive(Debug)]
+pub struct Lifecycle {
+    /// `--pid`, written once the workers are forked.
+    pub pid_file: Option<PathBuf>,
+    /// Where `sd_notify` messages go (a no-op outside systemd).
+    pub notifier: Notifier,
+    /// What USR2 executes (`None`: USR2 is ignored).
+    pub launch: Option<LaunchCommand>,
+    /// When this master was started by a USR2 upgrade: the old master's pid.
+    pub upgraded_from: Option<Pid>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Lifecycle {
+        Lifecycle {
+            pid_file: None,
+            notifier: Notifier::disabled(),
+            launch: None,
+            upgraded_from: None,
+        }
+    }
+}
+
 /// The master's supervisor of workers.
 pub struct Arbiter {
     settings: Settings,
@@ -133,6 +173,13 @@ pub struct Arbiter {
     quick_deaths: u32,
     /// No worker is spawned (to replace a dead one) before this.
     respawn_not_before: Option<Instant>,
+    lifecycle: Lifecycle,
+    /// The pid file, once written (dropped, so removed, with the arbiter).
+    pid_file: Option<PidFile>,
+    /// The new master a USR2 started, while it runs.
+    new_master: Option<Pid>,
+    /// systemd is still to hear `READY=1` (at start, and after a reload).
+    ready_pending: bool,
 }
 
 impl Arbiter {
@@ -149,13 +196,37 @@ impl Arbiter {
             master_pid: getpid(),
             quick_deaths: 0,
             respawn_not_before: None,
+            lifecycle: Lifecycle::default(),
+            pid_file: None,
+            new_master: None,
+            ready_pending: true,
         }
+    }
+
+    /// Sets the pid file, systemd notifier and upgrade command.
+    pub fn with_lifecycle(mut self, lifecycle: Lifecycle) -> Arbiter {
+        self.lifecycle = lifecycle;
+        self
     }
 
     /// Spawns the workers and supervises them until a stop signal (`Ok`) or
     /// a halt (`Err`: a worker could not boot or load the app).
     pub fn run(mut self) -> Result<(), ArbiterError> {
         self.manage_workers();
+        if let Some(path) = self.lifecycle.pid_file.clone() {
+            match PidFile::create(&path) {
+                Ok(file) => self.pid_file = Some(file),
+                Err(e) => {
+                    log::error!("{e}");
+                    return self.halt(e.into());
+                }
+            }
+        }
+        if self.lifecycle.upgraded_from.is_some() {
+            self.lifecycle
+                .notifier
+                .notify(Notification::MainPid(self.master_pid.as_raw() as u32));
+        }
         loop {
             let timeout = self.next_timeout();
             let signals = self.wait_for_signals(timeout)?;
@@ -170,11 +241,9 @@ impl Arbiter {
                     MasterSignal::IncreaseWorkers => self.num_workers += 1,
                     MasterSignal::DecreaseWorkers if self.num_workers > 1 => self.num_workers -= 1,
                     MasterSignal::DecreaseWorkers => log::info!("Keeping the last worker"),
-                    MasterSignal::ReopenLogs
-                    | MasterSignal::Upgrade
-                    | MasterSignal::WindowChange => {
-                        log::info!("Signal {name} is not supported yet; ignored")
-                    }
+                    MasterSignal::ReopenLogs => self.reopen_logs(),
+                    MasterSignal::Upgrade => self.upgrade(),
+                    MasterSignal::WindowChange => log::info!("SIGWINCH ignored. Not daemonized"),
                     MasterSignal::Child => {}
                 }
             }
@@ -185,6 +254,122 @@ impl Arbiter {
             self.note_retiring_workers();
             self.manage_workers();
             self.retire_replaced_workers();
+            self.notify_ready_once_serving();
+        }
+    }
+
+    /// Tells systemd `READY=1` once a worker serves (at start, and once a
+    /// reload's new workers replaced the old ones).
+    fn notify_ready_once_serving(&mut self) {
+        if !self.ready_pending {
+            return;
+        }
+        let reload_done = !self
+            .workers
+            .values()
+            .any(|w| w.replaced && w.stopping_since.is_none());
+        let serving = self
+            .workers
+            .values()
+            .any(|w| w.stopping_since.is_none() && w.heartbeat.phase() == Phase::Serving);
+        if reload_done && serving {
+            self.ready_pending = false;
+            self.lifecycle.notifier.notify(Notification::Ready);
+        }
+    }
+
+    /// USR1: asks every worker to reopen its logs, then reopens the error
+    /// log here. Workers first: once the new file exists, the workers have
+    /// been told, so what they log next goes there.
+    fn reopen_logs(&mut self) {
+        for (pid, worker) in &self.workers {
+            if worker.stopping_since.is_none() {
+                match kill(*pid, Signal::SIGUSR1) {
+                    Ok(()) | Err(Errno::ESRCH) => {}
+                    Err(e) => log::error!("Cannot send SIGUSR1 to worker (pid:{pid}): {e}"),
+                }
+            }
+        }
+        if let Err(e) = crate::logging::reopen() {
+            log::error!("{e}");
+        }
+    }
+
+    /// USR2: starts a new master from the binary on disk, on our sockets.
+    /// We keep serving until the operator stops us; our pid file moves to
+    /// `FILE.oldbin` meanwhile.
+    fn upgrade(&mut self) {
+        if let Some(pid) = self.new_master {
+            log::warn!("USR2 signal ignored: a new master (pid:{pid}) is already running");
+            return;
+        }
+        let Some(launch) = self.lifecycle.launch.clone() else {
+            log::warn!("USR2 signal ignored: no command to start a new master with");
+            return;
+        };
+        if let Some(old) = self.lifecycle.upgraded_from {
+            if nix::unistd::getppid() == old {
+                log::warn!("USR2 signal ignored: the old master (pid:{old}) is still running");
+                return;
+            }
+        }
+        if let Some(file) = self.pid_file.as_mut() {
+            if let Err(e) = file.move_to_oldbin() {
+                log::error!(
+                    "Cannot upgrade: cannot rename the pid file {}: {}",
+                    file.path().display(),
+                    super::sockets::os_error_text(&e)
+                );
+                return;
+            }
+        }
+        let _ = io::stderr().flush();
+        match upgrade::spawn_new_master(
+            &launch,
+            &self.sockets.raw_fds(),
+            self.sockets.from_systemd(),
+        ) {
+            Ok(pid) => {
+                let pid = Pid::from_raw(pid);
+                log::info!(
+                    "Booting new master with pid: {pid} ({})",
+                    launch.executable.display()
+                );
+                self.new_master = Some(pid);
+            }
+            Err(e) => {
+                log::error!(
+                    "Cannot upgrade: cannot start {}: {}",
+                    launch.executable.display(),
+                    super::sockets::os_error_text(&e)
+                );
+                self.restore_pid_file();
+            }
+        }
+    }
+
+    /// The new master is gone: this one is the server again.
+    fn on_new_master_exit(&mut self, pid: Pid, code: Option<i32>, signal: Option<Signal>) {
+        self.new_master = None;
+        match (code, signal) {
+            (Some(code), _) => log::error!("New master (pid:{pid}) exited with code {code}"),
+            (None, Some(signal)) => {
+                log::error!("New master (pid:{pid}) was sent {}", signal.as_str())
+            }
+            (None, None) => {}
+        }
+        log::info!("Upgrade abandoned; this master keeps serving");
+        self.restore_pid_file();
+    }
+
+    fn restore_pid_file(&mut self) {
+        if let Some(file) = self.pid_file.as_mut() {
+            if let Err(e) = file.restore_from_oldbin() {
+                log::error!(
+                    "Cannot restore the pid file: {}",
+                    super::sockets::os_error_text(&e)
+                );
+            }
         }
     }
 
@@ -257,6 +442,8 @@ impl Arbiter {
     fn spawn_worker(&mut self) -> io::Result<()> {
         let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         let heartbeat = Heartbeat::new()?;
+        // `--reuse-port`: the worker's own sockets, closed here after the fork.
+        let own_listeners = self.sockets.worker_listeners()?;
         let _ = io::stderr().flush();
         let blocked = signals::block_for_fork()?;
         // SAFETY: the master is single-threaded, so the child starts with
@@ -275,6 +462,7 @@ impl Arbiter {
             ForkResult::Parent { child } => {
                 blocked.restore();
                 drop(report_write);
+                drop(own_listeners);
                 self.next_age += 1;
                 self.workers.insert(
                     child,
@@ -287,7 +475,7 @@ impl Arbiter {
                 drop(report_read);
                 drop(self.signals.take());
                 blocked.reset_in_child();
-                let code = self.become_worker(report_write, heartbeat);
+                let code = self.become_worker(report_write, heartbeat, own_listeners.as_deref());
                 let _ = io::stderr().flush();
                 // SAFETY: `_exit` ends the child without running the master's
                 // atexit handlers or destructors (which would kill "its"
@@ -299,11 +487,16 @@ impl Arbiter {
 
     /// The child side of a fork (signal handling already reset): lets go of
     /// the other workers' pipes, then runs the worker. Returns its exit code.
-    fn become_worker(&mut self, boot_report: OwnedFd, heartbeat: Heartbeat) -> i32 {
+    fn become_worker(
+        &mut self,
+        boot_report: OwnedFd,
+        heartbeat: Heartbeat,
+        own_listeners: Option<&[Listener]>,
+    ) -> i32 {
         self.workers.clear();
         let context = WorkerContext {
             settings: &self.settings,
-            listeners: self.sockets.listeners(),
+            listeners: own_listeners.unwrap_or(self.sockets.listeners()),
             boot_report,
             master_pid: self.master_pid.as_raw(),
             heartbeat,
@@ -328,6 +521,10 @@ impl Arbiter {
                     return failure;
                 }
             };
+            if Some(pid) == self.new_master {
+                self.on_new_master_exit(pid, code, signal);
+                continue;
+            }
             let Some(record) = self.workers.remove(&pid) else {
                 continue;
             };
@@ -528,6 +725,8 @@ impl Arbiter {
     /// keep serving until the new set serves, then stop gracefully.
     fn reload(&mut self) {
         log::info!("Hang up: Master");
+        self.lifecycle.notifier.notify(Notification::Reloading);
+        self.ready_pending = true;
         for worker in self.workers.values_mut() {
             if worker.stopping_since.is_none() {
                 worker.replaced = true;
@@ -558,6 +757,7 @@ impl Arbiter {
 
     /// TERM (graceful) or INT/QUIT (fast): stops every worker and returns.
     fn stop(mut self, graceful: bool) -> Result<(), ArbiterError> {
+        self.prepare_exit();
         self.stop_workers(graceful);
         log::info!("Shutting down: Master");
         Ok(())
@@ -565,10 +765,25 @@ impl Arbiter {
 
     /// A worker could not boot: stops the others and returns the failure.
     fn halt(mut self, failure: ArbiterError) -> Result<(), ArbiterError> {
+        self.prepare_exit();
         self.stop_workers(true);
         log::info!("Shutting down: Master");
         log::info!("Reason: {}", failure.reason());
         Err(failure)
+    }
+
+    /// Tells systemd the service stops; after an upgrade the service goes
+    /// on in the new master, so instead the unix socket files are left to
+    /// it and systemd hears nothing. The listening sockets stay open until
+    /// the workers are gone (they drain their backlog on TERM).
+    fn prepare_exit(&mut self) {
+        match self.new_master {
+            Some(pid) => {
+                log::info!("New master (pid:{pid}) keeps the sockets");
+                self.sockets.keep_unix_socket_files();
+            }
+            None => self.lifecycle.notifier.notify(Notification::Stopping),
+        }
     }
 
     /// Sends TERM (graceful) or QUIT (fast) to every worker, waits for them

@@ -1,18 +1,28 @@
 //! The master process (gunicorn's arbiter): binds the sockets, forks the
 //! workers and supervises them. It never initialises Python.
 //!
-//! [`run`] is the whole master: `--chdir`, signal handlers, sockets, then the
-//! [`arbiter::Arbiter`] loop until a stop signal or a halt.
+//! [`run`] is the whole master: `--umask`, `--chdir`, the `--pid` check,
+//! signal handlers, sockets (bound, or inherited from systemd or an old
+//! master), the process title, then the [`arbiter::Arbiter`] loop until a
+//! stop signal or a halt.
 
 pub mod arbiter;
+pub mod pidfile;
 pub mod signals;
 pub mod sockets;
+pub mod systemd;
+pub mod upgrade;
 
 use crate::config::Settings;
-use arbiter::{Arbiter, ArbiterError};
+use crate::listener::Listener;
+use arbiter::{Arbiter, ArbiterError, Lifecycle};
+use nix::unistd::getppid;
+use pidfile::PidFileError;
 use signals::SignalQueue;
-use sockets::{os_error_text, BoundSockets, SocketError};
+use sockets::{os_error_text, BoundSockets, Inheritance, SocketError, SocketOptions};
 use std::path::PathBuf;
+use systemd::{Notifier, SystemdError};
+use upgrade::{InheritedFds, LaunchCommand, UpgradeError};
 
 /// The name workers report in `Using worker:`.
 pub const WORKER_CLASS: &str = "mio";
@@ -29,6 +39,18 @@ pub enum MasterError {
     /// A `--bind` address could not be bound.
     #[error(transparent)]
     Sockets(#[from] SocketError),
+    /// `--pid` names a running server, or cannot be written.
+    #[error(transparent)]
+    PidFile(#[from] PidFileError),
+    /// `LISTEN_FDS`/`LISTEN_PID` are malformed.
+    #[error(transparent)]
+    Systemd(#[from] SystemdError),
+    /// `RGUNICORN_FD`/`GUNICORN_FD` is malformed.
+    #[error(transparent)]
+    Upgrade(#[from] UpgradeError),
+    /// An inherited fd is not a listening socket we can use.
+    #[error("cannot use inherited socket fd {fd}: {reason}")]
+    InheritedSocket { fd: i32, reason: String },
     /// The arbiter halted (a worker could not boot or load the app) or failed.
     #[error(transparent)]
     Arbiter(#[from] ArbiterError),
@@ -47,19 +69,115 @@ impl MasterError {
 
 /// Runs the master until a stop signal (`Ok`) or an error.
 pub fn run(mut settings: Settings) -> Result<(), MasterError> {
+    // Before the title overwrites the memory the arguments are read from.
+    let launch = LaunchCommand::capture();
     log::info!("Starting rgunicorn {}", env!("CARGO_PKG_VERSION"));
+    if let Some(mask) = settings.umask {
+        apply_umask(mask);
+    }
     if let Some(dir) = settings.chdir.take() {
         settings.chdir = Some(change_directory(dir)?);
     }
+    if let Some(path) = &settings.pid {
+        pidfile::check_not_running(path)?;
+        pidfile::check_writable(path)?;
+    }
+    let upgrade_fds = upgrade::take_inherited_fds()?;
+    let systemd_fds = systemd::take_listen_fds()?;
     let signals = SignalQueue::install().map_err(|e| MasterError::Signals(os_error_text(&e)))?;
-    let sockets = BoundSockets::bind_all(&settings.bind, settings.backlog)?;
+    let upgraded = !upgrade_fds.fds.is_empty();
+    let sockets = open_sockets(&settings, upgrade_fds, systemd_fds)?;
     let pid = std::process::id();
     for listener in sockets.listeners() {
         log::info!("Listening at: {} ({pid})", listener.url());
     }
     log::info!("Using worker: {WORKER_CLASS}");
-    Arbiter::new(settings, sockets, signals).run()?;
+    crate::proc_title::set(&format!("rgunicorn: master [{}]", settings.proc_name()));
+    let lifecycle = Lifecycle {
+        pid_file: settings.pid.clone(),
+        notifier: Notifier::from_env(),
+        launch: Some(launch),
+        upgraded_from: upgraded.then(getppid),
+    };
+    Arbiter::new(settings, sockets, signals)
+        .with_lifecycle(lifecycle)
+        .run()?;
     Ok(())
+}
+
+/// `--umask`: the mask for every file the master creates and, inherited,
+/// the workers.
+fn apply_umask(mask: u32) {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        mask as libc::mode_t,
+    ));
+}
+
+/// The listening sockets: those systemd passed (socket activation: they
+/// replace `--bind`; also when an old master hands over systemd's sockets),
+/// else those an old master passed (matched to `--bind` by address, the
+/// rest bound), else freshly bound.
+fn open_sockets(
+    settings: &Settings,
+    upgrade_fds: InheritedFds,
+    systemd_fds: Vec<i32>,
+) -> Result<BoundSockets, MasterError> {
+    let options = SocketOptions {
+        backlog: settings.backlog,
+        reuse_port: settings.reuse_port,
+        unix_umask: settings.umask.unwrap_or(0),
+    };
+    let (systemd_fds, upgrade_fds) = match upgrade_fds {
+        InheritedFds {
+            fds,
+            systemd_owned: true,
+        } if systemd_fds.is_empty() => (fds, Vec::new()),
+        InheritedFds { fds, .. } => (systemd_fds, fds),
+    };
+    if !systemd_fds.is_empty() {
+        log::info!("Using systemd socket activation");
+        let inherited = adopt_all(&systemd_fds)?;
+        for (fd, listener) in systemd_fds.iter().zip(&inherited) {
+            if !nix::sys::socket::getsockopt(listener, nix::sys::socket::sockopt::AcceptConn)
+                .unwrap_or(false)
+            {
+                return Err(MasterError::InheritedSocket {
+                    fd: *fd,
+                    reason: "not a listening socket".to_string(),
+                });
+            }
+        }
+        return Ok(BoundSockets::open(
+            &[],
+            options,
+            inherited,
+            Inheritance::Systemd,
+        )?);
+    }
+    let inherited = adopt_all(&upgrade_fds)?;
+    if !inherited.is_empty() {
+        log::info!(
+            "Using {} socket(s) inherited from the old master",
+            inherited.len()
+        );
+    }
+    Ok(BoundSockets::open(
+        &settings.bind,
+        options,
+        inherited,
+        Inheritance::Upgrade,
+    )?)
+}
+
+fn adopt_all(fds: &[i32]) -> Result<Vec<Listener>, MasterError> {
+    fds.iter()
+        .map(|fd| {
+            sockets::adopt_fd(*fd).map_err(|e| MasterError::InheritedSocket {
+                fd: *fd,
+                reason: os_error_text(&e),
+            })
+        })
+        .collect()
 }
 
 /// `--chdir`: enters `dir` (before binding, so relative unix socket paths

@@ -5,6 +5,20 @@
 //! TCP listeners get `SO_REUSEADDR`, `IPV6_V6ONLY` on v6, `TCP_NODELAY` (which
 //! accepted connections inherit on Linux), the configured backlog, and are
 //! non-blocking and close-on-exec.
+//!
+//! Sockets can also be inherited instead of bound: from the old master of a
+//! binary upgrade (`RGUNICORN_FD`) or from systemd (`LISTEN_FDS`). An
+//! inherited socket is matched to the `--bind` address it listens on; the
+//! addresses nothing was inherited for are bound as usual, and inherited
+//! sockets no `--bind` names are used too.
+//!
+//! With `--reuse-port` the TCP sockets get `SO_REUSEPORT`, and each worker
+//! gets its own listening socket on the same address
+//! ([`BoundSockets::worker_listeners`]) so the kernel spreads connections
+//! over the workers. The master's own TCP socket is then bound but not
+//! listening: it holds the address (and is what an upgrade hands over)
+//! without joining the group, where connections would wait for an accept
+//! that never comes.
 
 use crate::config::BindAddress;
 use crate::listener::Listener;
@@ -14,7 +28,7 @@ use nix::sys::socket::{
 };
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -38,29 +52,79 @@ pub enum SocketError {
 }
 
 /// The master's listening sockets. Dropping it closes them (in this process)
-/// and removes the unix socket files it created.
+/// and removes the unix socket files it created or took over from an old
+/// master (unless [`BoundSockets::keep_unix_socket_files`] was called).
 #[derive(Debug)]
 pub struct BoundSockets {
     listeners: Vec<Listener>,
     unix_paths: Vec<PathBuf>,
+    options: SocketOptions,
+    /// The sockets are systemd's (socket activation).
+    from_systemd: bool,
+}
+
+/// How sockets are set up.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketOptions {
+    /// The listen backlog.
+    pub backlog: u32,
+    /// `--reuse-port`.
+    pub reuse_port: bool,
+    /// The umask unix socket files are created with (`--umask`, else 0:
+    /// a socket anyone on the machine may connect to, as gunicorn's).
+    pub unix_umask: u32,
+}
+
+/// Where inherited sockets come from, which decides who owns their files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inheritance {
+    /// From the old master of a binary upgrade: its unix socket files
+    /// become ours to remove.
+    Upgrade,
+    /// From systemd, which owns the socket files.
+    Systemd,
 }
 
 impl BoundSockets {
     /// Binds every address, in order. On an error the sockets bound so far
     /// are closed (and their files removed) before returning.
     pub fn bind_all(addresses: &[BindAddress], backlog: u32) -> Result<BoundSockets, SocketError> {
-        let mut bound = BoundSockets {
-            listeners: Vec::with_capacity(addresses.len()),
-            unix_paths: Vec::new(),
+        let options = SocketOptions {
+            backlog,
+            reuse_port: false,
+            unix_umask: 0,
         };
+        BoundSockets::open(addresses, options, Vec::new(), Inheritance::Upgrade)
+    }
+
+    /// Takes the `inherited` sockets, matching each `--bind` address to the
+    /// inherited socket that listens there, and binds the addresses left.
+    /// Inherited sockets no address names are kept too (after the others).
+    pub fn open(
+        addresses: &[BindAddress],
+        options: SocketOptions,
+        inherited: Vec<Listener>,
+        inheritance: Inheritance,
+    ) -> Result<BoundSockets, SocketError> {
+        let mut bound = BoundSockets {
+            listeners: Vec::with_capacity(addresses.len() + inherited.len()),
+            unix_paths: Vec::new(),
+            options,
+            from_systemd: inheritance == Inheritance::Systemd && !inherited.is_empty(),
+        };
+        let mut inherited: Vec<Option<Listener>> = inherited.into_iter().map(Some).collect();
         for address in addresses {
+            if let Some(listener) = take_matching(&mut inherited, address) {
+                bound.adopt(listener, inheritance);
+                continue;
+            }
             let listener = match address {
                 BindAddress::Tcp { host, port } => {
                     let addr = resolve(address, host, *port)?;
-                    bind_tcp(addr, backlog).map(Listener::Tcp)
+                    bind_tcp(addr, options).map(Listener::Tcp)
                 }
                 BindAddress::Unix(path) => {
-                    let listener = bind_unix(path, backlog).map(Listener::Unix);
+                    let listener = bind_unix(path, options).map(Listener::Unix);
                     if listener.is_ok() {
                         bound.unix_paths.push(path.clone());
                     }
@@ -73,13 +137,148 @@ impl BoundSockets {
             })?;
             bound.listeners.push(listener);
         }
+        for listener in inherited.into_iter().flatten() {
+            bound.adopt(listener, inheritance);
+        }
         Ok(bound)
+    }
+
+    /// Keeps an inherited socket (owning its file after an upgrade).
+    fn adopt(&mut self, listener: Listener, inheritance: Inheritance) {
+        if let (Listener::Unix(unix), Inheritance::Upgrade) = (&listener, inheritance) {
+            if let Some(path) = unix
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            {
+                self.unix_paths.push(path);
+            }
+        }
+        self.listeners.push(listener);
     }
 
     /// The bound sockets, in `--bind` order.
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
     }
+
+    /// Whether the sockets came from systemd.
+    pub fn from_systemd(&self) -> bool {
+        self.from_systemd
+    }
+
+    /// The fds of the sockets, to hand to a new master.
+    pub fn raw_fds(&self) -> Vec<RawFd> {
+        self.listeners.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    /// After a binary upgrade the new master serves on our unix sockets:
+    /// leave their files in place when we exit.
+    pub fn keep_unix_socket_files(&mut self) {
+        self.unix_paths.clear();
+    }
+
+    /// With `--reuse-port`, one worker's own listening sockets: a new
+    /// `SO_REUSEPORT` socket on the address of each TCP listener (or the
+    /// shared socket when that fails, e.g. for a systemd socket without
+    /// `SO_REUSEPORT`), and the shared unix sockets. `None` without
+    /// `--reuse-port`: workers share the master's sockets.
+    pub fn worker_listeners(&self) -> io::Result<Option<Vec<Listener>>> {
+        if !self.options.reuse_port {
+            return Ok(None);
+        }
+        let mut own = Vec::with_capacity(self.listeners.len());
+        for listener in &self.listeners {
+            own.push(match listener {
+                Listener::Tcp(tcp) => {
+                    let addr = tcp.local_addr()?;
+                    match bind_tcp(addr, self.options).and_then(|l| listen_now(l, self.options)) {
+                        Ok(listener) => Listener::Tcp(listener),
+                        Err(e) => {
+                            log::debug!(
+                                "cannot open a SO_REUSEPORT socket on {addr} ({}); sharing the master's",
+                                os_error_text(&e)
+                            );
+                            listen_now(tcp.try_clone()?, self.options).map(Listener::Tcp)?
+                        }
+                    }
+                }
+                Listener::Unix(unix) => Listener::Unix(unix.try_clone()?),
+            });
+        }
+        Ok(Some(own))
+    }
+}
+
+/// Removes and returns the inherited socket that listens on `address`: the
+/// same path, or the same IP and port (any port for port 0).
+fn take_matching(inherited: &mut [Option<Listener>], address: &BindAddress) -> Option<Listener> {
+    let wanted = match address {
+        BindAddress::Tcp { host, port } => resolve(address, host, *port).ok(),
+        BindAddress::Unix(_) => None,
+    };
+    let slot = inherited
+        .iter_mut()
+        .find(|slot| match (slot.as_ref(), address) {
+            (Some(Listener::Unix(unix)), BindAddress::Unix(path)) => unix
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p == path.as_path()))
+                .unwrap_or(false),
+            (Some(Listener::Tcp(tcp)), BindAddress::Tcp { .. }) => {
+                match (tcp.local_addr().ok(), wanted) {
+                    (Some(have), Some(want)) => {
+                        have == want || (want.port() == 0 && have.ip() == want.ip())
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        })?;
+    slot.take()
+}
+
+/// Wraps an inherited listening fd (from an old master or systemd), making
+/// it non-blocking and close-on-exec. The fd is owned from now on.
+pub fn adopt_fd(fd: RawFd) -> io::Result<Listener> {
+    let address: SockaddrStorage = socket::getsockname(fd)?;
+    let family = socket::SockaddrLike::family(&address);
+    let socket_type = socket::getsockopt(
+        // SAFETY: `fd` is open (getsockname just succeeded) and borrowed
+        // only for this call.
+        &unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        sockopt::SockType,
+    )?;
+    if socket_type != SockType::Stream {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not a stream socket"),
+        ));
+    }
+    // SAFETY: the fd was handed to this process to own (by the old master
+    // or systemd); nothing else in this process wraps it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    nix::fcntl::fcntl(
+        &owned,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    let listener = match family {
+        Some(AddressFamily::Inet | AddressFamily::Inet6) => {
+            Listener::Tcp(std::net::TcpListener::from(owned))
+        }
+        Some(AddressFamily::Unix) => Listener::Unix(std::os::unix::net::UnixListener::from(owned)),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("fd {fd} is neither a TCP nor a unix socket"),
+            ))
+        }
+    };
+    match &listener {
+        Listener::Tcp(l) => l.set_nonblocking(true)?,
+        Listener::Unix(l) => l.set_nonblocking(true)?,
+    }
+    Ok(listener)
 }
 
 impl Drop for BoundSockets {
@@ -141,7 +340,9 @@ fn listen(fd: &OwnedFd, backlog: u32) -> io::Result<()> {
     Ok(())
 }
 
-fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+/// Binds a TCP socket; it listens at once unless `--reuse-port` is on (then
+/// the master's socket only holds the address; see the module comment).
+fn bind_tcp(addr: SocketAddr, options: SocketOptions) -> io::Result<std::net::TcpListener> {
     let family = match addr {
         SocketAddr::V4(_) => AddressFamily::Inet,
         SocketAddr::V6(_) => AddressFamily::Inet6,
@@ -151,17 +352,37 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener>
     if addr.is_ipv6() {
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
     }
+    if options.reuse_port {
+        setsockopt(&fd, sockopt::ReusePort, &true)?;
+    }
     setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
-    listen(&fd, backlog)?;
+    if !options.reuse_port {
+        listen(&fd, options.backlog)?;
+    }
     Ok(std::net::TcpListener::from(fd))
 }
 
-fn bind_unix(path: &Path, backlog: u32) -> io::Result<std::os::unix::net::UnixListener> {
+/// Puts a (worker's) socket in the listening state.
+fn listen_now(
+    listener: std::net::TcpListener,
+    options: SocketOptions,
+) -> io::Result<std::net::TcpListener> {
+    let fd = OwnedFd::from(listener);
+    listen(&fd, options.backlog)?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
+/// Binds a unix socket, its file created under `options.unix_umask`.
+fn bind_unix(path: &Path, options: SocketOptions) -> io::Result<std::os::unix::net::UnixListener> {
     remove_stale_socket(path)?;
     let fd = stream_socket(AddressFamily::Unix)?;
-    socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
-    listen(&fd, backlog)?;
+    let mask = nix::sys::stat::Mode::from_bits_truncate(options.unix_umask as libc::mode_t);
+    let previous = nix::sys::stat::umask(mask);
+    let bound = socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?);
+    nix::sys::stat::umask(previous);
+    bound?;
+    listen(&fd, options.backlog)?;
     Ok(std::os::unix::net::UnixListener::from(fd))
 }
 
@@ -329,6 +550,167 @@ mod tests {
         let addresses = [BindAddress::Unix(path.clone()), tcp("127.0.0.1", port)];
         assert!(BoundSockets::bind_all(&addresses, 16).is_err());
         assert!(!path.exists());
+    }
+
+    fn options(reuse_port: bool) -> SocketOptions {
+        SocketOptions {
+            backlog: 16,
+            reuse_port,
+            unix_umask: 0,
+        }
+    }
+
+    fn tcp_addr(listener: &Listener) -> SocketAddr {
+        let Listener::Tcp(tcp) = listener else {
+            panic!("not TCP")
+        };
+        tcp.local_addr().unwrap()
+    }
+
+    /// A listening socket as another process would pass it: a raw fd.
+    fn inherited_tcp() -> (RawFd, SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        (std::os::fd::IntoRawFd::into_raw_fd(listener), addr)
+    }
+
+    #[test]
+    fn inherited_fds_are_adopted_non_blocking_and_close_on_exec() {
+        let (fd, addr) = inherited_tcp();
+        let listener = adopt_fd(fd).unwrap();
+        assert_eq!(tcp_addr(&listener), addr);
+        let flags = nix::fcntl::fcntl(&listener, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
+        let Listener::Tcp(tcp) = &listener else {
+            panic!()
+        };
+        assert_eq!(tcp.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let not_a_socket = std::os::fd::IntoRawFd::into_raw_fd(file);
+        assert!(adopt_fd(not_a_socket).is_err());
+        // SAFETY: the fd is ours and adopt_fd did not take it.
+        drop(unsafe { OwnedFd::from_raw_fd(not_a_socket) });
+    }
+
+    #[test]
+    fn inherited_sockets_replace_binding_their_address_and_extras_are_kept() {
+        let (matching_fd, matching) = inherited_tcp();
+        let (extra_fd, extra) = inherited_tcp();
+        let inherited = vec![adopt_fd(extra_fd).unwrap(), adopt_fd(matching_fd).unwrap()];
+        let path = temp_socket_path("fresh");
+        let _ = std::fs::remove_file(&path);
+        let addresses = [
+            tcp("127.0.0.1", matching.port()),
+            BindAddress::Unix(path.clone()), // nothing inherited: freshly bound
+        ];
+        let sockets =
+            BoundSockets::open(&addresses, options(false), inherited, Inheritance::Upgrade)
+                .unwrap();
+        let listeners = sockets.listeners();
+        assert_eq!(listeners.len(), 3);
+        assert_eq!(tcp_addr(&listeners[0]), matching);
+        assert_eq!(listeners[1].url(), format!("unix:{}", path.display()));
+        assert_eq!(tcp_addr(&listeners[2]), extra);
+        assert_eq!(sockets.raw_fds().len(), 3);
+        drop(sockets);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn port_zero_matches_an_inherited_socket_on_the_same_ip() {
+        let (fd, addr) = inherited_tcp();
+        let sockets = BoundSockets::open(
+            &[tcp("127.0.0.1", 0)],
+            options(false),
+            vec![adopt_fd(fd).unwrap()],
+            Inheritance::Upgrade,
+        )
+        .unwrap();
+        assert_eq!(sockets.listeners().len(), 1);
+        assert_eq!(tcp_addr(&sockets.listeners()[0]), addr);
+    }
+
+    #[test]
+    fn unix_files_follow_their_owner() {
+        // Inherited from an old master: ours to remove.
+        let path = temp_socket_path("upgrade");
+        let _ = std::fs::remove_file(&path);
+        let old = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let inherited = Listener::Unix(old);
+        let sockets = BoundSockets::open(
+            &[BindAddress::Unix(path.clone())],
+            options(false),
+            vec![inherited],
+            Inheritance::Upgrade,
+        )
+        .unwrap();
+        drop(sockets);
+        assert!(!path.exists());
+
+        // From systemd: its file stays.
+        let old = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let sockets = BoundSockets::open(
+            &[],
+            options(false),
+            vec![Listener::Unix(old)],
+            Inheritance::Systemd,
+        )
+        .unwrap();
+        drop(sockets);
+        assert!(is_socket(&path));
+
+        // Ours, but handed to a new master: left for it.
+        std::fs::remove_file(&path).unwrap();
+        let mut sockets = BoundSockets::bind_all(&[BindAddress::Unix(path.clone())], 16).unwrap();
+        sockets.keep_unix_socket_files();
+        drop(sockets);
+        assert!(is_socket(&path));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn unix_socket_files_get_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = temp_socket_path("umask");
+        let _ = std::fs::remove_file(&path);
+        let mut private = options(false);
+        private.unix_umask = 0o077;
+        let sockets = BoundSockets::open(
+            &[BindAddress::Unix(path.clone())],
+            private,
+            Vec::new(),
+            Inheritance::Upgrade,
+        )
+        .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        drop(sockets);
+    }
+
+    #[test]
+    fn reuse_port_gives_each_worker_its_own_socket_on_the_same_address() {
+        let sockets = BoundSockets::open(
+            &[tcp("127.0.0.1", 0)],
+            options(true),
+            Vec::new(),
+            Inheritance::Upgrade,
+        )
+        .unwrap();
+        let master = &sockets.listeners()[0];
+        assert!(socket::getsockopt(master, sockopt::ReusePort).unwrap());
+        assert!(!socket::getsockopt(master, sockopt::AcceptConn).unwrap());
+        let addr = tcp_addr(master);
+        let first = sockets.worker_listeners().unwrap().unwrap();
+        let second = sockets.worker_listeners().unwrap().unwrap();
+        assert_eq!(tcp_addr(&first[0]), addr);
+        assert_eq!(tcp_addr(&second[0]), addr);
+        assert_ne!(first[0].as_raw_fd(), second[0].as_raw_fd());
+        assert!(socket::getsockopt(&first[0], sockopt::AcceptConn).unwrap());
+        assert!(socket::getsockopt(&second[0], sockopt::AcceptConn).unwrap());
+
+        let shared = BoundSockets::bind_all(&[tcp("127.0.0.1", 0)], 16).unwrap();
+        assert!(shared.worker_listeners().unwrap().is_none());
     }
 
     #[test]

@@ -150,6 +150,11 @@ impl AppResponse {
         Ok(Body::Items(iterator.unbind()))
     }
 
+    /// Body bytes sent or queued so far.
+    pub fn body_sent(&self) -> u64 {
+        self.body_sent
+    }
+
     /// Whether the status line and headers have been queued.
     pub fn head_sent(&self) -> bool {
         self.framing.is_some()

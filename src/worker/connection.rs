@@ -128,6 +128,9 @@ pub struct Connection {
     served_any: bool,
     /// When the current request's head was complete.
     request_started: Instant,
+    /// Bytes in the kernel's send queue when the socket was last found full
+    /// (see [`Connection::client_still_reading`]).
+    unsent_when_full: Option<usize>,
 }
 
 impl Connection {
@@ -148,6 +151,7 @@ impl Connection {
             budget: TURN_BUDGET,
             served_any: false,
             request_started: Instant::now(),
+            unsent_when_full: None,
         }
     }
 
@@ -202,6 +206,12 @@ impl Connection {
 
     /// Handles the deadline having passed.
     fn on_timeout(&mut self, py: Python<'_>, shared: &mut Shared) -> Keep {
+        let sending = matches!(self.state, State::Responding { .. })
+            || (matches!(self.state, State::Closing { .. }) && !self.out.is_empty());
+        if sending && self.client_still_reading() {
+            self.deadline = Instant::now() + shared.timeouts.send;
+            return Keep::Open;
+        }
         match &mut self.state {
             State::Idle | State::Closing { .. } => Keep::Close,
             State::ReadingHead | State::ReadingBody { .. } => {
@@ -215,6 +225,26 @@ impl Connection {
                 Keep::Close
             }
         }
+    }
+
+    /// Whether the client has taken bytes from the kernel's send queue since
+    /// the worker last found the socket full. The worker's own writes only
+    /// resume once a third or so of a send buffer of megabytes has drained,
+    /// so a slow but steady reader can go a whole send timeout without one;
+    /// the shrinking queue tells it apart from a client that stopped.
+    fn client_still_reading(&mut self) -> bool {
+        let Some(unsent) = unsent_bytes(&self.stream) else {
+            return false;
+        };
+        let progressed = unsent > 0 && self.unsent_when_full.is_some_and(|mark| unsent < mark);
+        self.unsent_when_full = Some(unsent);
+        progressed
+    }
+
+    /// Records the send queue size when the socket is found full.
+    fn note_socket_full(&mut self) {
+        self.writable = false;
+        self.unsent_when_full = unsent_bytes(&self.stream);
     }
 
     /// Ends the connection now, closing any response iterable.
@@ -236,7 +266,7 @@ impl Connection {
                             self.deadline = Instant::now() + shared.timeouts.send;
                         }
                         if !self.out.is_empty() {
-                            self.writable = false;
+                            self.note_socket_full();
                         }
                     }
                     Err(e) => {
@@ -432,10 +462,15 @@ impl Connection {
             unreachable!("step_response outside Responding")
         };
         let socket = self.stream.as_raw_fd();
-        match response.pump(py, &mut self.out, socket, shared.date.now()) {
+        let sent_before = response.body_sent();
+        let pumped = response.pump(py, &mut self.out, socket, shared.date.now());
+        if response.body_sent() > sent_before {
+            self.deadline = Instant::now() + shared.timeouts.send;
+        }
+        match pumped {
             Ok(Pumped::Queued) => Step::Continue,
             Ok(Pumped::WouldBlock) => {
-                self.writable = false;
+                self.note_socket_full();
                 Step::Wait
             }
             Ok(Pumped::Done { keep_alive }) => {
@@ -600,4 +635,14 @@ enum Step {
     Wait,
     /// The connection is over.
     Close,
+}
+
+/// Bytes written to the socket that the peer has not yet acknowledged
+/// (`SIOCOUTQ`), or None if the kernel will not say.
+fn unsent_bytes(stream: &Stream) -> Option<usize> {
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) on an open socket writes one c_int into
+    // `unsent`, which outlives the call.
+    let result = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
+    (result == 0 && unsent >= 0).then_some(unsent as usize)
 }

@@ -233,7 +233,12 @@ impl EventLoop {
                 WorkerSignal::GracefulStop => {
                     self.begin_graceful_stop(py);
                 }
-                WorkerSignal::ReopenLogs => self.reopen_logs(),
+                WorkerSignal::ReopenLogs => {
+                    if let Err(e) = crate::logging::reopen() {
+                        log::error!("{e}");
+                    }
+                    self.reopen_logs();
+                }
             }
         }
         exit_now

@@ -60,6 +60,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         master_pid,
         heartbeat,
     } = ctx;
+    crate::proc_title::set(&format!("rgunicorn: worker [{}]", settings.proc_name()));
     let mut report = std::fs::File::from(boot_report);
     let mut fail = |code: i32, reason: &str| {
         log::error!("{reason}");
