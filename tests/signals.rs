@@ -788,6 +788,54 @@ fn usr2_upgrade_serves_throughout_and_the_old_master_can_be_stopped() {
 }
 
 #[test]
+fn usr2_on_a_unix_socket_keeps_the_socket_file_until_the_last_master_stops() {
+    let dir = TempDir::new("usr2-unix");
+    let socket = dir.join("server.sock");
+    let pid_file = dir.join("rgunicorn.pid");
+    let old_bin = dir.join("rgunicorn.pid.oldbin");
+    let mut server = ServerBuilder::new(APP)
+        .unix_socket(&socket)
+        .arg("--pid")
+        .arg(pid_file.to_str().unwrap())
+        .start();
+    let old_master = server.pid() as i32;
+    let old_worker = server.worker_pids()[0];
+    let _new_master_guard = UpgradedMasterGuard {
+        pid_file: &pid_file,
+        old_master,
+    };
+    assert!(wait_until(SLOW, || read_pid_file(&pid_file) == Some(old_master)));
+
+    signal(server.pid(), Signal::SIGUSR2);
+    assert!(wait_until(SLOW, || read_pid_file(&old_bin) == Some(old_master)));
+    assert!(wait_until(SLOW, || read_pid_file(&pid_file)
+        .is_some_and(|pid| pid != old_master)));
+    let new_master = read_pid_file(&pid_file).unwrap();
+    assert!(server.wait_for_log_count("Booting worker with pid", 2, SLOW));
+
+    // The old master must not unlink the path the new one listens on.
+    signal(server.pid(), Signal::SIGTERM);
+    let status = server.wait_exit(STOP).expect("the old master did not exit");
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    assert!(
+        socket.exists(),
+        "the old master removed the shared socket file"
+    );
+    let response = assert_served(Some(server.get("/")));
+    assert_ne!(served_pid(&response.body), Some(old_worker));
+
+    // The last master out removes it (and its pid file).
+    signal(new_master as u32, Signal::SIGTERM);
+    assert!(wait_until(STOP, || !process_alive(new_master)));
+    assert!(
+        !socket.exists(),
+        "socket file left behind; log:\n{}",
+        server.log()
+    );
+    assert!(!pid_file.exists(), "pid file left behind");
+}
+
+#[test]
 fn usr1_reopens_the_error_log() {
     let dir = TempDir::new("usr1");
     let error_log = dir.join("error.log");
