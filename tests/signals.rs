@@ -3,14 +3,15 @@
 //! recycling without a single failed request, the `--timeout` watchdog
 //! killing a stuck worker with its Python frame in the log (and leaving a
 //! slow boot alone), graceful TERM finishing requests in flight and in the
-//! listen backlog, fast QUIT, and the operator features: pid file, USR2
-//! binary upgrade, USR1 reopening the access and error logs, systemd socket
-//! activation and `NOTIFY_SOCKET`, `--reuse-port`, process titles and
-//! `--umask`.
+//! listen backlog, fast QUIT, and the operator features: pid file, a USR2
+//! binary upgrade under load (and what systemd hears during it), USR1
+//! reopening the access and error logs, systemd socket activation,
+//! `--reuse-port` across two servers and `--umask`.
 //!
-//! What `tests/master_lifecycle.rs` already proves (serving, a killed worker
-//! replaced, exit codes, TTIN/TTOU, a HUP replacing workers, unix socket
-//! removed after TERM) is not repeated here.
+//! What `tests/master_lifecycle.rs` (serving, a killed worker replaced,
+//! exit codes, TTIN/TTOU, a HUP replacing workers, unix socket removed after
+//! TERM) and `tests/lifecycle_plumbing.rs` (USR2 on a unix socket, notify
+//! messages, process titles) already prove is not repeated here.
 //!
 //! Every server binds 127.0.0.1 only, is held by a guard that stops it by
 //! PID, and every wait is a condition with a deadline; the only sleeps pace
@@ -788,54 +789,6 @@ fn usr2_upgrade_serves_throughout_and_the_old_master_can_be_stopped() {
 }
 
 #[test]
-fn usr2_on_a_unix_socket_keeps_the_socket_file_until_the_last_master_stops() {
-    let dir = TempDir::new("usr2-unix");
-    let socket = dir.join("server.sock");
-    let pid_file = dir.join("rgunicorn.pid");
-    let old_bin = dir.join("rgunicorn.pid.oldbin");
-    let mut server = ServerBuilder::new(APP)
-        .unix_socket(&socket)
-        .arg("--pid")
-        .arg(pid_file.to_str().unwrap())
-        .start();
-    let old_master = server.pid() as i32;
-    let old_worker = server.worker_pids()[0];
-    let _new_master_guard = UpgradedMasterGuard {
-        pid_file: &pid_file,
-        old_master,
-    };
-    assert!(wait_until(SLOW, || read_pid_file(&pid_file) == Some(old_master)));
-
-    signal(server.pid(), Signal::SIGUSR2);
-    assert!(wait_until(SLOW, || read_pid_file(&old_bin) == Some(old_master)));
-    assert!(wait_until(SLOW, || read_pid_file(&pid_file)
-        .is_some_and(|pid| pid != old_master)));
-    let new_master = read_pid_file(&pid_file).unwrap();
-    assert!(server.wait_for_log_count("Booting worker with pid", 2, SLOW));
-
-    // The old master must not unlink the path the new one listens on.
-    signal(server.pid(), Signal::SIGTERM);
-    let status = server.wait_exit(STOP).expect("the old master did not exit");
-    assert_eq!(status.code(), Some(0), "{}", server.log());
-    assert!(
-        socket.exists(),
-        "the old master removed the shared socket file"
-    );
-    let response = assert_served(Some(server.get("/")));
-    assert_ne!(served_pid(&response.body), Some(old_worker));
-
-    // The last master out removes it (and its pid file).
-    signal(new_master as u32, Signal::SIGTERM);
-    assert!(wait_until(STOP, || !process_alive(new_master)));
-    assert!(
-        !socket.exists(),
-        "socket file left behind; log:\n{}",
-        server.log()
-    );
-    assert!(!pid_file.exists(), "pid file left behind");
-}
-
-#[test]
 fn usr1_reopens_the_error_log() {
     let dir = TempDir::new("usr1");
     let error_log = dir.join("error.log");
@@ -1104,47 +1057,6 @@ impl Drop for ActivatedServer {
 }
 
 #[test]
-fn notify_socket_hears_ready_reloading_and_stopping() {
-    let dir = TempDir::new("notify");
-    let socket_path = dir.join("notify.sock");
-    let notify = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind notify socket");
-    notify
-        .set_read_timeout(Some(SLOW))
-        .expect("set_read_timeout");
-    let next_message = || {
-        let mut buffer = [0u8; 4096];
-        let length = notify.recv(&mut buffer).expect("a notify message in time");
-        String::from_utf8_lossy(&buffer[..length]).into_owned()
-    };
-    let wait_for_message = |wanted: &str| {
-        let mut seen = Vec::new();
-        loop {
-            let message = next_message();
-            if message.lines().any(|line| line == wanted) {
-                return;
-            }
-            seen.push(message);
-            assert!(seen.len() < 20, "no {wanted} in {seen:?}");
-        }
-    };
-    let mut server = ServerBuilder::new(APP)
-        .env("NOTIFY_SOCKET", socket_path.to_str().unwrap())
-        .start();
-    wait_for_message("READY=1");
-    assert_served(Some(server.get("/")));
-
-    signal(server.pid(), Signal::SIGHUP);
-    wait_for_message("RELOADING=1");
-    wait_for_message("READY=1");
-    assert_served(Some(server.get("/")));
-
-    signal(server.pid(), Signal::SIGTERM);
-    wait_for_message("STOPPING=1");
-    let status = server.wait_exit(STOP).expect("the master did not exit");
-    assert_eq!(status.code(), Some(0), "{}", server.log());
-}
-
-#[test]
 fn reuse_port_lets_two_servers_share_one_port() {
     let address = support::server::free_port();
     let first = ServerBuilder::new(APP)
@@ -1172,35 +1084,6 @@ fn reuse_port_lets_two_servers_share_one_port() {
     );
 }
 
-/// A process's command line as `ps` shows it (NULs as spaces, trimmed).
-fn process_title(pid: i32) -> String {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    String::from_utf8_lossy(&raw)
-        .replace('\0', " ")
-        .trim()
-        .to_string()
-}
-
-#[test]
-fn process_titles_name_the_master_and_the_workers() {
-    let server = ServerBuilder::new(APP).start();
-    let master_title = format!("rgunicorn: master [{APP}]");
-    let worker_title = format!("rgunicorn: worker [{APP}]");
-    let master = server.pid() as i32;
-    let worker = server.worker_pids()[0];
-    assert_served(Some(server.get("/")));
-    assert!(
-        wait_until(SLOW, || process_title(master).starts_with(&master_title)),
-        "master title: {:?}",
-        process_title(master)
-    );
-    assert!(
-        wait_until(SLOW, || process_title(worker).starts_with(&worker_title)),
-        "worker title: {:?}",
-        process_title(worker)
-    );
-}
-
 #[test]
 fn umask_sets_the_mode_of_the_unix_socket_file() {
     use std::os::unix::fs::PermissionsExt;
@@ -1217,4 +1100,97 @@ fn umask_sets_the_mode_of_the_unix_socket_file() {
         .mode();
     assert_eq!(mode & 0o777, 0o700, "mode {:o}", mode & 0o777);
     assert_served(Some(server.get("/")));
+}
+
+/// The receiving end of `NOTIFY_SOCKET`, as systemd holds it.
+struct NotifyListener {
+    socket: std::os::unix::net::UnixDatagram,
+}
+
+impl NotifyListener {
+    fn bind(path: &Path) -> NotifyListener {
+        let socket = std::os::unix::net::UnixDatagram::bind(path).expect("bind notify socket");
+        NotifyListener { socket }
+    }
+
+    /// Reads datagrams until one has a line `wanted` (e.g. `READY=1`);
+    /// panics with what came instead if none arrives within [`SLOW`].
+    fn wait_for(&self, wanted: impl Fn(&str) -> bool, what: &str) -> String {
+        let deadline = Instant::now() + SLOW;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {what} among {seen:?}");
+            self.socket
+                .set_read_timeout(Some(left))
+                .expect("set_read_timeout");
+            let mut buffer = [0u8; 4096];
+            let Ok(length) = self.socket.recv(&mut buffer) else {
+                panic!("no {what} among {seen:?}");
+            };
+            let message = String::from_utf8_lossy(&buffer[..length]).into_owned();
+            if let Some(line) = message.lines().find(|line| wanted(line)) {
+                return line.to_string();
+            }
+            seen.push(message);
+        }
+    }
+
+    /// The datagrams already queued (senders that exited sent theirs).
+    fn drain(&self) -> Vec<String> {
+        self.socket.set_nonblocking(true).expect("set_nonblocking");
+        let mut queued = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(length) = self.socket.recv(&mut buffer) {
+            queued.push(String::from_utf8_lossy(&buffer[..length]).into_owned());
+        }
+        self.socket.set_nonblocking(false).expect("set_nonblocking");
+        queued
+    }
+}
+
+#[test]
+fn after_usr2_systemd_hears_the_new_main_pid_and_nothing_from_the_old_masters_exit() {
+    let dir = TempDir::new("usr2-notify");
+    let pid_file = dir.join("rgunicorn.pid");
+    let notify = NotifyListener::bind(&dir.join("notify.sock"));
+    let mut server = ServerBuilder::new(APP)
+        .arg("--pid")
+        .arg(pid_file.to_str().unwrap())
+        .env("NOTIFY_SOCKET", dir.join("notify.sock").to_str().unwrap())
+        .start();
+    let old_master = server.pid() as i32;
+    let _new_master_guard = UpgradedMasterGuard {
+        pid_file: &pid_file,
+        old_master,
+    };
+    notify.wait_for(|line| line == "READY=1", "READY=1");
+
+    signal(server.pid(), Signal::SIGUSR2);
+    assert!(wait_until(SLOW, || read_pid_file(&pid_file)
+        .is_some_and(|pid| pid != old_master)));
+    let new_master = read_pid_file(&pid_file).unwrap();
+    let main_pid = format!("MAINPID={new_master}");
+    notify.wait_for(|line| line == main_pid, &main_pid);
+
+    // The service goes on in the new master: the old one's exit must not
+    // tell systemd it stops.
+    signal(server.pid(), Signal::SIGTERM);
+    let status = server.wait_exit(STOP).expect("the old master did not exit");
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    let queued = notify.drain();
+    assert!(
+        !queued
+            .iter()
+            .any(|message| message.lines().any(|line| line == "STOPPING=1")),
+        "the old master said STOPPING=1: {queued:?}"
+    );
+    assert_served(Some(server.get("/")));
+
+    signal(new_master as u32, Signal::SIGTERM);
+    notify.wait_for(
+        |line| line == "STOPPING=1",
+        "STOPPING=1 from the new master",
+    );
+    assert!(wait_until(STOP, || !process_alive(new_master)));
 }
