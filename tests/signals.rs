@@ -441,6 +441,68 @@ fn reload_under_continuous_load_fails_no_request_and_replaces_every_worker() {
 }
 
 #[test]
+fn two_hups_in_quick_succession_settle_on_one_new_set_of_workers() {
+    let server = ServerBuilder::new(APP).workers(2).start();
+    let first = server.worker_pids();
+    let load = Load::start(tcp_address(&server), 1, 1);
+    load.wait_for_more(10);
+
+    signal(server.pid(), Signal::SIGHUP);
+    signal(server.pid(), Signal::SIGHUP);
+    let live = || -> Vec<i32> {
+        server
+            .worker_pids()
+            .into_iter()
+            .filter(|pid| process_alive(*pid))
+            .collect()
+    };
+    let settled = wait_until(SLOW, || {
+        let live = live();
+        live.len() == 2 && live.iter().all(|pid| !first.contains(pid))
+    });
+    assert!(settled, "live workers {:?}; log:\n{}", live(), server.log());
+    load.wait_for_more(10);
+    let report = load.finish();
+
+    assert_no_failures(&report, &server.log());
+    let now = live();
+    for _ in 0..4 {
+        let pid = served_pid(&server.get("/").body).expect("pid body");
+        assert!(now.contains(&pid), "{pid} is not one of {now:?}");
+    }
+}
+
+#[test]
+fn resizing_with_ttin_and_ttou_under_load_fails_no_request() {
+    let server = ServerBuilder::new(APP).workers(2).start();
+    let live = || -> usize {
+        server
+            .worker_pids()
+            .into_iter()
+            .filter(|pid| process_alive(*pid))
+            .count()
+    };
+    let load = Load::start(tcp_address(&server), 2, 2);
+    load.wait_for_more(10);
+    for (signal_to_send, workers) in [
+        (Signal::SIGTTIN, 3),
+        (Signal::SIGTTOU, 2),
+        (Signal::SIGTTOU, 1),
+    ] {
+        signal(server.pid(), signal_to_send);
+        assert!(
+            wait_until(SLOW, || live() == workers),
+            "{} live workers, expected {workers}; log:\n{}",
+            live(),
+            server.log()
+        );
+        load.wait_for_more(10);
+    }
+    let report = load.finish();
+    assert_no_failures(&report, &server.log());
+}
+
+#[test]
 fn reload_picks_up_changed_application_code() {
     let dir = TempDir::new("reload-code");
     let module = dir.join("versioned_app.py");
