@@ -11,11 +11,13 @@
 pub mod config;
 pub mod heartbeat;
 pub mod http;
+pub mod ip_allow_list;
 pub mod listener;
 pub mod local_time;
 pub mod logging;
 pub mod master;
 pub mod proc_title;
+pub mod proxy_protocol;
 pub mod worker;
 
 /// The version string reported by `--version` and the `Server` header.

@@ -91,6 +91,15 @@ pub struct Settings {
     #[arg(long = "log-level", value_name = "LEVEL", value_parser = parse_log_level, default_value = "info")]
     pub log_level: String,
 
+    /// A Python module of worker hooks, imported like the app (after
+    /// `--chdir` and `--pythonpath`), e.g. `myproject.rgunicorn_hooks`, or
+    /// a `.py` file such as `gunicorn.conf.py`. Its functions named like
+    /// gunicorn's hooks (post_fork, post_worker_init, pre_request,
+    /// post_request, worker_int, worker_abort, worker_exit) run in each
+    /// worker. See docs/hooks.md.
+    #[arg(long = "hooks", value_name = "MODULE")]
+    pub hooks: Option<String>,
+
     /// Where to write the access log, one line per response (`-` means
     /// stdout). No access log unless given.
     #[arg(long = "access-logfile", value_name = "FILE")]
@@ -101,6 +110,44 @@ pub struct Settings {
     /// `{variable}e`).
     #[arg(long = "access-logformat", value_name = "STRING", default_value = crate::worker::ACCESS_LOG_DEFAULT_FORMAT)]
     pub access_log_format: String,
+
+    /// Peers trusted to set the scheme through the secure-scheme headers:
+    /// comma-separated addresses, CIDR ranges, or `*` (unix-socket peers are
+    /// always trusted) [env: FORWARDED_ALLOW_IPS].
+    #[arg(
+        long = "forwarded-allow-ips",
+        value_name = "ADDRESSES",
+        env = "FORWARDED_ALLOW_IPS",
+        hide_env = true,
+        default_value = "127.0.0.1,::1",
+        value_parser = crate::ip_allow_list::IpAllowList::parse
+    )]
+    pub forwarded_allow_ips: crate::ip_allow_list::IpAllowList,
+
+    /// Headers that, from a trusted peer, mean the client used https:
+    /// comma-separated `NAME=VALUE` pairs (empty: none).
+    #[arg(
+        long = "secure-scheme-headers",
+        value_name = "NAME=VALUE,...",
+        default_value = crate::worker::forwarded::DEFAULT_SECURE_SCHEME_HEADERS,
+        value_parser = crate::worker::forwarded::SecureSchemeHeaders::parse
+    )]
+    pub secure_scheme_headers: crate::worker::forwarded::SecureSchemeHeaders,
+
+    /// Require a PROXY protocol header (v1 or v2) at the start of every
+    /// connection; the client address it gives becomes REMOTE_ADDR.
+    #[arg(long = "proxy-protocol")]
+    pub proxy_protocol: bool,
+
+    /// Peers allowed to send a PROXY protocol header: comma-separated
+    /// addresses, CIDR ranges, or `*`.
+    #[arg(
+        long = "proxy-allow-from",
+        value_name = "ADDRESSES",
+        default_value = "127.0.0.1,::1",
+        value_parser = crate::ip_allow_list::IpAllowList::parse
+    )]
+    pub proxy_allow_from: crate::ip_allow_list::IpAllowList,
 
     /// Seconds to wait for the next request on a keep-alive connection.
     #[arg(long = "keep-alive", value_name = "INT", default_value_t = 2)]

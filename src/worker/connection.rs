@@ -1,6 +1,8 @@
 //! One client connection's state machine: waiting for a request, reading its
 //! head, reading its body, running the app, writing the response, then
-//! keep-alive (the next request, possibly already pipelined) or close.
+//! keep-alive (the next request, possibly already pipelined) or close. With
+//! `--proxy-protocol` a connection first reads the PROXY header, whose client
+//! address then stands for the peer of every request.
 //!
 //! Sockets are edge-triggered: the connection remembers whether the socket
 //! was last seen readable/writable and keeps going until it would block, so
@@ -8,14 +10,18 @@
 
 use super::access_log::AccessLog;
 use super::app_response::{AppResponse, Pumped, RequestFacts, ResponseError};
+use super::forwarded::{SchemePolicy, UrlScheme};
 use super::out_queue::OutQueue;
 use super::request_body::{BodyError, BodyReader};
 use super::stream::Stream;
 use super::wsgi::environ::{Endpoint, EnvironTemplate, RequestInfo};
+use super::wsgi::hooks::{HookedRequest, Hooks, Outcome};
 use super::wsgi::input::WsgiInput;
 use super::wsgi::traceback::log_exception;
 use crate::heartbeat::Heartbeat;
 use crate::http::{self, BodyFraming, HttpDate, Limits, RequestHead, Status};
+use crate::ip_allow_list::IpAllowList;
+use crate::proxy_protocol;
 use pyo3::prelude::*;
 use std::io::{self, Read};
 use std::net::Shutdown;
@@ -69,9 +75,19 @@ pub struct Shared {
     pub max_requests: u64,
     /// Where access log lines go (`--access-logfile`), if anywhere.
     pub access_log: Option<AccessLog>,
+    /// Who may set the scheme, and through which headers.
+    pub scheme_policy: SchemePolicy,
+    /// With `--proxy-protocol`: the peers allowed to send a PROXY header
+    /// (`--proxy-allow-from`); every connection must start with one.
+    pub proxy_protocol: Option<IpAllowList>,
+    /// The `--hooks` module's hooks, if one is configured.
+    pub hooks: Option<Hooks>,
 }
 
 enum State {
+    /// With `--proxy-protocol`: waiting for the PROXY header that must open
+    /// the connection.
+    ProxyHeader,
     /// Waiting for the first byte of the next request.
     Idle,
     /// Some bytes of a request head have arrived.
@@ -89,6 +105,8 @@ enum State {
     Responding {
         response: AppResponse,
         request_end: usize,
+        /// The request as the `--hooks` see it, if any hook wants it.
+        hooked: Option<HookedRequest>,
     },
     /// Flushing a final response, then half-closing and draining the client
     /// so it reads the response instead of a reset.
@@ -131,18 +149,28 @@ pub struct Connection {
     /// Bytes in the kernel's send queue when the socket was last found full
     /// (see [`Connection::client_still_reading`]).
     unsent_when_full: Option<usize>,
+    /// Whether the socket's peer may set the scheme (`--forwarded-allow-ips`).
+    scheme_trusted: bool,
+    /// The current request's `wsgi.url_scheme`.
+    url_scheme: UrlScheme,
 }
 
 impl Connection {
     /// A freshly accepted connection, waiting for its first request.
     pub fn new(stream: Stream, peer: Endpoint, local: Endpoint, shared: &Shared) -> Connection {
+        let state = match shared.proxy_protocol {
+            Some(_) => State::ProxyHeader,
+            None => State::Idle,
+        };
         Connection {
+            scheme_trusted: shared.scheme_policy.trusts(&peer),
+            url_scheme: UrlScheme::Http,
             stream,
             peer,
             local,
             rbuf: Vec::new(),
             head: RequestHead::default(),
-            state: State::Idle,
+            state,
             out: OutQueue::default(),
             readable: false,
             writable: false,
@@ -213,7 +241,11 @@ impl Connection {
             return Keep::Open;
         }
         match &mut self.state {
-            State::Idle | State::Closing { .. } => Keep::Close,
+            State::ProxyHeader if !self.rbuf.is_empty() => {
+                self.reject_proxy_header(shared, "incomplete PROXY header at the timeout");
+                self.drive(py, shared)
+            }
+            State::ProxyHeader | State::Idle | State::Closing { .. } => Keep::Close,
             State::ReadingHead | State::ReadingBody { .. } => {
                 log::debug!("Request timed out before it was complete");
                 self.fail(shared, 408);
@@ -277,6 +309,7 @@ impl Connection {
                 }
             }
             let step = match self.state {
+                State::ProxyHeader => self.step_proxy_header(shared),
                 State::Idle | State::ReadingHead => self.step_head(py, shared),
                 State::ReadingBody { .. } => self.step_body(py, shared),
                 State::Responding { .. } => self.step_response(py, shared),
@@ -297,6 +330,58 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Checks the PROXY header that must open the connection, or reads
+    /// more of it. A complete one replaces the peer with the client it names.
+    fn step_proxy_header(&mut self, shared: &mut Shared) -> Step {
+        if !self.rbuf.is_empty() {
+            let allowed = shared
+                .proxy_protocol
+                .as_ref()
+                .is_some_and(|allowed| match &self.peer {
+                    Endpoint::Tcp(address) => allowed.allows(address.ip()),
+                    Endpoint::Unix => true,
+                });
+            if !allowed {
+                self.reject_proxy_header(shared, "peer not in --proxy-allow-from");
+                return Step::Continue;
+            }
+            match proxy_protocol::parse(&self.rbuf) {
+                Ok(proxy_protocol::Status::Complete(header)) => {
+                    self.rbuf.drain(..header.len);
+                    if let Some(addresses) = header.addresses {
+                        self.peer = Endpoint::Tcp(addresses.source);
+                    }
+                    self.state = State::Idle;
+                    return Step::Continue;
+                }
+                Ok(proxy_protocol::Status::Partial) => {}
+                Err(error) => {
+                    self.reject_proxy_header(shared, error);
+                    return Step::Continue;
+                }
+            }
+        }
+        match self.read_more() {
+            Ok(true) => Step::Continue,
+            Ok(false) => Step::Wait,
+            Err(()) => Step::Close,
+        }
+    }
+
+    /// Logs why the connection's PROXY header is refused, answers 400 and
+    /// closes.
+    fn reject_proxy_header(&mut self, shared: &mut Shared, reason: impl std::fmt::Display) {
+        match &self.peer {
+            Endpoint::Tcp(address) => {
+                log::warn!("Refused PROXY protocol connection from {address}: {reason}")
+            }
+            Endpoint::Unix => {
+                log::warn!("Refused PROXY protocol connection from a unix socket: {reason}")
+            }
+        }
+        self.fail(shared, 400);
     }
 
     /// Parses the head from what has arrived, or reads more.
@@ -328,6 +413,17 @@ impl Connection {
     /// A complete head: set up the body and answer `Expect: 100-continue`.
     fn on_head(&mut self, py: Python<'_>, shared: &mut Shared, head_len: usize) -> Step {
         self.request_started = Instant::now();
+        let scheme = shared
+            .scheme_policy
+            .scheme(self.scheme_trusted, &self.rbuf, &self.head);
+        self.url_scheme = match scheme {
+            Ok(scheme) => scheme,
+            Err(error) => {
+                log::debug!("Invalid request from {:?}: {error}", self.peer);
+                self.fail(shared, 400);
+                return Step::Continue;
+            }
+        };
         let reader = match BodyReader::new(self.head.framing, shared.body_limit) {
             Ok(reader) => reader,
             Err(error) => return self.body_failed(shared, error),
@@ -413,29 +509,40 @@ impl Connection {
             self.head.target.get(&self.rbuf),
         );
         shared.heartbeat.beat();
+        let mut hooked = shared.hooks.as_ref().and_then(|hooks| {
+            hooks.before_request(py, &self.rbuf, &self.head, &self.peer, self.url_scheme)
+        });
         let environ = Bound::new(py, WsgiInput::new(body)).and_then(|input| {
             let request = RequestInfo {
                 buf: &self.rbuf,
                 head: &self.head,
                 peer: &self.peer,
                 local: &self.local,
+                url_scheme: self.url_scheme,
             };
             shared.environ.build(py, &request, input)
         });
         let started = environ
             .map_err(ResponseError::AppRaised)
             .and_then(|environ| {
+                if let Some(hooked) = hooked.as_mut() {
+                    hooked.keep_environ(&environ);
+                }
                 let keep_environ = shared
                     .access_log
                     .as_ref()
                     .is_some_and(|log| log.format().needs_environ());
                 AppResponse::start(py, &shared.app, environ.into_any(), facts, keep_environ)
             });
+        if let (Some(hooks), Some(hooked)) = (shared.hooks.as_ref(), hooked.as_mut()) {
+            hooks.app_returned(hooked);
+        }
         match started {
             Ok(response) => {
                 self.state = State::Responding {
                     response,
                     request_end,
+                    hooked,
                 };
                 self.deadline = Instant::now() + shared.timeouts.send;
                 Step::Continue
@@ -443,6 +550,9 @@ impl Connection {
             Err(error) => {
                 self.log_app_error(py, &error);
                 self.fail(shared, 500);
+                if let (Some(hooks), Some(hooked)) = (shared.hooks.as_ref(), hooked) {
+                    hooks.after_request(py, hooked, Outcome::ServerError);
+                }
                 Step::Continue
             }
         }
@@ -457,6 +567,7 @@ impl Connection {
         let State::Responding {
             response,
             request_end,
+            hooked,
         } = &mut self.state
         else {
             unreachable!("step_response outside Responding")
@@ -477,6 +588,10 @@ impl Connection {
                 if let Some(log) = shared.access_log.as_mut() {
                     let elapsed = self.request_started.elapsed();
                     response.log_access(py, log, &self.peer, &self.rbuf, &self.head, elapsed);
+                }
+                if let (Some(hooks), Some(hooked)) = (shared.hooks.as_ref(), hooked.take()) {
+                    let body_sent = response.body_sent();
+                    hooks.after_request(py, hooked, Outcome::Completed { body_sent });
                 }
                 let request_end = *request_end;
                 self.finish_request(shared, request_end, keep_alive)

@@ -156,6 +156,9 @@ impl EventLoop {
         if let Some(log) = self.shared.access_log.as_mut() {
             log.flush_all();
         }
+        if let Some(hooks) = &self.shared.hooks {
+            hooks.worker_exit(py);
+        }
         code
     }
 
@@ -182,6 +185,9 @@ impl EventLoop {
                     log::error!("poll failed: {e}");
                     return 1;
                 }
+            }
+            if let Some(hooks) = &self.shared.hooks {
+                hooks.run_pending_signals(py);
             }
             for event in events.iter() {
                 match event.token() {
@@ -229,7 +235,12 @@ impl EventLoop {
         let mut exit_now = false;
         for signal in self.signals.drain() {
             match signal {
-                WorkerSignal::FastStop => exit_now = true,
+                WorkerSignal::FastStop => {
+                    if let Some(hooks) = &self.shared.hooks {
+                        hooks.worker_int(py);
+                    }
+                    exit_now = true;
+                }
                 WorkerSignal::GracefulStop => {
                     self.begin_graceful_stop(py);
                 }
@@ -252,6 +263,9 @@ impl EventLoop {
         }
         self.stop_deadline = Some(Instant::now() + self.graceful_timeout);
         self.shared.stopping = true;
+        if let Some(hooks) = &self.shared.hooks {
+            hooks.stopping(py);
+        }
         self.drain_backlog(py);
         for acceptor in self.acceptors.drain(..) {
             if !self.accept_paused {

@@ -7,6 +7,7 @@ mod access_log;
 mod app_response;
 mod connection;
 mod event_loop;
+pub mod forwarded;
 mod out_queue;
 mod request_body;
 mod signals;
@@ -84,11 +85,28 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         return fail(WORKER_BOOT_ERROR, &e.to_string());
     }
     Python::attach(|py| {
+        let mut hooks = match wsgi::hooks::load(py, settings, master_pid) {
+            Ok(hooks) => hooks,
+            Err(e) => return fail(WORKER_BOOT_ERROR, &e.to_string()),
+        };
+        if let Some(hooks) = &hooks {
+            hooks.post_fork(py);
+        }
         let app = match wsgi::app::load(py, &settings.app) {
             Ok(app) => app,
             Err(e) => {
                 wsgi::traceback::log_exception(py, &e, "Exception in worker process");
                 return fail(APP_LOAD_ERROR, &wsgi::traceback::one_line(py, &e));
+            }
+        };
+        let app = match hooks.as_mut() {
+            None => app,
+            Some(hooks) => {
+                hooks.post_worker_init(py, &app);
+                match hooks.app_to_call(py, app) {
+                    Ok(app) => app,
+                    Err(e) => return fail(WORKER_BOOT_ERROR, &wsgi::traceback::one_line(py, &e)),
+                }
             }
         };
         if let Err(e) = dump_tracebacks_on_abort(py) {
@@ -136,6 +154,14 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 settings.max_requests_jitter,
             ),
             access_log,
+            scheme_policy: forwarded::SchemePolicy::new(
+                settings.forwarded_allow_ips.clone(),
+                settings.secure_scheme_headers.clone(),
+            ),
+            proxy_protocol: settings
+                .proxy_protocol
+                .then(|| settings.proxy_allow_from.clone()),
+            hooks,
         };
         shared.heartbeat.set_phase(Phase::Serving);
         let mut event_loop = match EventLoop::new(

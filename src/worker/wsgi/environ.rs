@@ -12,7 +12,8 @@
 //!   dropped) is a prefix of the decoded path at a `/` boundary, it is
 //!   stripped from `PATH_INFO`. `SCRIPT_NAME` is latin-1 decoded too.
 //! * `SERVER_NAME`/`SERVER_PORT` come from the request's host (`name[:port]`,
-//!   `[v6]:port` keeping the brackets; port `80` when none is given), else
+//!   `[v6]:port` keeping the brackets; when none is given, port `80`, or
+//!   `443` for an https request, as gunicorn does), else
 //!   from the local endpoint (for a unix socket: both empty).
 //! * For a unix-socket peer `REMOTE_ADDR` is `''` and `REMOTE_PORT` is not
 //!   set (what gunicorn reports).
@@ -20,7 +21,10 @@
 //!   chunked body, complete before the app runs, gets `CONTENT_LENGTH` set to
 //!   its decoded length so apps that trust only `CONTENT_LENGTH` read it.
 //! * A repeated header becomes one `HTTP_*` value joined with `,`.
+//! * `wsgi.url_scheme` is the template's `http` unless the connection
+//!   decided the request is https (see `worker::forwarded`).
 
+use super::super::forwarded::UrlScheme;
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use crate::http::{BodyFraming, RequestHead, Version};
@@ -41,12 +45,13 @@ pub enum Endpoint {
 }
 
 /// What the environ is built from: the request head, the buffer its spans
-/// index, and the connection's two ends.
+/// index, the connection's two ends and the request's scheme.
 pub struct RequestInfo<'a> {
     pub buf: &'a [u8],
     pub head: &'a RequestHead,
     pub peer: &'a Endpoint,
     pub local: &'a Endpoint,
+    pub url_scheme: UrlScheme,
 }
 
 /// Headers common enough to deserve a prebuilt, interned `HTTP_*` key:
@@ -146,11 +151,15 @@ impl EnvironTemplate {
             latin1(py, head.query.get(buf))?,
         )?;
         environ.set_item(intern!(py, "RAW_URI"), latin1(py, head.target.get(buf))?)?;
+        if request.url_scheme == UrlScheme::Https {
+            environ.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+        }
         set_server(
             py,
             &environ,
             head.host.map(|host| host.get(buf)),
             request.local,
+            request.url_scheme,
         )?;
         set_remote(py, &environ, request.peer)?;
         self.set_headers(py, &environ, request)?;
@@ -258,12 +267,14 @@ fn set_server(
     environ: &Bound<'_, PyDict>,
     host: Option<&[u8]>,
     local: &Endpoint,
+    scheme: UrlScheme,
 ) -> PyResult<()> {
     let (name, port) = match (host.filter(|h| !h.is_empty()), local) {
         (Some(host), _) => {
             let (name, port) = split_host(host);
             let port = match port {
                 Some(port) => latin1(py, port)?,
+                None if scheme == UrlScheme::Https => intern!(py, "443").clone(),
                 None => intern!(py, "80").clone(),
             };
             (latin1(py, name)?, port)
@@ -450,6 +461,18 @@ mod tests {
         local: &Endpoint,
         body: RequestBody,
     ) -> Bound<'py, PyDict> {
+        environ_with_scheme(py, request, peer, local, body, UrlScheme::Http)
+    }
+
+    /// [`environ_for`] a request whose scheme was decided to be `url_scheme`.
+    fn environ_with_scheme<'py>(
+        py: Python<'py>,
+        request: &Request,
+        peer: &Endpoint,
+        local: &Endpoint,
+        body: RequestBody,
+        url_scheme: UrlScheme,
+    ) -> Bound<'py, PyDict> {
         super::super::test_support::python();
         let template = EnvironTemplate::new(py).unwrap();
         let info = RequestInfo {
@@ -457,6 +480,7 @@ mod tests {
             head: &request.head,
             peer,
             local,
+            url_scheme,
         };
         let input = Bound::new(py, WsgiInputForTests::new(body)).unwrap();
         template.build(py, &info, input).unwrap()
@@ -498,6 +522,26 @@ mod tests {
                 get(&environ, "SERVER_SOFTWARE").as_deref(),
                 Some(crate::SERVER_SOFTWARE)
             );
+        });
+    }
+
+    #[test]
+    fn an_https_request_gets_its_scheme_and_port_443_when_the_host_has_none() {
+        super::super::test_support::attach(|py| {
+            let https = |host: &str| {
+                let request = Request::new("GET", "/", &[("Host", host)]);
+                let body = RequestBody::Memory(vec![]);
+                environ_with_scheme(py, &request, &PEER, &LOCAL, body, UrlScheme::Https)
+            };
+            let environ = https("example.com");
+            assert_eq!(get(&environ, "wsgi.url_scheme").as_deref(), Some("https"));
+            assert_eq!(get(&environ, "SERVER_PORT").as_deref(), Some("443"));
+            let environ = https("example.com:8443");
+            assert_eq!(get(&environ, "SERVER_PORT").as_deref(), Some("8443"));
+            let request = Request::new("GET", "/", &[("Host", "example.com")]);
+            let environ = environ_for(py, &request, &PEER, &LOCAL, RequestBody::Memory(vec![]));
+            assert_eq!(get(&environ, "wsgi.url_scheme").as_deref(), Some("http"));
+            assert_eq!(get(&environ, "SERVER_PORT").as_deref(), Some("80"));
         });
     }
 
@@ -677,6 +721,7 @@ mod tests {
                 head: &request.head,
                 peer: &PEER,
                 local: &LOCAL,
+                url_scheme: UrlScheme::Http,
             };
             let body =
                 || Bound::new(py, WsgiInputForTests::new(RequestBody::Memory(vec![]))).unwrap();
@@ -703,6 +748,7 @@ mod tests {
                     head: &request.head,
                     peer: &PEER,
                     local: &LOCAL,
+                    url_scheme: UrlScheme::Http,
                 };
                 let input = Bound::new(py, WsgiInputForTests::new(RequestBody::Memory(vec![])));
                 let environ = template.build(py, &info, input.unwrap()).unwrap();

@@ -10,6 +10,7 @@ pub mod app;
 pub mod environ;
 pub mod errors;
 pub mod file_wrapper;
+pub mod hooks;
 pub mod input;
 pub mod interpreter;
 pub mod start_response;

@@ -1,0 +1,258 @@
+//! Behind a proxy: whose word the worker takes on the request's scheme.
+//!
+//! A peer on `--forwarded-allow-ips` (or any unix-socket peer, as gunicorn
+//! trusts those) may say that the client spoke https through one of the
+//! `--secure-scheme-headers`; everyone else's such headers are ignored and
+//! the scheme stays `http`. As in gunicorn, a header's value must equal the
+//! configured one exactly to mean https (any other value means http), and
+//! two of these headers that disagree make the request invalid (400).
+//!
+//! Trust is decided once per connection, from the socket's peer (the proxy,
+//! even when a PROXY protocol header names another client); the scheme is
+//! decided per request by a scan of its headers, with no allocation.
+
+use super::wsgi::environ::Endpoint;
+use crate::http::RequestHead;
+use crate::ip_allow_list::IpAllowList;
+use std::fmt;
+
+/// gunicorn's default `secure_scheme_headers`.
+pub const DEFAULT_SECURE_SCHEME_HEADERS: &str =
+    "X-FORWARDED-PROTOCOL=ssl,X-FORWARDED-PROTO=https,X-FORWARDED-SSL=on";
+
+/// `wsgi.url_scheme` of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UrlScheme {
+    #[default]
+    Http,
+    Https,
+}
+
+/// The header fields that announce https, each with the value that means it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecureSchemeHeaders {
+    /// `(field name, value meaning https)`.
+    headers: Vec<(String, String)>,
+}
+
+/// Why a request's scheme, or a setting, is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardedError {
+    /// Two secure-scheme headers from a trusted peer disagree (one means
+    /// https, the other http): gunicorn's `InvalidSchemeHeaders`.
+    #[error("contradictory scheme headers")]
+    ConflictingSchemeHeaders,
+    /// A `--secure-scheme-headers` entry is not `NAME=VALUE`.
+    #[error("'{0}' is not NAME=VALUE (e.g. X-FORWARDED-PROTO=https)")]
+    BadSecureSchemeHeader(String),
+}
+
+impl SecureSchemeHeaders {
+    /// Parses `NAME=VALUE,NAME=VALUE` (an empty string means none: never
+    /// trust a header).
+    pub fn parse(text: &str) -> Result<SecureSchemeHeaders, ForwardedError> {
+        let headers = text
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let bad = || ForwardedError::BadSecureSchemeHeader(entry.to_string());
+                let (name, value) = entry.split_once('=').ok_or_else(bad)?;
+                let (name, value) = (name.trim(), value.trim());
+                let is_token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+                if name.is_empty() || !name.bytes().all(is_token) || value.is_empty() {
+                    return Err(bad());
+                }
+                Ok((name.to_string(), value.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SecureSchemeHeaders { headers })
+    }
+
+    /// The value meaning https for a field `name` (any case), if it is one
+    /// of these headers.
+    fn https_value(&self, name: &[u8]) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_bytes())
+    }
+}
+
+impl fmt::Display for SecureSchemeHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, value)) in self.headers.iter().enumerate() {
+            let separator = if i == 0 { "" } else { "," };
+            write!(f, "{separator}{name}={value}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `--forwarded-allow-ips` with `--secure-scheme-headers`.
+#[derive(Debug, Clone)]
+pub struct SchemePolicy {
+    trusted: IpAllowList,
+    headers: SecureSchemeHeaders,
+}
+
+impl SchemePolicy {
+    pub fn new(trusted: IpAllowList, headers: SecureSchemeHeaders) -> SchemePolicy {
+        SchemePolicy { trusted, headers }
+    }
+
+    /// Whether the socket peer `peer` may set the scheme. Unix-socket peers
+    /// are trusted (gunicorn's rule: only a TCP peer is checked).
+    pub fn trusts(&self, peer: &Endpoint) -> bool {
+        match peer {
+            Endpoint::Tcp(address) => self.trusted.allows(address.ip()),
+            Endpoint::Unix => true,
+        }
+    }
+
+    /// The scheme of a request whose head is `head` (spans into `buf`),
+    /// from a peer that [`trusts`](Self::trusts) said is `trusted`.
+    pub fn scheme(
+        &self,
+        trusted: bool,
+        buf: &[u8],
+        head: &RequestHead,
+    ) -> Result<UrlScheme, ForwardedError> {
+        if !trusted || self.headers.headers.is_empty() {
+            return Ok(UrlScheme::Http);
+        }
+        self.scheme_from(
+            head.headers
+                .iter()
+                .map(|header| (header.name.get(buf), header.value.get(buf))),
+        )
+    }
+
+    /// The scheme the `(name, value)` fields announce (`http` when none do).
+    pub fn scheme_from<'a>(
+        &self,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<UrlScheme, ForwardedError> {
+        let mut announced = None;
+        for (name, value) in fields {
+            let Some(https_value) = self.headers.https_value(name) else {
+                continue;
+            };
+            let scheme = if value == https_value {
+                UrlScheme::Https
+            } else {
+                UrlScheme::Http
+            };
+            match announced {
+                Some(earlier) if earlier != scheme => {
+                    return Err(ForwardedError::ConflictingSchemeHeaders)
+                }
+                _ => announced = Some(scheme),
+            }
+        }
+        Ok(announced.unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(trusted: &str) -> SchemePolicy {
+        SchemePolicy::new(
+            IpAllowList::parse(trusted).unwrap(),
+            SecureSchemeHeaders::parse(DEFAULT_SECURE_SCHEME_HEADERS).unwrap(),
+        )
+    }
+
+    #[test]
+    fn trust_follows_the_allow_list_and_unix_peers_are_trusted() {
+        let policy = policy("127.0.0.1,::1");
+        assert!(policy.trusts(&Endpoint::Tcp("127.0.0.1:4000".parse().unwrap())));
+        assert!(policy.trusts(&Endpoint::Tcp("[::1]:4000".parse().unwrap())));
+        assert!(!policy.trusts(&Endpoint::Tcp("10.0.0.1:4000".parse().unwrap())));
+        assert!(policy.trusts(&Endpoint::Unix));
+    }
+
+    #[test]
+    fn secure_scheme_headers_decide_the_scheme() {
+        use UrlScheme::{Http, Https};
+        type Fields = &'static [(&'static str, &'static str)];
+        let cases: &[(Fields, Result<UrlScheme, ForwardedError>)] = &[
+            // No such header
+            (&[], Ok(Http)),
+            (&[("Host", "example.com")], Ok(Http)),
+            // One header, any case of name, exact value
+            (&[("X-Forwarded-Proto", "https")], Ok(Https)),
+            (&[("x-forwarded-proto", "https")], Ok(Https)),
+            (&[("X-Forwarded-Ssl", "on")], Ok(Https)),
+            (&[("X-Forwarded-Protocol", "ssl")], Ok(Https)),
+            (&[("X-Forwarded-Proto", "http")], Ok(Http)),
+            (&[("X-Forwarded-Proto", "HTTPS")], Ok(Http)),
+            (&[("X-Forwarded-Ssl", "off")], Ok(Http)),
+            // Several that agree
+            (
+                &[("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "on")],
+                Ok(Https),
+            ),
+            (
+                &[("X-Forwarded-Proto", "http"), ("X-Forwarded-Ssl", "off")],
+                Ok(Http),
+            ),
+            (
+                &[
+                    ("X-Forwarded-Proto", "https"),
+                    ("X-Forwarded-Proto", "https"),
+                ],
+                Ok(Https),
+            ),
+            // Several that disagree
+            (
+                &[("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "off")],
+                Err(ForwardedError::ConflictingSchemeHeaders),
+            ),
+            (
+                &[
+                    ("X-Forwarded-Proto", "http"),
+                    ("X-Forwarded-Protocol", "ssl"),
+                ],
+                Err(ForwardedError::ConflictingSchemeHeaders),
+            ),
+            (
+                &[
+                    ("X-Forwarded-Proto", "https"),
+                    ("X-Forwarded-Proto", "http"),
+                ],
+                Err(ForwardedError::ConflictingSchemeHeaders),
+            ),
+        ];
+        let policy = policy("127.0.0.1");
+        for (raw, expected) in cases {
+            let fields = raw
+                .iter()
+                .map(|(name, value)| (name.as_bytes(), value.as_bytes()));
+            assert_eq!(&policy.scheme_from(fields), expected, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn secure_scheme_headers_parse_from_name_value_pairs() {
+        let parsed = SecureSchemeHeaders::parse(" X-Scheme = https ,Front-End-Https=on").unwrap();
+        assert_eq!(parsed.to_string(), "X-Scheme=https,Front-End-Https=on");
+        assert_eq!(parsed.https_value(b"x-scheme"), Some(&b"https"[..]));
+        assert!(SecureSchemeHeaders::parse("").unwrap().headers.is_empty());
+        for bad in [
+            "X-Proto",
+            "=https",
+            "X-Proto=",
+            "X Proto=https",
+            "X-Proto:x=1",
+        ] {
+            assert_eq!(
+                SecureSchemeHeaders::parse(bad),
+                Err(ForwardedError::BadSecureSchemeHeader(bad.to_string())),
+                "{bad}"
+            );
+        }
+    }
+}
