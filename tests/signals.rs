@@ -538,6 +538,57 @@ fn reload_picks_up_changed_application_code() {
 }
 
 #[test]
+fn reload_onto_broken_code_keeps_the_old_workers_serving() {
+    let dir = TempDir::new("reload-broken");
+    let module = dir.join("breakable_app.py");
+    std::fs::write(
+        &module,
+        "import os, sys\n\
+         print('breakable_app imported in', os.getpid(), file=sys.stderr, flush=True)\n\
+         def application(environ, start_response):\n    \
+         start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+         return [b'good']\n",
+    )
+    .expect("write app");
+    let mut server = ServerBuilder::new("breakable_app:application")
+        .workers(2)
+        .arg("--pythonpath")
+        .arg(dir.path().to_str().unwrap())
+        .start();
+    // Both workers must have imported the good code before it breaks.
+    assert!(server.wait_for_log_count("breakable_app imported in", 2, SLOW));
+    assert_eq!(server.get("/").text(), "good");
+    let old = server.worker_pids();
+
+    std::fs::write(&module, "raise RuntimeError('deployed a typo')\n").expect("break app");
+    signal(server.pid(), Signal::SIGHUP);
+    assert!(
+        server.wait_for_log("Reload failed, the old workers keep serving", SLOW),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("RuntimeError: deployed a typo"),
+        "{}",
+        server.log()
+    );
+    for _ in 0..5 {
+        assert_eq!(server.get("/").text(), "good");
+    }
+    assert!(
+        old.iter().all(|pid| process_alive(*pid)),
+        "old workers stopped: {}",
+        server.log()
+    );
+    assert_eq!(
+        server.try_exit_status(),
+        None,
+        "the master halted: {}",
+        server.log()
+    );
+}
+
+#[test]
 fn max_requests_recycles_workers_under_load_without_failed_requests() {
     let server = ServerBuilder::new(APP)
         .workers(2)
