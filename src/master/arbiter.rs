@@ -480,7 +480,9 @@ impl Arbiter {
                 drop(report_read);
                 drop(self.signals.take());
                 blocked.reset_in_child();
-                let code = self.become_worker(report_write, heartbeat, own_listeners.as_deref());
+                let age = self.next_age + 1;
+                let code =
+                    self.become_worker(report_write, heartbeat, own_listeners.as_deref(), age);
                 let _ = io::stderr().flush();
                 // SAFETY: `_exit` ends the child without running the master's
                 // atexit handlers or destructors (which would kill "its"
@@ -497,6 +499,7 @@ impl Arbiter {
         boot_report: OwnedFd,
         heartbeat: Heartbeat,
         own_listeners: Option<&[Listener]>,
+        age: u64,
     ) -> i32 {
         self.workers.clear();
         let context = WorkerContext {
@@ -505,6 +508,7 @@ impl Arbiter {
             boot_report,
             master_pid: self.master_pid.as_raw(),
             heartbeat,
+            age,
         };
         // A panic must never unwind into the copy of the master's loop: it
         // ends this worker with a plain failure code (replaced, not halted).
