@@ -93,6 +93,17 @@ pub fn write_to_original_stderr(line: &str) {
     }
 }
 
+/// `--daemon`: points the saved original stderr at `null` (an open
+/// /dev/null), so the daemon holds no terminal or pipe of its launcher.
+pub fn detach_original_stderr(null: &std::fs::File) {
+    if let Some(fd) = ORIGINAL_STDERR.get() {
+        // SAFETY: dup3 atomically makes the saved fd (owned by
+        // ORIGINAL_STDERR, kept open) a close-on-exec duplicate of
+        // /dev/null; no Rust object buffers writes to it.
+        unsafe { libc::dup3(null.as_raw_fd(), fd.as_raw_fd(), libc::O_CLOEXEC) };
+    }
+}
+
 /// Opens `path` for appending and `dup2`s it onto fd 2.
 fn open_onto_stderr(path: &Path) -> Result<(), LoggingError> {
     let file = open_for_appending(path)?;

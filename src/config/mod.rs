@@ -261,6 +261,42 @@ pub struct Settings {
     #[arg(long = "umask", value_name = "INT", value_parser = parse_umask)]
     pub umask: Option<u32>,
 
+    /// Run the workers as this user: a name or a numeric uid. The master
+    /// keeps the identity it was started with (to bind privileged ports and
+    /// re-bind on reload); unix socket files are given to this user.
+    #[arg(short = 'u', long = "user", value_name = "USER", value_parser = crate::worker::identity::parse_user)]
+    pub user: Option<crate::worker::identity::UserId>,
+
+    /// Run the workers as this group: a name or a numeric gid [default:
+    /// the master's group].
+    #[arg(short = 'g', long = "group", value_name = "GROUP", value_parser = crate::worker::identity::parse_group)]
+    pub group: Option<crate::worker::identity::GroupId>,
+
+    /// Give the workers the supplementary groups of the `--user` account
+    /// (as `initgroups(3)`); without it a worker started as root keeps only
+    /// its `--group`.
+    #[arg(long = "initgroups")]
+    pub initgroups: bool,
+
+    /// Detach from the terminal and run in the background: the command
+    /// returns once the daemon is started, the daemon's stdin and stdout
+    /// go to /dev/null, and so does stderr unless `--error-logfile` names a
+    /// file. SIGWINCH then stops the workers gracefully (HUP brings them
+    /// back).
+    #[arg(short = 'D', long = "daemon")]
+    pub daemon: bool,
+
+    /// Development: each worker watches the source files of the loaded
+    /// modules (and `--reload-extra-file`s) and has the master reload (as
+    /// on HUP) when one changes.
+    #[arg(long = "reload")]
+    pub reload: bool,
+
+    /// With `--reload`, also reload when this file changes (templates,
+    /// configuration...). Repeatable.
+    #[arg(long = "reload-extra-file", value_name = "FILE")]
+    pub reload_extra_files: Vec<PathBuf>,
+
     /// Where the error log goes: a file (appended to, reopened on USR1) or
     /// `-` for stderr.
     #[arg(

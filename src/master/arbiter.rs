@@ -248,7 +248,7 @@ impl Arbiter {
                     MasterSignal::DecreaseWorkers => log::info!("Keeping the last worker"),
                     MasterSignal::ReopenLogs => self.reopen_logs(),
                     MasterSignal::Upgrade => self.upgrade(),
-                    MasterSignal::WindowChange => log::info!("SIGWINCH ignored. Not daemonized"),
+                    MasterSignal::WindowChange => self.handle_winch(),
                     MasterSignal::Child => {}
                 }
             }
@@ -740,10 +740,25 @@ impl Arbiter {
         self.kill_worker(pid, Signal::SIGTERM);
     }
 
+    /// WINCH: when daemonised, stops every worker gracefully and keeps
+    /// the master (HUP brings them back); otherwise ignored, as gunicorn.
+    fn handle_winch(&mut self) {
+        if !self.settings.daemon {
+            log::debug!("SIGWINCH ignored. Not daemonized");
+            return;
+        }
+        log::info!("graceful stop of workers");
+        self.num_workers = 0;
+        self.kill_workers(Signal::SIGTERM);
+    }
+
     /// HUP: a new set of workers importing the app afresh; the old ones
     /// keep serving until the new set serves, then stop gracefully.
     fn reload(&mut self) {
         log::info!("Hang up: Master");
+        if self.num_workers == 0 {
+            self.num_workers = self.settings.workers.max(1);
+        }
         self.lifecycle.notifier.notify(Notification::Reloading);
         self.ready_pending = true;
         self.reload_from_age = Some(self.next_age);

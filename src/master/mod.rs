@@ -7,6 +7,7 @@
 //! stop signal or a halt.
 
 pub mod arbiter;
+pub mod daemon;
 pub mod pidfile;
 pub mod signals;
 pub mod sockets;
@@ -51,6 +52,9 @@ pub enum MasterError {
     /// An inherited fd is not a listening socket we can use.
     #[error("cannot use inherited socket fd {fd}: {reason}")]
     InheritedSocket { fd: i32, reason: String },
+    /// `--daemon`: the master could not detach.
+    #[error(transparent)]
+    Daemon(#[from] daemon::DaemonError),
     /// The arbiter halted (a worker could not boot or load the app) or failed.
     #[error(transparent)]
     Arbiter(#[from] ArbiterError),
@@ -84,9 +88,17 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     }
     let upgrade_fds = upgrade::take_inherited_fds()?;
     let systemd_fds = systemd::take_listen_fds()?;
+    if settings.daemon && upgrade_fds.fds.is_empty() {
+        detach(&settings)?;
+    }
     let signals = SignalQueue::install().map_err(|e| MasterError::Signals(os_error_text(&e)))?;
     let upgraded = !upgrade_fds.fds.is_empty();
     let sockets = open_sockets(&settings, upgrade_fds, systemd_fds)?;
+    if let Some((uid, gid)) =
+        crate::worker::identity::worker_owner(settings.user.as_ref(), settings.group)
+    {
+        sockets.chown_unix_socket_files(uid, gid);
+    }
     let pid = std::process::id();
     for listener in sockets.listeners() {
         log::info!("Listening at: {} ({pid})", listener.url());
@@ -102,6 +114,16 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     Arbiter::new(settings, sockets, signals)
         .with_lifecycle(lifecycle)
         .run()?;
+    Ok(())
+}
+
+/// `--daemon` (not when taking over from an old master, which already
+/// is one): detaches, then applies `--umask` again over the daemon's 022.
+fn detach(settings: &Settings) -> Result<(), MasterError> {
+    daemon::daemonize()?;
+    if let Some(mask) = settings.umask {
+        apply_umask(mask);
+    }
     Ok(())
 }
 

@@ -97,6 +97,20 @@ impl BoundSockets {
         BoundSockets::open(addresses, options, Vec::new(), Inheritance::Upgrade)
     }
 
+    /// `--user`/`--group`: gives the unix socket files we bound to the
+    /// workers' user and group (as gunicorn does). A failure is logged.
+    pub fn chown_unix_socket_files(
+        &self,
+        uid: Option<nix::unistd::Uid>,
+        gid: Option<nix::unistd::Gid>,
+    ) {
+        for path in &self.unix_paths {
+            if let Err(e) = nix::unistd::chown(path, uid, gid) {
+                log::warn!("cannot change the owner of {}: {e}", path.display());
+            }
+        }
+    }
+
     /// Takes the `inherited` sockets, matching each `--bind` address to the
     /// inherited socket that listens there, and binds the addresses left.
     /// Inherited sockets no address names are kept too (after the others).

@@ -8,7 +8,9 @@ mod app_response;
 mod connection;
 mod event_loop;
 pub mod forwarded;
+pub mod identity;
 mod out_queue;
+mod reloader;
 mod request_body;
 mod signals;
 mod stream;
@@ -72,6 +74,10 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         code
     };
 
+    if let Err(e) = identity::switch_to(settings.user.as_ref(), settings.group, settings.initgroups)
+    {
+        return fail(WORKER_BOOT_ERROR, &e.to_string());
+    }
     let signals = match SignalPipe::install() {
         Ok(signals) => signals,
         Err(e) => {
@@ -112,6 +118,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 }
             }
         };
+        reloader::start(py, settings);
         if let Err(e) = dump_tracebacks_on_abort(py) {
             log::warn!(
                 "cannot install the stuck-worker traceback dump: {}",
