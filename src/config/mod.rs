@@ -100,6 +100,27 @@ pub struct Settings {
     #[arg(long = "hooks", value_name = "MODULE")]
     pub hooks: Option<String>,
 
+    /// Set an environment variable in the workers, `KEY=VALUE`; repeat for
+    /// several (gunicorn's raw_env).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_raw_env)]
+    pub raw_env: Vec<(String, String)>,
+
+    /// Send the application's stdout and stderr (print, logging's default
+    /// handler) to the error log.
+    #[arg(long = "capture-output")]
+    pub capture_output: bool,
+
+    /// Do not send `wsgi.file_wrapper` files with sendfile(2); iterate them
+    /// instead (also when the SENDFILE environment variable is 0).
+    #[arg(long = "no-sendfile")]
+    pub no_sendfile: bool,
+
+    /// What to do with request header names containing `_` (they collide
+    /// with `-` in environ keys): `drop` them, `refuse` the request (400), or
+    /// pass them on (`dangerous`: a client can spoof a proxy's header).
+    #[arg(long = "header-map", value_name = "drop|refuse|dangerous", default_value = "drop", value_parser = parse_header_map)]
+    pub header_map: crate::http::UnderscoreHeaders,
+
     /// Where to write the access log, one line per response (`-` means
     /// stdout). No access log unless given.
     #[arg(long = "access-logfile", value_name = "FILE")]
@@ -829,5 +850,26 @@ mod tests {
             panic!()
         };
         assert_eq!(err.to_string().trim(), "rgunicorn 0.1.0");
+    }
+}
+
+/// `-e KEY=VALUE`.
+fn parse_raw_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() && !key.contains('\0') && !value.contains('\0') => {
+            Ok((key.to_string(), value.to_string()))
+        }
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
+}
+
+/// `--header-map drop|refuse|dangerous`.
+fn parse_header_map(text: &str) -> Result<crate::http::UnderscoreHeaders, String> {
+    use crate::http::UnderscoreHeaders;
+    match text.to_ascii_lowercase().as_str() {
+        "drop" => Ok(UnderscoreHeaders::Drop),
+        "refuse" => Ok(UnderscoreHeaders::Refuse),
+        "dangerous" => Ok(UnderscoreHeaders::Keep),
+        _ => Err(format!("'{text}' is not one of drop, refuse, dangerous")),
     }
 }
