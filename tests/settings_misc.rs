@@ -47,7 +47,8 @@ fn capture_output_sends_prints_to_the_error_log() {
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
     // The boot lines go to the log file, not to the output the harness reads.
     assert!(
-        wait_until(Duration::from_secs(30), || read().contains("Booting worker")),
+        wait_until(Duration::from_secs(30), || read()
+            .contains("Booting worker")),
         "no boot line in the error log: {}",
         read()
     );

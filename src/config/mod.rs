@@ -17,6 +17,7 @@
 
 mod app_spec;
 mod bind;
+mod values;
 
 pub use app_spec::AppSpec;
 pub use bind::{BindAddress, BindAddressError, DEFAULT_PORT};
@@ -102,7 +103,7 @@ pub struct Settings {
 
     /// Set an environment variable in the workers, `KEY=VALUE`; repeat for
     /// several (gunicorn's raw_env).
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_raw_env)]
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = values::parse_raw_env)]
     pub raw_env: Vec<(String, String)>,
 
     /// Send the application's stdout and stderr (print, logging's default
@@ -118,7 +119,7 @@ pub struct Settings {
     /// What to do with request header names containing `_` (they collide
     /// with `-` in environ keys): `drop` them, `refuse` the request (400), or
     /// pass them on (`dangerous`: a client can spoof a proxy's header).
-    #[arg(long = "header-map", value_name = "drop|refuse|dangerous", default_value = "drop", value_parser = parse_header_map)]
+    #[arg(long = "header-map", value_name = "drop|refuse|dangerous", default_value = "drop", value_parser = values::parse_header_map)]
     pub header_map: crate::http::UnderscoreHeaders,
 
     /// Where to write the access log, one line per response (`-` means
@@ -850,26 +851,5 @@ mod tests {
             panic!()
         };
         assert_eq!(err.to_string().trim(), "rgunicorn 0.1.0");
-    }
-}
-
-/// `-e KEY=VALUE`.
-fn parse_raw_env(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() && !key.contains('\0') && !value.contains('\0') => {
-            Ok((key.to_string(), value.to_string()))
-        }
-        _ => Err(format!("'{text}' is not KEY=VALUE")),
-    }
-}
-
-/// `--header-map drop|refuse|dangerous`.
-fn parse_header_map(text: &str) -> Result<crate::http::UnderscoreHeaders, String> {
-    use crate::http::UnderscoreHeaders;
-    match text.to_ascii_lowercase().as_str() {
-        "drop" => Ok(UnderscoreHeaders::Drop),
-        "refuse" => Ok(UnderscoreHeaders::Refuse),
-        "dangerous" => Ok(UnderscoreHeaders::Keep),
-        _ => Err(format!("'{text}' is not one of drop, refuse, dangerous")),
     }
 }
