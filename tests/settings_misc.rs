@@ -131,3 +131,29 @@ fn an_unknown_header_map_value_names_the_setting() {
     assert!(!status.success());
     assert!(server.log().contains("--header-map"), "{}", server.log());
 }
+
+/// The listen queue length `ss` reports for the server's port (Send-Q of
+/// a listening socket is its backlog).
+fn listen_backlog(port: u16) -> Option<u32> {
+    let output = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("run ss (iproute2)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines().next()?.split_whitespace().nth(2)?.parse().ok()
+}
+
+#[test]
+fn backlog_sets_the_listen_queue_length() {
+    let server = ServerBuilder::new("settings_app:application").start();
+    assert_eq!(
+        listen_backlog(server.port()),
+        Some(2048),
+        "gunicorn's default"
+    );
+    let server = ServerBuilder::new("settings_app:application")
+        .arg("--backlog")
+        .arg("64")
+        .start();
+    assert_eq!(listen_backlog(server.port()), Some(64));
+}
