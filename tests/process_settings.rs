@@ -281,26 +281,43 @@ impl Drop for Daemon {
     }
 }
 
-/// Starts `--daemon` on `address`; asserts the command returns 0 at once,
-/// having let go of its stdout and stderr (they reach end of file), and
-/// that the pid file names another process, which serves.
-fn start_daemon(dir: &TempDir, address: SocketAddr, pid_file: &Path) -> Daemon {
-    let log = dir.join("error.log");
-    let mut launcher = Command::new(env!("CARGO_BIN_EXE_rgunicorn"))
+fn read_pid(pid_file: &Path) -> Option<i32> {
+    std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()
+}
+
+/// The launcher of a daemon in `dir` (its working directory) with
+/// relative `--pid app.pid` and `--error-logfile error.log`, which must
+/// mean files in `dir` although the daemon detached.
+fn daemon_command(dir: &TempDir, address: SocketAddr) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rgunicorn"));
+    command
+        .current_dir(dir.path())
         .arg("--bind")
         .arg(address.to_string())
-        .arg("--chdir")
+        .arg("--pythonpath")
         .arg(support::apps_dir())
-        .arg("--daemon")
-        .arg("--pid")
-        .arg(pid_file)
-        .arg("--error-logfile")
-        .arg(&log)
+        .args([
+            "--daemon",
+            "--pid",
+            "app.pid",
+            "--error-logfile",
+            "error.log",
+        ])
         .arg("hello:application")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Starts `--daemon` on `address` in `dir`; asserts the command returns 0
+/// at once, having let go of its stdout and stderr (they reach end of
+/// file), and that `dir/app.pid` names another process, which serves.
+fn start_daemon(dir: &TempDir, address: SocketAddr) -> Daemon {
+    let log = dir.join("error.log");
+    let pid_file = &dir.join("app.pid");
+    let mut launcher = daemon_command(dir, address)
         .spawn()
         .expect("spawn rgunicorn");
     let launcher_pid = launcher.id();
@@ -320,20 +337,13 @@ fn start_daemon(dir: &TempDir, address: SocketAddr, pid_file: &Path) -> Daemon {
         launcher.try_wait().ok().flatten().is_some()
     });
     let status = launcher.try_wait().ok().flatten();
-    let read_pid = || {
-        std::fs::read_to_string(pid_file)
-            .ok()?
-            .trim()
-            .parse::<i32>()
-            .ok()
-    };
     assert!(
-        wait_until(BOOT_TIMEOUT, || read_pid().is_some()),
+        wait_until(BOOT_TIMEOUT, || read_pid(pid_file).is_some()),
         "no pid file: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     let daemon = Daemon {
-        pid: read_pid().unwrap(),
+        pid: read_pid(pid_file).unwrap(),
         log,
     };
     assert!(exited && status.is_some_and(|s| s.success()), "{status:?}");
@@ -356,7 +366,7 @@ fn daemon_detaches_writes_its_pid_serves_and_stops_on_term() {
     let dir = TempDir::new("daemon");
     let pid_file = dir.join("app.pid");
     let address = free_port();
-    let daemon = start_daemon(&dir, address, &pid_file);
+    let daemon = start_daemon(&dir, address);
     // A new session: the daemon leads no session and has no terminal.
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", daemon.pid)).unwrap();
     let fields: Vec<&str> = stat
@@ -369,6 +379,12 @@ fn daemon_detaches_writes_its_pid_serves_and_stops_on_term() {
     assert_ne!(session, daemon.pid.to_string());
     assert_eq!(tty, "0");
     assert!(daemon.log().contains("Listening at: http://"));
+    // A second start with the same pid file is refused in the foreground.
+    let second = daemon_command(&dir, free_port()).output().expect("run");
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("app.pid"), "{stderr}");
+    assert_eq!(read_pid(&pid_file), Some(daemon.pid));
     daemon.signal(Signal::SIGTERM);
     assert!(
         wait_until(SLOW, || !process_alive(daemon.pid)),
@@ -381,9 +397,8 @@ fn daemon_detaches_writes_its_pid_serves_and_stops_on_term() {
 #[test]
 fn winch_stops_a_daemons_workers_and_hup_brings_them_back() {
     let dir = TempDir::new("daemon-winch");
-    let pid_file = dir.join("app.pid");
     let address = free_port();
-    let daemon = start_daemon(&dir, address, &pid_file);
+    let daemon = start_daemon(&dir, address);
     let first = daemon.worker_pids();
     assert_eq!(first.len(), 1, "{}", daemon.log());
     daemon.signal(Signal::SIGWINCH);
