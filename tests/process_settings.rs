@@ -499,3 +499,27 @@ fn reload_extra_file_change_reloads_too() {
     write_with_mtime(&extra, "after", start + Duration::from_secs(10));
     assert!(body_becomes(&server, "v1 after"), "{}", server.log());
 }
+
+#[test]
+fn reload_of_a_broken_file_keeps_the_old_workers_until_it_is_fixed() {
+    let dir = TempDir::new("reload-broken");
+    let app = dir.join("reload_app.py");
+    let start = SystemTime::now();
+    write_with_mtime(&app, &RELOAD_APP.replace("VERSION", "v1"), start);
+    std::fs::write(dir.join("extra.txt"), "x").unwrap();
+    let server = start_reloading(&dir, false);
+    assert!(body_becomes(&server, "v1 x"), "{}", server.log());
+    write_with_mtime(&app, "def broken(:\n", start + Duration::from_secs(10));
+    assert!(
+        server.wait_for_log("Reload failed", SLOW),
+        "{}",
+        server.log()
+    );
+    assert_eq!(server.get("/").text(), "v1 x");
+    write_with_mtime(
+        &app,
+        &RELOAD_APP.replace("VERSION", "v3"),
+        start + Duration::from_secs(20),
+    );
+    assert!(body_becomes(&server, "v3 x"), "{}", server.log());
+}

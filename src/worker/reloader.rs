@@ -1,7 +1,8 @@
 //! `--reload`: a worker watches the source files the application loaded
 //! and, when one changes, asks the master for a graceful reload (SIGHUP),
 //! which boots a fresh set of workers importing the new code; if the new
-//! code does not load, the old workers keep serving.
+//! code does not load, the old workers keep serving. A worker that may not
+//! signal the master (it dropped root with `--user`) stops itself instead.
 //!
 //! The master never runs Python, so the workers are the ones who know which
 //! files are loaded: the `__file__` of every module in `sys.modules`, taken
@@ -75,9 +76,7 @@ impl Reloader {
         }
         if let Some(path) = self.first_changed() {
             log::info!("Worker reloading: {} modified", path.display());
-            if let Err(e) = kill(getppid(), Signal::SIGHUP) {
-                log::error!("cannot ask the master to reload: {e}");
-            }
+            request_reload();
         }
     }
 
@@ -116,6 +115,23 @@ impl Reloader {
                 super::wsgi::traceback::one_line(py, &e)
             ),
         }
+    }
+}
+
+/// SIGHUP to the master. A worker that dropped root (`--user`) may not
+/// signal it: this worker then stops gracefully instead (as gunicorn's
+/// reloading worker does), and the master's replacement imports the new
+/// code.
+fn request_reload() {
+    match kill(getppid(), Signal::SIGHUP) {
+        Ok(()) => {}
+        Err(nix::Error::EPERM) => {
+            log::info!("Cannot signal the master; restarting this worker instead");
+            if let Err(e) = kill(nix::unistd::getpid(), Signal::SIGTERM) {
+                log::error!("cannot stop this worker for the reload: {e}");
+            }
+        }
+        Err(e) => log::error!("cannot ask the master to reload: {e}"),
     }
 }
 
