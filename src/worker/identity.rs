@@ -96,7 +96,7 @@ pub fn worker_owner(
 
 /// In a freshly forked worker: takes the `--user`/`--group` identity.
 /// Supplementary groups first: with `--initgroups` those of the user's
-/// account (as `initgroups(3)`), else, when running as root, just the
+/// account (as `initgroups(3)`; the running user's without `--user`), else, when running as root, just the
 /// target group (so root's own supplementary groups are not kept); then
 /// `setgid`, then `setuid`. Nothing happens when neither flag is set.
 pub fn switch_to(
@@ -108,8 +108,16 @@ pub fn switch_to(
         return Ok(());
     }
     let gid = group.map_or_else(getegid, |g| Gid::from_raw(g.gid));
-    let account = user.and_then(|u| u.name.as_deref());
-    set_supplementary_groups(account.filter(|_| initgroups), gid)?;
+    let account = match user {
+        _ if !initgroups => None,
+        Some(user) => user.name.clone(),
+        // gunicorn's user defaults to the one running: its account.
+        None => User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name),
+    };
+    set_supplementary_groups(account.as_deref(), gid)?;
     if gid != getgid() {
         nix::unistd::setgid(gid).map_err(|errno| IdentityError::SetGid {
             gid: gid.as_raw(),
