@@ -43,6 +43,8 @@ impl Phase {
 struct Slot {
     beat_ms: AtomicU64,
     phase: AtomicU32,
+    /// Set by a worker whose `--reload` watcher saw a source file change.
+    reload_requested: AtomicU32,
     /// Byte 0: length; then the bytes, packed little-endian into words so
     /// they can be stored without tearing a word.
     request: [AtomicU64; REQUEST_WORDS],
@@ -126,6 +128,16 @@ impl Heartbeat {
         Phase::from_u32(self.slot().phase.load(Ordering::Acquire))
     }
 
+    /// Asks the master for a graceful reload (`--reload` saw a change).
+    pub fn request_reload(&self) {
+        self.slot().reload_requested.store(1, Ordering::Release);
+    }
+
+    /// Whether a reload was asked for since the last call (and clears it).
+    pub fn take_reload_request(&self) -> bool {
+        self.slot().reload_requested.swap(0, Ordering::AcqRel) == 1
+    }
+
     /// Records the request about to be handed to the application.
     pub fn set_request(&self, method: &[u8], target: &[u8]) {
         let mut bytes = [0u8; REQUEST_WORDS * 8];
@@ -194,6 +206,15 @@ mod tests {
             heartbeat.set_phase(phase);
             assert_eq!(heartbeat.phase(), phase);
         }
+    }
+
+    #[test]
+    fn a_reload_request_is_taken_once() {
+        let heartbeat = Heartbeat::new().unwrap();
+        assert!(!heartbeat.take_reload_request());
+        heartbeat.request_reload();
+        assert!(heartbeat.take_reload_request());
+        assert!(!heartbeat.take_reload_request());
     }
 
     #[test]

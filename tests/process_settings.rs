@@ -484,6 +484,39 @@ fn reload_serves_a_changed_app_file_without_any_signal() {
 }
 
 #[test]
+fn one_change_seen_by_several_workers_is_one_reload() {
+    let dir = TempDir::new("reload-once");
+    let app = dir.join("reload_app.py");
+    let start = SystemTime::now();
+    write_with_mtime(&app, &RELOAD_APP.replace("VERSION", "v1"), start);
+    std::fs::write(dir.join("extra.txt"), "x").unwrap();
+    let server = ServerBuilder::new("reload_app:application")
+        .without_chdir()
+        .arg("--chdir")
+        .arg(dir.path().display().to_string())
+        .arg("--reload")
+        .workers(3)
+        .start();
+    assert!(body_becomes(&server, "v1 x"), "{}", server.log());
+    write_with_mtime(
+        &app,
+        &RELOAD_APP.replace("VERSION", "v2"),
+        start + Duration::from_secs(10),
+    );
+    assert!(body_becomes(&server, "v2 x"), "{}", server.log());
+    // Every old worker notices the change; the master reloads once, so
+    // three old workers are followed by exactly three new ones.
+    assert!(
+        wait_until(SLOW, || server.worker_pids().len() >= 6),
+        "{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(server.log_count("Hang up: Master"), 1, "{}", server.log());
+    assert_eq!(server.worker_pids().len(), 6, "{}", server.log());
+}
+
+#[test]
 fn reload_extra_file_change_reloads_too() {
     let dir = TempDir::new("reload-extra");
     let start = SystemTime::now();

@@ -256,6 +256,9 @@ impl Arbiter {
                 return self.halt(failure);
             }
             self.murder_workers();
+            if self.take_reload_requests() {
+                self.reload();
+            }
             self.note_retiring_workers();
             self.manage_workers();
             self.retire_replaced_workers();
@@ -672,6 +675,22 @@ impl Arbiter {
             self.kill_worker(pid, Signal::SIGKILL);
         }
         self.murder_stopping_workers();
+    }
+
+    /// `--reload`: whether a serving worker saw a source file change. Every
+    /// worker's request is taken at once, so one change is one reload
+    /// however many workers noticed it; workers already being replaced do
+    /// not count.
+    fn take_reload_requests(&mut self) -> bool {
+        let mut requested = false;
+        for worker in self.workers.values() {
+            let asked = worker.heartbeat.take_reload_request();
+            requested |= asked && !worker.replaced && worker.stopping_since.is_none();
+        }
+        if requested {
+            log::info!("Reloading: a worker saw a source file change");
+        }
+        requested
     }
 
     /// Workers that reached `--max-requests` ask for a successor.

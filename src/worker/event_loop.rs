@@ -214,7 +214,7 @@ impl EventLoop {
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + TICK;
                 self.expire_deadlines(py);
-                super::reloader::on_tick(py);
+                super::reloader::on_tick(py, &self.shared.heartbeat);
                 if !self.master_alive() {
                     log::info!(
                         "Parent changed, shutting down: worker {}",

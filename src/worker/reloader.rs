@@ -1,8 +1,10 @@
 //! `--reload`: a worker watches the source files the application loaded
-//! and, when one changes, asks the master for a graceful reload (SIGHUP),
-//! which boots a fresh set of workers importing the new code; if the new
-//! code does not load, the old workers keep serving. A worker that may not
-//! signal the master (it dropped root with `--user`) stops itself instead.
+//! and, when one changes, asks the master for a graceful reload through its
+//! heartbeat slot (no signal: a worker that dropped root with `--user` may
+//! not signal the master). The master takes the requests of all workers in
+//! one go, so one change means one reload, however many workers saw it; it
+//! boots a fresh set of workers importing the new code, and if the new code
+//! does not load, the old workers keep serving.
 //!
 //! The master never runs Python, so the workers are the ones who know which
 //! files are loaded: the `__file__` of every module in `sys.modules`, taken
@@ -12,8 +14,7 @@
 //! thread-local because only the worker's main thread runs the loop.
 
 use crate::config::Settings;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::getppid;
+use crate::heartbeat::Heartbeat;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::cell::RefCell;
@@ -56,16 +57,16 @@ pub fn start(py: Python<'_>, settings: &Settings) {
 
 /// From the event loop's tick: at most once a second, checks the watched
 /// files and asks the master to reload when one changed.
-pub fn on_tick(py: Python<'_>) {
+pub fn on_tick(py: Python<'_>, heartbeat: &Heartbeat) {
     RELOADER.with(|cell| {
         if let Some(reloader) = cell.borrow_mut().as_mut() {
-            reloader.check(py);
+            reloader.check(py, heartbeat);
         }
     });
 }
 
 impl Reloader {
-    fn check(&mut self, py: Python<'_>) {
+    fn check(&mut self, py: Python<'_>, heartbeat: &Heartbeat) {
         let now = Instant::now();
         if now < self.next_check {
             return;
@@ -76,7 +77,7 @@ impl Reloader {
         }
         if let Some(path) = self.first_changed() {
             log::info!("Worker reloading: {} modified", path.display());
-            request_reload();
+            heartbeat.request_reload();
         }
     }
 
@@ -115,23 +116,6 @@ impl Reloader {
                 super::wsgi::traceback::one_line(py, &e)
             ),
         }
-    }
-}
-
-/// SIGHUP to the master. A worker that dropped root (`--user`) may not
-/// signal it: this worker then stops gracefully instead (as gunicorn's
-/// reloading worker does), and the master's replacement imports the new
-/// code.
-fn request_reload() {
-    match kill(getppid(), Signal::SIGHUP) {
-        Ok(()) => {}
-        Err(nix::Error::EPERM) => {
-            log::info!("Cannot signal the master; restarting this worker instead");
-            if let Err(e) = kill(nix::unistd::getpid(), Signal::SIGTERM) {
-                log::error!("cannot stop this worker for the reload: {e}");
-            }
-        }
-        Err(e) => log::error!("cannot ask the master to reload: {e}"),
     }
 }
 
