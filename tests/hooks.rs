@@ -113,6 +113,13 @@ fn post_fork_runs_once_in_each_worker() {
         .collect();
     hooked.sort_unstable();
     assert_eq!(hooked, workers);
+    let mut ages: Vec<u64> = post_fork
+        .iter()
+        .filter_map(|line| line.split("\"age\": ").nth(1))
+        .filter_map(|rest| rest.split([',', '}']).next()?.trim().parse().ok())
+        .collect();
+    ages.sort_unstable();
+    assert_eq!(ages, [1, 2], "worker.age is the spawn order: {post_fork:?}");
     for line in &post_fork {
         assert_has(
             line,

@@ -168,6 +168,10 @@ pub struct Arbiter {
     /// How many workers should be running (TTIN/TTOU change it).
     num_workers: u32,
     next_age: u64,
+    /// While a HUP reload is under way: workers younger than this age are
+    /// the new set (if one cannot load the app, the reload is abandoned and
+    /// the old workers keep serving).
+    reload_from_age: Option<u64>,
     master_pid: Pid,
     /// Consecutive deaths within [`QUICK_DEATH`] of boot.
     quick_deaths: u32,
@@ -193,6 +197,7 @@ impl Arbiter {
             signals: Some(signals),
             workers: BTreeMap::new(),
             next_age: 0,
+            reload_from_age: None,
             master_pid: getpid(),
             quick_deaths: 0,
             respawn_not_before: None,
@@ -475,7 +480,9 @@ impl Arbiter {
                 drop(report_read);
                 drop(self.signals.take());
                 blocked.reset_in_child();
-                let code = self.become_worker(report_write, heartbeat, own_listeners.as_deref());
+                let age = self.next_age + 1;
+                let code =
+                    self.become_worker(report_write, heartbeat, own_listeners.as_deref(), age);
                 let _ = io::stderr().flush();
                 // SAFETY: `_exit` ends the child without running the master's
                 // atexit handlers or destructors (which would kill "its"
@@ -492,6 +499,7 @@ impl Arbiter {
         boot_report: OwnedFd,
         heartbeat: Heartbeat,
         own_listeners: Option<&[Listener]>,
+        age: u64,
     ) -> i32 {
         self.workers.clear();
         let context = WorkerContext {
@@ -500,6 +508,7 @@ impl Arbiter {
             boot_report,
             master_pid: self.master_pid.as_raw(),
             heartbeat,
+            age,
         };
         // A panic must never unwind into the copy of the master's loop: it
         // ends this worker with a plain failure code (replaced, not halted).
@@ -559,6 +568,15 @@ impl Arbiter {
             }
             (None, Some(signal)) => log::error!("Worker (pid:{pid}) was sent {}!", signal.as_str()),
             (None, None) => {}
+        }
+        let reload_failed = self
+            .reload_from_age
+            .is_some_and(|from_age| record.age > from_age);
+        if record.stopping_since.is_none() && reload_failed {
+            if let Some(WORKER_BOOT_ERROR | APP_LOAD_ERROR) = code {
+                self.abandon_reload(&read_boot_report(record));
+                return None;
+            }
         }
         if record.stopping_since.is_none() {
             match code {
@@ -682,6 +700,7 @@ impl Arbiter {
         if serving < self.num_workers as usize {
             return;
         }
+        self.reload_from_age = None;
         let replaced: Vec<Pid> = self
             .workers
             .iter()
@@ -727,12 +746,36 @@ impl Arbiter {
         log::info!("Hang up: Master");
         self.lifecycle.notifier.notify(Notification::Reloading);
         self.ready_pending = true;
+        self.reload_from_age = Some(self.next_age);
         for worker in self.workers.values_mut() {
             if worker.stopping_since.is_none() {
                 worker.replaced = true;
             }
         }
         self.manage_workers();
+    }
+
+    /// A worker of the new set could not boot: the new code is broken.
+    /// Unlike gunicorn (which halts), keep the old workers serving, stop the
+    /// rest of the new set, and say why; a later HUP can try again.
+    fn abandon_reload(&mut self, reason: &str) {
+        let Some(from_age) = self.reload_from_age.take() else {
+            return;
+        };
+        log::error!("Reload failed, the old workers keep serving: {reason}");
+        let mut new_set = Vec::new();
+        for (pid, worker) in self.workers.iter_mut() {
+            if worker.age > from_age {
+                if worker.stopping_since.is_none() {
+                    new_set.push(*pid);
+                }
+            } else if worker.replaced && worker.heartbeat.phase() != Phase::Retiring {
+                worker.replaced = false;
+            }
+        }
+        for pid in new_set {
+            self.retire_worker(pid);
+        }
     }
 
     /// Sends `signal` to one worker and notes that it was asked to stop (or

@@ -18,7 +18,7 @@ pub fn check_app(settings: &Settings) -> Result<(), String> {
     wsgi::interpreter::start(settings).map_err(|e| e.to_string())?;
     Python::attach(|py| {
         let master_pid = nix::unistd::getppid().as_raw();
-        wsgi::hooks::load(py, settings, master_pid).map_err(|e| e.to_string())?;
+        wsgi::hooks::load(py, settings, master_pid, 0).map_err(|e| e.to_string())?;
         match wsgi::app::load(py, &settings.app) {
             Ok(_) => Ok(()),
             Err(e) => {

@@ -50,6 +50,8 @@ pub struct WorkerContext<'a> {
     pub master_pid: i32,
     /// This worker's liveness slot, shared with the master.
     pub heartbeat: Heartbeat,
+    /// Spawn order (1 for the first worker; gunicorn's `worker.age`).
+    pub age: u64,
 }
 
 /// Runs a worker in the freshly forked child. Returns the process exit code
@@ -61,6 +63,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         boot_report,
         master_pid,
         heartbeat,
+        age,
     } = ctx;
     crate::proc_title::set(&format!("rgunicorn: worker [{}]", settings.proc_name()));
     let mut report = std::fs::File::from(boot_report);
@@ -86,7 +89,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         return fail(WORKER_BOOT_ERROR, &e.to_string());
     }
     Python::attach(|py| {
-        let mut hooks = match wsgi::hooks::load(py, settings, master_pid) {
+        let mut hooks = match wsgi::hooks::load(py, settings, master_pid, age) {
             Ok(hooks) => hooks,
             Err(e) => return fail(WORKER_BOOT_ERROR, &e.to_string()),
         };

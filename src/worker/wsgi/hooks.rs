@@ -295,6 +295,7 @@ pub fn load(
     py: Python<'_>,
     settings: &Settings,
     master_pid: i32,
+    age: u64,
 ) -> Result<Option<Hooks>, HooksError> {
     let Some(module_name) = settings.hooks.as_deref() else {
         return Ok(None);
@@ -333,7 +334,7 @@ pub fn load(
         .and_then(|types| types.getattr("SimpleNamespace"))
         .map_err(setup_error)?;
     let (worker, server) =
-        hook_objects(py, &namespace, settings, master_pid).map_err(setup_error)?;
+        hook_objects(py, &namespace, settings, master_pid, age).map_err(setup_error)?;
     let [post_fork, post_worker_init, pre_request, post_request, worker_int, worker_abort, worker_exit] =
         found;
     let abort_handler = match worker_abort {
@@ -441,13 +442,14 @@ fn hook_objects<'py>(
     namespace: &Bound<'py, PyAny>,
     settings: &Settings,
     master_pid: i32,
+    age: u64,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let cfg = Bound::new(py, Config::from_settings(settings))?;
     let log = error_logger(py, &settings.log_level)?;
     let worker = PyDict::new(py);
     worker.set_item("pid", std::process::id())?;
     worker.set_item("ppid", master_pid)?;
-    worker.set_item("age", 0)?;
+    worker.set_item("age", age)?;
     worker.set_item("alive", true)?;
     worker.set_item("booted", false)?;
     worker.set_item("app", py.None())?;
