@@ -65,7 +65,7 @@ pub fn settings_markdown() -> String {
 fn section(arg: &Arg, key: Option<&SettingKey>) -> String {
     let title = match key {
         Some(key) => key.key.clone(),
-        None => arg.get_long().unwrap_or(arg.get_id().as_str()).to_string(),
+        None => format!("--{}", arg.get_long().unwrap_or(arg.get_id().as_str())),
     };
     let mut out = format!("\n## `{title}`\n\n| | |\n|---|---|\n");
     out.push_str(&format!("| Command line | {} |\n", flags(arg)));

@@ -6,7 +6,7 @@
 //! value; the values themselves are validated by the caller, one setting at
 //! a time, so an error can name the file and line.
 
-use super::keys::{closest_key, SettingKey, GUNICORN_HOOKS, GUNICORN_ONLY};
+use super::keys::{closest_key, SettingKey, GUNICORN_HOOKS, GUNICORN_ONLY, RUN_ONLY_IDS};
 use super::ConfigError;
 use clap::{Arg, ArgAction, Command};
 use std::collections::BTreeMap;
@@ -66,6 +66,11 @@ pub fn parse(path: &Path, text: &str, command: &Command) -> Result<Vec<FileSetti
 
 /// The message for a key that names no setting.
 fn unknown_key_message(key: &str, keys: &[SettingKey]) -> String {
+    if RUN_ONLY_IDS.contains(&key) {
+        return format!(
+            "'{key}' cannot be set in a config file (only on the command line or in RGUNICORN_CMD_ARGS)"
+        );
+    }
     if GUNICORN_HOOKS.contains(&key) {
         return format!(
             "'{key}' is a server hook: define it in a Python module named by `hooks` (see docs/hooks.md)"
@@ -221,6 +226,10 @@ mod tests {
             (
                 "threads = 4",
                 "rgunicorn.toml:1: gunicorn setting 'threads' is not supported by rgunicorn",
+            ),
+            (
+                "config = \"other.toml\"",
+                "rgunicorn.toml:1: 'config' cannot be set in a config file",
             ),
             (
                 "post_fork = \"x\"",

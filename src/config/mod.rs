@@ -285,8 +285,9 @@ pub struct Settings {
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Check the settings and import the application (in a child process),
-    /// then exit: 0 if both are fine, 1 with the reason otherwise.
+    /// Check the settings and import the application (and the `--hooks`
+    /// module) in a child process, then exit: 0 if all is fine, 1 with the
+    /// reason otherwise. No socket is bound.
     #[arg(long = "check-config")]
     pub check_config: bool,
 

@@ -214,3 +214,58 @@ fn merge(command: &Command, layers: &[&ArgMatches]) -> Vec<OsString> {
     words.extend(positional);
     words
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BindAddress;
+
+    fn resolve_with(args: &[&str], env: &[(&str, &str)], dir: Option<&Path>) -> Settings {
+        let args = std::iter::once("rgunicorn")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        resolve(args, &Environment::from_pairs(env.iter().copied()), dir)
+            .unwrap()
+            .settings
+    }
+
+    fn port(address: &BindAddress) -> u16 {
+        match address {
+            BindAddress::Tcp { port, .. } => *port,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_later_source_replaces_a_repeated_setting_rather_than_adding_to_it() {
+        let cmd_args = [(CMD_ARGS_VAR, "-b :2 -b :3 -w 4")];
+        let settings = resolve_with(&["-b", ":1", "a:b"], &cmd_args, None);
+        assert_eq!(settings.bind.iter().map(port).collect::<Vec<_>>(), [1]);
+        assert_eq!(settings.workers, 4);
+        let settings = resolve_with(&["a:b"], &cmd_args, None);
+        assert_eq!(settings.bind.iter().map(port).collect::<Vec<_>>(), [2, 3]);
+    }
+
+    #[test]
+    fn the_command_line_app_module_beats_one_in_cmd_args() {
+        let settings = resolve_with(&["a:b"], &[(CMD_ARGS_VAR, "x:y")], None);
+        assert_eq!(settings.app.to_string(), "a:b");
+        let settings = resolve_with(&[], &[(CMD_ARGS_VAR, "x:y")], None);
+        assert_eq!(settings.app.to_string(), "x:y");
+    }
+
+    #[test]
+    fn the_working_directory_file_is_read_only_when_a_directory_is_given() {
+        let dir = std::env::temp_dir().join(format!("rgunicorn-sources-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(DEFAULT_CONFIG_FILE), "workers = 7\n").unwrap();
+        assert_eq!(resolve_with(&["a:b"], &[], Some(&dir)).workers, 7);
+        assert_eq!(resolve_with(&["a:b"], &[], None).workers, 1);
+        assert_eq!(
+            resolve_with(&["-w", "2", "a:b"], &[], Some(&dir)).workers,
+            2
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
