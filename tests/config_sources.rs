@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{apps_dir, wait_until, TempDir};
+use support::{apps_dir, wait_until, ServerBuilder, TempDir};
 
 /// How long a run that never starts a server may take (a `--check-config`
 /// run starts Python once).
@@ -316,4 +316,37 @@ fn the_example_config_file_checks_out() {
     );
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("Config OK"), "{}", run.stdout);
+}
+
+#[test]
+fn a_running_server_uses_the_file_cmd_args_and_command_line_together() {
+    let dir = TempDir::new("liveconfig");
+    let access_log = dir.join("access.log");
+    let config = dir.join("live.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "accesslog = \"{}\"\naccess_log_format = \"file %(s)s %(U)s\"\n\
+             bind = \"127.0.0.1:1\"\nlimit_request_line = 50\n",
+            access_log.display()
+        ),
+    )
+    .unwrap();
+    let server = ServerBuilder::new("hello:application")
+        .arg("-c")
+        .arg(config.display().to_string())
+        .env("RGUNICORN_CMD_ARGS", "--access-logformat 'cmd %(s)s %(U)s'")
+        .start();
+    // The command line's --bind (from the test support) replaced the file's.
+    assert_eq!(server.get("/short").status, 200);
+    let long_target = format!("/{}", "x".repeat(60));
+    assert_ne!(
+        server.get(&long_target).status,
+        200,
+        "the file's limit_request_line applies"
+    );
+    let logged = wait_until(Duration::from_secs(10), || {
+        support::read_lines(&access_log).contains(&"cmd 200 /short".to_string())
+    });
+    assert!(logged, "{:?}", support::read_lines(&access_log));
 }
