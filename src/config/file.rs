@@ -38,11 +38,13 @@ pub fn parse(path: &Path, text: &str, command: &Command) -> Result<Vec<FileSetti
     for (key, value) in table {
         let line = line_of(text, value.span().start);
         let Some(setting) = keys.iter().find(|k| k.answers_to(&key)) else {
-            return Err(ConfigError::file(
-                path,
-                line,
-                unknown_key_message(&key, &keys),
-            ));
+            let message = match value.get_ref() {
+                Value::Table(_) => format!(
+                    "unknown setting '{key}' (settings go at the top level, not in a [{key}] table)"
+                ),
+                _ => unknown_key_message(&key, &keys),
+            };
+            return Err(ConfigError::file(path, line, message));
         };
         let arg = command
             .get_arguments()
@@ -226,6 +228,10 @@ mod tests {
             (
                 "threads = 4",
                 "rgunicorn.toml:1: gunicorn setting 'threads' is not supported by rgunicorn",
+            ),
+            (
+                "[server]\nworkers = 2",
+                "rgunicorn.toml:1: unknown setting 'server' (settings go at the top level, not in a [server] table)",
             ),
             (
                 "config = \"other.toml\"",
