@@ -54,23 +54,9 @@ pub fn resolve(
         None => None,
         Some(line) => Some(parse_cmd_args(&lenient, &program, line)?),
     };
-    let config_path = config_path(&cli_layer)
-        .or_else(|| cmd_args_layer.as_ref().and_then(config_path))
-        .or_else(|| {
-            let default = working_dir?.join(DEFAULT_CONFIG_FILE);
-            default
-                .is_file()
-                .then(|| PathBuf::from(DEFAULT_CONFIG_FILE))
-        });
-    let file_layer = match &config_path {
+    let file_layer = match find_config_file(&cli_layer, cmd_args_layer.as_ref(), working_dir) {
         None => None,
-        Some(path) => {
-            let full = match working_dir {
-                Some(dir) => dir.join(path),
-                None => path.clone(),
-            };
-            Some(parse_file(&lenient, &program, path, &full)?)
-        }
+        Some(path) => Some(parse_file(&lenient, &program, &path, working_dir)?),
     };
 
     let layers: Vec<&ArgMatches> = [file_layer.as_ref(), cmd_args_layer.as_ref()]
@@ -136,15 +122,36 @@ fn parse_cmd_args(
         .map_err(|err| ConfigError::invalid(CMD_ARGS_VAR, clap_message(err)))
 }
 
-/// Reads and parses the config file `path` (shown in errors as given;
-/// read from `full`), validating each setting on its own.
+/// The config file to read: `-c` from the command line, else from
+/// `RGUNICORN_CMD_ARGS`, else `./rgunicorn.toml` if `working_dir` has one.
+fn find_config_file(
+    cli_layer: &ArgMatches,
+    cmd_args_layer: Option<&ArgMatches>,
+    working_dir: Option<&Path>,
+) -> Option<PathBuf> {
+    config_path(cli_layer)
+        .or_else(|| cmd_args_layer.and_then(config_path))
+        .or_else(|| {
+            let default = working_dir?.join(DEFAULT_CONFIG_FILE);
+            default
+                .is_file()
+                .then(|| PathBuf::from(DEFAULT_CONFIG_FILE))
+        })
+}
+
+/// Reads and parses the config file `path` (relative to `working_dir` when
+/// given; shown in errors as given), validating each setting on its own.
 fn parse_file(
     command: &Command,
     program: &OsString,
     path: &Path,
-    full: &Path,
+    working_dir: Option<&Path>,
 ) -> Result<ArgMatches, ConfigError> {
-    let text = std::fs::read_to_string(full).map_err(|err| ConfigError::Read {
+    let full = match working_dir {
+        Some(dir) => dir.join(path),
+        None => path.to_path_buf(),
+    };
+    let text = std::fs::read_to_string(&full).map_err(|err| ConfigError::Read {
         path: path.to_path_buf(),
         reason: err.to_string(),
     })?;
