@@ -114,6 +114,25 @@ fn open_error(path: &Path, error: &std::io::Error) -> LoggingError {
     }
 }
 
+/// Set by [`capture_output`]: fd 1 follows fd 2 through every reopen.
+static CAPTURING_STDOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--capture-output`: from now on this process's stdout (fd 1) goes to the
+/// error log too, also after USR1 reopens it.
+pub fn capture_output() {
+    CAPTURING_STDOUT.store(true, std::sync::atomic::Ordering::Relaxed);
+    stdout_to_stderr();
+}
+
+fn stdout_to_stderr() {
+    let _ = std::io::stdout().flush();
+    // SAFETY: dup2 replaces fd 1 with a duplicate of fd 2 (the error log);
+    // both are open for the life of the process.
+    unsafe {
+        libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO);
+    }
+}
+
 /// `dup2`s the open log `file` onto fd 2.
 fn put_on_stderr(path: &Path, file: &std::fs::File) -> Result<(), LoggingError> {
     let _ = std::io::stderr().flush();
@@ -122,6 +141,9 @@ fn put_on_stderr(path: &Path, file: &std::fs::File) -> Result<(), LoggingError> 
     // number, so it simply writes to the new file from now on.
     if unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
         return Err(open_error(path, &std::io::Error::last_os_error()));
+    }
+    if CAPTURING_STDOUT.load(std::sync::atomic::Ordering::Relaxed) {
+        stdout_to_stderr();
     }
     Ok(())
 }

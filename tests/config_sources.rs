@@ -242,6 +242,10 @@ fn print_config_output_is_a_config_file_that_prints_the_same() {
             "--umask",
             "022",
             "--reuse-port",
+            "-e",
+            "GREETING=hello world",
+            "--header-map",
+            "refuse",
             "--name",
             "quote \" and \\ back",
             "--access-logformat",
@@ -257,6 +261,11 @@ fn print_config_output_is_a_config_file_that_prints_the_same() {
     assert_eq!(second.stdout, first.stdout);
     assert_eq!(printed(&first.stdout, "umask"), "\"022\"");
     assert_eq!(printed(&first.stdout, "reuse_port"), "true");
+    assert_eq!(
+        printed(&first.stdout, "raw_env"),
+        "[\"GREETING=hello world\"]"
+    );
+    assert_eq!(printed(&first.stdout, "header_map"), "\"refuse\"");
     assert_eq!(printed(&first.stdout, "pythonpath"), "[\"a\", \"b\"]");
 }
 

@@ -25,11 +25,13 @@ fn limits_from(selector: u8) -> Limits {
             request_line: 0,
             fields: 0,
             field_size: 0,
+            ..Limits::default()
         },
         _ => Limits {
             request_line: usize::from(selector >> 2) + 1,
             fields: usize::from(selector & 0x7),
             field_size: usize::from(selector >> 3) + 2,
+            ..Limits::default()
         },
     }
 }

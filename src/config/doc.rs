@@ -68,7 +68,7 @@ fn section(arg: &Arg, key: Option<&SettingKey>) -> String {
         None => format!("--{}", arg.get_long().unwrap_or(arg.get_id().as_str())),
     };
     let mut out = format!("\n## `{title}`\n\n| | |\n|---|---|\n");
-    out.push_str(&format!("| Command line | {} |\n", flags(arg)));
+    out.push_str(&format!("| Command line | {} |\n", table_cell(&flags(arg))));
     let file_key = match key {
         None => "none (command line and `RGUNICORN_CMD_ARGS` only)".to_string(),
         Some(SettingKey {
@@ -82,7 +82,10 @@ fn section(arg: &Arg, key: Option<&SettingKey>) -> String {
     if let Some(variable) = environment_variable(arg) {
         out.push_str(&format!("| Environment default | `{variable}` |\n"));
     }
-    out.push_str(&format!("| Default | {} |\n\n", default_text(arg)));
+    out.push_str(&format!(
+        "| Default | {} |\n\n",
+        table_cell(&default_text(arg))
+    ));
     let help = arg
         .get_long_help()
         .or(arg.get_help())
@@ -91,6 +94,11 @@ fn section(arg: &Arg, key: Option<&SettingKey>) -> String {
     out.push_str(help.trim());
     out.push('\n');
     out
+}
+
+/// `text` with its `|` escaped, so it stays in one Markdown table cell.
+fn table_cell(text: &str) -> String {
+    text.replace('|', "\\|")
 }
 
 /// `-w INT`, `--workers INT`; the bare value name for the positional.

@@ -6,7 +6,9 @@
 //! value; the values themselves are validated by the caller, one setting at
 //! a time, so an error can name the file and line.
 
-use super::keys::{closest_key, SettingKey, GUNICORN_HOOKS, GUNICORN_ONLY, RUN_ONLY_IDS};
+use super::keys::{
+    closest_key, SettingKey, GUNICORN_HOOKS, GUNICORN_ONLY, GUNICORN_RESHAPED, RUN_ONLY_IDS,
+};
 use super::ConfigError;
 use clap::{Arg, ArgAction, Command};
 use std::collections::BTreeMap;
@@ -72,6 +74,9 @@ fn unknown_key_message(key: &str, keys: &[SettingKey]) -> String {
         return format!(
             "'{key}' cannot be set in a config file (only on the command line or in RGUNICORN_CMD_ARGS)"
         );
+    }
+    if let Some((_, hint)) = GUNICORN_RESHAPED.iter().find(|(name, _)| *name == key) {
+        return format!("unknown setting '{key}' ({hint})");
     }
     if GUNICORN_HOOKS.contains(&key) {
         return format!(
@@ -232,6 +237,10 @@ mod tests {
             (
                 "[server]\nworkers = 2",
                 "rgunicorn.toml:1: unknown setting 'server' (settings go at the top level, not in a [server] table)",
+            ),
+            (
+                "sendfile = false",
+                "rgunicorn.toml:1: unknown setting 'sendfile' (write `no_sendfile = true` for `sendfile = false`)",
             ),
             (
                 "config = \"other.toml\"",

@@ -9,8 +9,9 @@ use clap::Command;
 
 /// gunicorn's setting names that differ from our flag: `(key, clap long or
 /// positional value name)`. The derived name (`keep_alive`) is accepted too.
-pub const GUNICORN_NAMES: [(&str, &str); 9] = [
+pub const GUNICORN_NAMES: [(&str, &str); 10] = [
     ("wsgi_app", "APP_MODULE"),
+    ("raw_env", "env"),
     ("keepalive", "keep-alive"),
     ("accesslog", "access-logfile"),
     ("access_log_format", "access-logformat"),
@@ -27,7 +28,7 @@ pub const RUN_ONLY_IDS: [&str; 5] = ["help", "version", "config", "check_config"
 
 /// gunicorn settings rgunicorn does not have; naming one in a file says so
 /// instead of "unknown".
-pub const GUNICORN_ONLY: [&str; 47] = [
+pub const GUNICORN_ONLY: [&str; 43] = [
     "disable_redirect_access_to_syslog",
     "enable_stdio_inheritance",
     "default_proc_name",
@@ -39,7 +40,6 @@ pub const GUNICORN_ONLY: [&str; 47] = [
     "permit_unconventional_http_method",
     "permit_unconventional_http_version",
     "casefold_http_method",
-    "header_map",
     "forwarder_headers",
     "worker_class",
     "threads",
@@ -48,15 +48,12 @@ pub const GUNICORN_ONLY: [&str; 47] = [
     "reload_extra_files",
     "spew",
     "preload_app",
-    "sendfile",
     "daemon",
-    "raw_env",
     "worker_tmp_dir",
     "user",
     "group",
     "initgroups",
     "tmp_upload_dir",
-    "capture_output",
     "logger_class",
     "logconfig",
     "logconfig_dict",
@@ -97,6 +94,13 @@ pub const GUNICORN_HOOKS: [&str; 16] = [
     "on_exit",
     "ssl_context",
 ];
+
+/// gunicorn settings that rgunicorn has under another shape: `(gunicorn
+/// key, how to write it here)`.
+pub const GUNICORN_RESHAPED: [(&str, &str); 1] = [(
+    "sendfile",
+    "write `no_sendfile = true` for `sendfile = false`",
+)];
 
 /// One setting as the config file sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +222,10 @@ mod tests {
         assert_eq!(find("log_level").key, "loglevel");
         assert_eq!(find("pid").key, "pidfile");
         assert_eq!(find("proc_name").key, "proc_name");
+        assert_eq!(find("raw_env").key, "raw_env");
+        assert_eq!(find("raw_env").alias.as_deref(), Some("env"));
+        assert_eq!(find("capture_output").key, "capture_output");
+        assert_eq!(find("header_map").key, "header_map");
         assert_eq!(find("proxy_allow_from").key, "proxy_allow_ips");
         assert_eq!(
             find("limit_request_field_size").key,

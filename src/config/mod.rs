@@ -25,6 +25,7 @@ mod file;
 mod keys;
 mod shell_words;
 mod sources;
+mod values;
 
 pub use app_spec::AppSpec;
 pub use bind::{BindAddress, BindAddressError, DEFAULT_PORT};
@@ -108,6 +109,27 @@ pub struct Settings {
     /// worker. See docs/hooks.md.
     #[arg(long = "hooks", value_name = "MODULE")]
     pub hooks: Option<String>,
+
+    /// Set an environment variable in the workers, `KEY=VALUE`; repeat for
+    /// several (gunicorn's raw_env).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = values::parse_raw_env)]
+    pub raw_env: Vec<(String, String)>,
+
+    /// Send the application's stdout and stderr (print, logging's default
+    /// handler) to the error log.
+    #[arg(long = "capture-output")]
+    pub capture_output: bool,
+
+    /// Do not send `wsgi.file_wrapper` files with sendfile(2); iterate them
+    /// instead (also when the SENDFILE environment variable is 0).
+    #[arg(long = "no-sendfile")]
+    pub no_sendfile: bool,
+
+    /// What to do with request header names containing `_` (they collide
+    /// with `-` in environ keys): `drop` them, `refuse` the request (400), or
+    /// pass them on (`dangerous`: a client can spoof a proxy's header).
+    #[arg(long = "header-map", value_name = "drop|refuse|dangerous", default_value = "drop", value_parser = values::parse_header_map)]
+    pub header_map: crate::http::UnderscoreHeaders,
 
     /// Where to write the access log, one line per response (`-` means
     /// stdout). No access log unless given.

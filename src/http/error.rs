@@ -48,6 +48,9 @@ pub enum ParseError {
     /// A field name that is empty or not a token.
     #[error("invalid header name")]
     InvalidHeaderName,
+    /// A field name with `_` under `--header-map refuse`.
+    #[error("underscore in header name")]
+    UnderscoreInHeaderName,
     /// Whitespace between a field name and its colon.
     #[error("whitespace before colon in header")]
     WhitespaceBeforeColon,
@@ -148,6 +151,7 @@ impl ParseError {
             | BareCr
             | BareLf
             | InvalidHeaderName
+            | UnderscoreInHeaderName
             | WhitespaceBeforeColon
             | ObsFold
             | InvalidHeaderValue
@@ -190,6 +194,7 @@ mod tests {
             (BareLf, 400),
             // Header fields
             (InvalidHeaderName, 400),
+            (UnderscoreInHeaderName, 400),
             (WhitespaceBeforeColon, 400),
             (ObsFold, 400),
             (InvalidHeaderValue, 400),

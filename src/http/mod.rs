@@ -31,7 +31,10 @@ mod tables;
 pub use chunked::ChunkedDecoder;
 pub use date::HttpDate;
 pub use error::ParseError;
-pub use parser::{parse_head, BodyFraming, HeaderSpan, Limits, RequestHead, Span, Status, Version};
+pub use parser::{
+    parse_head, BodyFraming, HeaderSpan, Limits, RequestHead, Span, Status, UnderscoreHeaders,
+    Version,
+};
 pub use response::{
     begin_response, reason_phrase, write_chunk, write_chunk_header, write_error_response,
     write_last_chunk, ResponseFraming, CONTINUE_100, SERVER_NAME,

@@ -82,6 +82,23 @@ pub struct Limits {
     pub fields: usize,
     /// Longest header field line in bytes (`--limit-request-field_size`, default 8190; 0 = unlimited).
     pub field_size: usize,
+    /// What to do with field names containing `_` (`--header-map`).
+    pub underscores: UnderscoreHeaders,
+}
+
+/// Field names with `_` collide with `-` once mapped to environ keys
+/// (`X_Forwarded_For` and `X-Forwarded-For` are both HTTP_X_FORWARDED_FOR):
+/// gunicorn's `header_map` setting decides what to do with them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    /// Parse but leave out of the head (gunicorn's default, `drop`).
+    #[default]
+    Drop,
+    /// Reject the request with 400 (`refuse`).
+    Refuse,
+    /// Keep them (`dangerous`): a client can then spoof a header that a
+    /// proxy sets with `-`.
+    Keep,
 }
 
 /// Most CRLFs skipped before a request line (RFC 9112 §2.2 lets a server
@@ -137,6 +154,7 @@ impl Default for Limits {
             request_line: 4094,
             fields: 100,
             field_size: 8190,
+            underscores: UnderscoreHeaders::Drop,
         }
     }
 }
@@ -649,10 +667,13 @@ impl<'b> HeadParser<'b, '_, '_> {
             value: span(value_start, value_end),
         };
         self.note_field(field)?;
-        // Dropped as gunicorn's `header_map=drop`: `X_Forwarded_For` must
-        // not pass for `X-Forwarded-For` once mapped to HTTP_X_FORWARDED_FOR.
-        if !self.buf[start..name_end].contains(&b'_') {
-            self.head.headers.push(field);
+        // `X_Forwarded_For` must not pass for `X-Forwarded-For` once mapped
+        // to HTTP_X_FORWARDED_FOR, unless the operator says so.
+        let underscored = self.buf[start..name_end].contains(&b'_');
+        match (underscored, self.limits.underscores) {
+            (false, _) | (true, UnderscoreHeaders::Keep) => self.head.headers.push(field),
+            (true, UnderscoreHeaders::Drop) => {}
+            (true, UnderscoreHeaders::Refuse) => return Err(ParseError::UnderscoreInHeaderName),
         }
         Ok(Some(FieldLine::Field(cr + 2)))
     }
@@ -1245,6 +1266,7 @@ mod tests {
             request_line: 16,
             fields: 2,
             field_size: 10,
+            ..Limits::default()
         };
         let cases: &[(&[u8], Result<Status, ParseError>)] = &[
             // Request line: 16 bytes is fine, 17 is too long even unfinished
@@ -1309,6 +1331,7 @@ mod tests {
             request_line: 100,
             fields: 10,
             field_size: 200_000,
+            ..Limits::default()
         };
         let mut input = b"GET / HTTP/1.0\r\nX: ".to_vec();
         input.resize(input.len() + 199_990, b'v');
@@ -1322,6 +1345,7 @@ mod tests {
             request_line: 0,
             fields: 0,
             field_size: 0,
+            ..Limits::default()
         };
         let mut input = b"GET /".to_vec();
         input.resize(20_000, b'a');

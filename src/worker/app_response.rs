@@ -68,6 +68,15 @@ enum Body {
     Finished,
 }
 
+/// How a response is produced, from the worker's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseOptions {
+    /// Keep the environ for the access log's `{name}e` atoms.
+    pub keep_environ: bool,
+    /// Send real files behind `wsgi.file_wrapper` with sendfile(2).
+    pub sendfile: bool,
+}
+
 /// What the response needs to know about its request.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestFacts {
@@ -101,9 +110,9 @@ impl AppResponse {
         app: &Py<PyAny>,
         environ: Bound<'_, PyAny>,
         request: RequestFacts,
-        keep_environ: bool,
+        options: ResponseOptions,
     ) -> Result<AppResponse, ResponseError> {
-        let kept_environ = keep_environ.then(|| environ.clone().unbind());
+        let kept_environ = options.keep_environ.then(|| environ.clone().unbind());
         let start_response = Py::new(py, StartResponse::new()).map_err(ResponseError::AppRaised)?;
         let result = app
             .call1(py, (environ, start_response.clone_ref(py)))
@@ -120,7 +129,7 @@ impl AppResponse {
             body_sent: 0,
             environ: kept_environ,
         };
-        match response.choose_body(py) {
+        match response.choose_body(py, options.sendfile) {
             Ok(body) => response.body = body,
             Err(e) => {
                 response.close(py);
@@ -132,9 +141,9 @@ impl AppResponse {
 
     /// A file_wrapper over a real file is sent with sendfile; anything else
     /// is iterated.
-    fn choose_body(&self, py: Python<'_>) -> Result<Body, ResponseError> {
+    fn choose_body(&self, py: Python<'_>, sendfile: bool) -> Result<Body, ResponseError> {
         let result = self.result.bind(py);
-        if let Ok(wrapper) = result.cast::<FileWrapper>() {
+        if let (true, Ok(wrapper)) = (sendfile, result.cast::<FileWrapper>()) {
             if let Some((fd, offset)) = wrapper.borrow().sendfile_source(py) {
                 if let Some(size) = file_size(fd) {
                     let remaining = size.saturating_sub(offset);

@@ -9,7 +9,7 @@
 //! work is never left waiting for an event that will not come.
 
 use super::access_log::AccessLog;
-use super::app_response::{AppResponse, Pumped, RequestFacts, ResponseError};
+use super::app_response::{AppResponse, Pumped, RequestFacts, ResponseError, ResponseOptions};
 use super::forwarded::{SchemePolicy, UrlScheme};
 use super::out_queue::OutQueue;
 use super::request_body::{BodyError, BodyReader};
@@ -75,6 +75,8 @@ pub struct Shared {
     pub max_requests: u64,
     /// Where access log lines go (`--access-logfile`), if anywhere.
     pub access_log: Option<AccessLog>,
+    /// Whether `wsgi.file_wrapper` files go out with sendfile(2).
+    pub sendfile: bool,
     /// Who may set the scheme, and through which headers.
     pub scheme_policy: SchemePolicy,
     /// With `--proxy-protocol`: the peers allowed to send a PROXY header
@@ -528,11 +530,14 @@ impl Connection {
                 if let Some(hooked) = hooked.as_mut() {
                     hooked.keep_environ(&environ);
                 }
-                let keep_environ = shared
-                    .access_log
-                    .as_ref()
-                    .is_some_and(|log| log.format().needs_environ());
-                AppResponse::start(py, &shared.app, environ.into_any(), facts, keep_environ)
+                let options = ResponseOptions {
+                    keep_environ: shared
+                        .access_log
+                        .as_ref()
+                        .is_some_and(|log| log.format().needs_environ()),
+                    sendfile: shared.sendfile,
+                };
+                AppResponse::start(py, &shared.app, environ.into_any(), facts, options)
             });
         if let (Some(hooks), Some(hooked)) = (shared.hooks.as_ref(), hooked.as_mut()) {
             hooks.app_returned(hooked);

@@ -85,6 +85,14 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
     if !signals::die_with_master(master_pid) {
         return 0;
     }
+    for (key, value) in &settings.raw_env {
+        // The worker is single-threaded here, before Python starts (which
+        // reads the environment once, into os.environ).
+        std::env::set_var(key, value);
+    }
+    if settings.capture_output {
+        crate::logging::capture_output();
+    }
     if let Err(e) = wsgi::interpreter::start(settings) {
         return fail(WORKER_BOOT_ERROR, &e.to_string());
     }
@@ -137,6 +145,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             environ,
             date: HttpDate::new(),
             limits: Limits {
+                underscores: settings.header_map,
                 request_line: settings.limit_request_line,
                 fields: settings.limit_request_fields,
                 field_size: settings.limit_request_field_size,
@@ -158,6 +167,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 settings.max_requests_jitter,
             ),
             access_log,
+            sendfile: sendfile_enabled(settings),
             scheme_policy: forwarded::SchemePolicy::new(
                 settings.forwarded_allow_ips.clone(),
                 settings.secure_scheme_headers.clone(),
@@ -215,6 +225,18 @@ fn max_requests_with_jitter(max_requests: u64, jitter: u64) -> u64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos() as u64);
     max_requests + seed % (jitter + 1)
+}
+
+/// `--no-sendfile`, or gunicorn's `SENDFILE` environment variable set to a
+/// false value, turns sendfile off.
+fn sendfile_enabled(settings: &Settings) -> bool {
+    let env_off = std::env::var("SENDFILE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "0" | "false" | "no" | "off"
+        )
+    });
+    !settings.no_sendfile && !env_off
 }
 
 /// Flushes `sys.stdout` and `sys.stderr` so the app's last prints are not

@@ -65,7 +65,7 @@ pub fn start(settings: &Settings) -> Result<(), InterpreterError> {
         Some(venv) => verify_virtualenv(venv)?,
         None => PathBuf::from(BUILD_EXECUTABLE),
     };
-    initialize(&program)?;
+    initialize(&program, settings.capture_output)?;
     Python::attach(|py| prepend_sys_path(py, &settings.pythonpath))
         .map_err(|e| InterpreterError::Init(format!("cannot set sys.path: {e}")))
 }
@@ -225,7 +225,7 @@ fn c_path(path: &Path) -> Result<CString, InterpreterError> {
 /// Runs `Py_InitializeFromConfig` with `program` as program name and
 /// executable, this process's arguments as `sys.argv`, and no signal
 /// handlers; then releases the GIL.
-fn initialize(program: &Path) -> Result<(), InterpreterError> {
+fn initialize(program: &Path, unbuffered_stdio: bool) -> Result<(), InterpreterError> {
     let program = c_path(program)?;
     let args: Vec<CString> = std::env::args_os()
         .filter_map(|arg| CString::new(arg.as_bytes()).ok())
@@ -238,7 +238,7 @@ fn initialize(program: &Path) -> Result<(), InterpreterError> {
     unsafe { ffi::PyConfig_InitPythonConfig(config.as_mut_ptr()) };
     // SAFETY: initialised just above.
     let mut config = unsafe { config.assume_init() };
-    let result = configure_and_initialize(&mut config, &program, &mut argv);
+    let result = configure_and_initialize(&mut config, &program, &mut argv, unbuffered_stdio);
     // SAFETY: `config` was initialised by PyConfig_InitPythonConfig; Clear
     // frees the strings it owns and may be called exactly once here.
     unsafe { ffi::PyConfig_Clear(&mut config) };
@@ -256,9 +256,15 @@ fn configure_and_initialize(
     config: &mut ffi::PyConfig,
     program: &CStr,
     argv: &mut [*const libc::c_char],
+    unbuffered_stdio: bool,
 ) -> Result<(), InterpreterError> {
     // The worker owns signals (and SIGPIPE): Python must not install its own.
     config.install_signal_handlers = 0;
+    // --capture-output: each print reaches the error log as it happens, not
+    // when a block buffer fills.
+    if unbuffered_stdio {
+        config.buffered_stdio = 0;
+    }
     // Our argv is rgunicorn's command line, not Python options.
     config.parse_argv = 0;
     let config_ptr: *mut ffi::PyConfig = config;
