@@ -1,27 +1,67 @@
 //! The `rgunicorn` command: parse settings, run the master, turn errors into
 //! one-line messages and exit codes.
 //!
+//! `--print-config` prints the effective settings and exits 0;
+//! `--check-config` checks them and imports the app in a child process,
+//! exiting 0 (`Config OK`) or 1 with the reason.
+//!
 //! Exit codes: 0 after a clean stop; 1 for a bad setting or a master error;
 //! 2 for a malformed command line (clap's usage message); 3 when a worker
 //! could not boot and 4 when the app could not be loaded (gunicorn's codes).
 
-use rgunicorn::config::{self, ConfigError};
+use rgunicorn::config::{self, ConfigError, Settings};
+use rgunicorn::worker::check::check_app;
 use rgunicorn::{logging, master};
 
 fn main() {
-    let settings = match config::load() {
-        Ok(settings) => settings,
+    let resolved = match config::load_resolved() {
+        Ok(resolved) => resolved,
         Err(ConfigError::CommandLine(err)) => err.exit(),
         Err(err) => exit_with_error(&err, err.exit_code()),
     };
+    let settings = resolved.settings;
+    if settings.print_config {
+        print!("{}", resolved.effective_toml);
+        return;
+    }
     if let Err(err) = logging::set_log_file(&settings.error_logfile) {
         exit_with_error(&err, 1);
     }
     if let Err(err) = logging::init(&settings.log_level) {
         exit_with_error(&err, 1);
     }
+    if settings.check_config {
+        check_config(&settings);
+    }
     if let Err(err) = master::run(settings) {
         exit_with_error(&err, err.exit_code());
+    }
+}
+
+/// `--check-config`: the settings are valid (they parsed); imports the app
+/// in a forked child (the master process never starts Python) and exits 0
+/// with `Config OK`, or 1 with the child's reason.
+fn check_config(settings: &Settings) -> ! {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+    // SAFETY: nothing but this thread runs yet (no logger threads, no
+    // master), so the child may do anything the parent could, including
+    // starting Python.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => match check_app(settings) {
+            Ok(()) => std::process::exit(0),
+            Err(reason) => exit_with_error(&reason, 1),
+        },
+        Ok(ForkResult::Parent { child }) => match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, 0)) => {
+                println!("Config OK");
+                std::process::exit(0)
+            }
+            Ok(WaitStatus::Exited(..)) => std::process::exit(1),
+            Ok(status) => exit_with_error(&format!("the app check ended: {status:?}"), 1),
+            Err(err) => exit_with_error(&format!("cannot wait for the app check: {err}"), 1),
+        },
+        Err(err) => exit_with_error(&format!("cannot fork to check the app: {err}"), 1),
     }
 }
 

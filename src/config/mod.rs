@@ -1,31 +1,40 @@
-//! Settings: the command line and the environment (and, later, a config file
-//! and `RGUNICORN_CMD_ARGS`), merged into one [`Settings`] value that master
-//! and worker read.
+//! Settings: defaults, the environment, a TOML config file,
+//! `RGUNICORN_CMD_ARGS` and the command line, merged into one [`Settings`]
+//! value that master and worker read.
 //!
 //! Each setting is one field with its flag, default and doc comment; the doc
-//! comments are the `--help` text. Names and meanings follow gunicorn's.
+//! comments are the `--help` text and docs/settings.md. Names and meanings
+//! follow gunicorn's, and config-file keys are gunicorn's setting names.
 //!
-//! Sources are merged as layers of defaults under the command line: the
-//! built-in default, then defaults taken from the environment
-//! (`WEB_CONCURRENCY`, `PORT`, `VIRTUAL_ENV`), then the command line, which
-//! always wins. A future config file or `RGUNICORN_CMD_ARGS` is one more
-//! layer in [`Settings::from_sources`]; nothing else changes shape.
+//! Sources, later wins (see [`sources`]): built-in defaults < environment
+//! defaults (`WEB_CONCURRENCY`, `PORT`, `VIRTUAL_ENV`, `FORWARDED_ALLOW_IPS`,
+//! which gunicorn also treats as defaults) < the config file (`-c FILE`, else
+//! `./rgunicorn.toml` when present) < `RGUNICORN_CMD_ARGS` < the command
+//! line.
 //!
 //! Every error is a [`ConfigError`] whose `Display` is one line naming the
-//! setting, except malformed command lines (unknown flags, missing
-//! `APP_MODULE`) and `--help`/`--version`, which clap reports itself.
+//! setting (and the file and line for the config file), except malformed
+//! command lines (unknown flags, missing `APP_MODULE`) and
+//! `--help`/`--version`, which clap reports itself.
 
 mod app_spec;
 mod bind;
+mod doc;
+mod effective;
+mod file;
+mod keys;
+mod shell_words;
+mod sources;
 mod values;
 
 pub use app_spec::AppSpec;
 pub use bind::{BindAddress, BindAddressError, DEFAULT_PORT};
+pub use doc::settings_markdown;
+pub use sources::{Resolved, CMD_ARGS_VAR, DEFAULT_CONFIG_FILE};
 
-use clap::{CommandFactory, FromArgMatches};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The log levels `--log-level` accepts, most verbose first.
 pub const LOG_LEVELS: [&str; 5] = ["debug", "info", "warning", "error", "critical"];
@@ -328,6 +337,22 @@ pub struct Settings {
         default_value = "-"
     )]
     pub error_logfile: PathBuf,
+
+    /// Read settings from this TOML file, keyed by gunicorn's setting names
+    /// (see docs/settings.md) [default: ./rgunicorn.toml when present].
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Check the settings and import the application (and the `--hooks`
+    /// module) in a child process, then exit: 0 if all is fine, 1 with the
+    /// reason otherwise. No socket is bound.
+    #[arg(long = "check-config")]
+    pub check_config: bool,
+
+    /// Print the effective settings as TOML (itself a valid config file) and
+    /// exit.
+    #[arg(long = "print-config")]
+    pub print_config: bool,
 }
 
 /// Why the settings could not be loaded.
@@ -342,6 +367,16 @@ pub enum ConfigError {
     /// print it with [`clap::Error::exit`], which knows its stream and code.
     #[error("{}", .0.to_string().lines().next().unwrap_or("invalid command line"))]
     CommandLine(clap::Error),
+    /// The config file has a bad key or value at `line`.
+    #[error("{}:{line}: {message}", .path.display())]
+    File {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// The config file cannot be read.
+    #[error("cannot read config file {}: {reason}", .path.display())]
+    Read { path: PathBuf, reason: String },
 }
 
 impl ConfigError {
@@ -349,8 +384,16 @@ impl ConfigError {
     /// errors (2 for usage, 0 for `--help`/`--version`), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            ConfigError::Invalid { .. } => 1,
             ConfigError::CommandLine(err) => err.exit_code(),
+            _ => 1,
+        }
+    }
+
+    fn file(path: &Path, line: usize, message: impl Into<String>) -> ConfigError {
+        ConfigError::File {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
         }
     }
 
@@ -400,9 +443,21 @@ impl Environment {
     }
 }
 
-/// Loads the settings of this process: its command line and environment.
+/// Loads the settings of this process: its command line, environment and
+/// config file (`./rgunicorn.toml` is looked for in the working directory).
 pub fn load() -> Result<Settings, ConfigError> {
-    Settings::from_sources(std::env::args_os(), &Environment::from_process())
+    load_resolved().map(|resolved| resolved.settings)
+}
+
+/// Like [`load`], also rendering the effective settings for
+/// `--print-config`.
+pub fn load_resolved() -> Result<Resolved, ConfigError> {
+    let working_dir = std::env::current_dir().ok();
+    sources::resolve(
+        std::env::args_os().collect(),
+        &Environment::from_process(),
+        working_dir.as_deref(),
+    )
 }
 
 impl Settings {
@@ -425,20 +480,15 @@ impl Settings {
         Settings::from_sources(args, &Environment::default())
     }
 
-    /// Parses a command line over the defaults `env` provides.
+    /// Parses a command line over the defaults `env` provides (with
+    /// `RGUNICORN_CMD_ARGS` and a `-c` file, but no `./rgunicorn.toml`).
     pub fn from_sources<I, T>(args: I, env: &Environment) -> Result<Settings, ConfigError>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let mut command = Settings::command();
-        for (arg_id, value) in environment_defaults(env)? {
-            command = command.mut_arg(arg_id, |arg| arg.default_value(value));
-        }
-        let matches = command
-            .try_get_matches_from(args)
-            .map_err(from_clap_error)?;
-        Settings::from_arg_matches(&matches).map_err(from_clap_error)
+        let args = args.into_iter().map(Into::into).collect();
+        sources::resolve(args, env, None).map(|resolved| resolved.settings)
     }
 }
 
@@ -481,6 +531,14 @@ fn from_clap_error(err: clap::Error) -> ConfigError {
     };
     let message = match err.kind() {
         ErrorKind::ValueValidation => match std::error::Error::source(&err) {
+            Some(source) if source.is::<std::num::ParseIntError>() => {
+                match err.get(ContextKind::InvalidValue) {
+                    Some(ContextValue::String(value)) => {
+                        format!("'{value}' is not a whole number (0 or more)")
+                    }
+                    _ => source.to_string(),
+                }
+            }
             Some(source) => source.to_string(),
             None => return ConfigError::CommandLine(err),
         },
@@ -502,12 +560,13 @@ fn from_clap_error(err: clap::Error) -> ConfigError {
     ConfigError::invalid(&setting, message)
 }
 
-/// `--bind <ADDRESS>` → `--bind`; `<APP_MODULE>` → `APP_MODULE`.
+/// `--bind <ADDRESS>` → `--bind`; `<APP_MODULE>` (or `[APP_MODULE]`, where
+/// optional) → `APP_MODULE`.
 fn setting_name(clap_arg: &str) -> String {
     let first = clap_arg.split_whitespace().next().unwrap_or(clap_arg);
     first
-        .trim_start_matches('<')
-        .trim_end_matches('>')
+        .trim_start_matches(['[', '<'])
+        .trim_end_matches([']', '>'])
         .to_string()
 }
 
@@ -770,7 +829,11 @@ mod tests {
                 "APP_MODULE: '1nvalid:app' is not MODULE:VARIABLE",
             ),
             (&["mod:"], &[], "APP_MODULE: 'mod:' names no variable"),
-            (&["--keep-alive", "x", "a:b"], &[], "--keep-alive: "),
+            (
+                &["--keep-alive", "x", "a:b"],
+                &[],
+                "--keep-alive: 'x' is not a whole number (0 or more)",
+            ),
         ];
         for (args, env, expected) in cases {
             let err = parse_with_env(args, env).expect_err(&format!("{args:?}"));
@@ -873,6 +936,7 @@ mod tests {
             ("--bind <ADDRESS>", "--bind"),
             ("--workers <INT>", "--workers"),
             ("<APP_MODULE>", "APP_MODULE"),
+            ("[APP_MODULE]", "APP_MODULE"),
             ("--log-level", "--log-level"),
         ];
         for (clap_arg, expected) in cases {

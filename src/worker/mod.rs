@@ -5,6 +5,7 @@
 mod accept_interest;
 mod access_log;
 mod app_response;
+pub mod check;
 mod connection;
 mod event_loop;
 pub mod forwarded;
