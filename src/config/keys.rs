@@ -9,8 +9,9 @@ use clap::Command;
 
 /// gunicorn's setting names that differ from our flag: `(key, clap long or
 /// positional value name)`. The derived name (`keep_alive`) is accepted too.
-pub const GUNICORN_NAMES: [(&str, &str); 10] = [
+pub const GUNICORN_NAMES: [(&str, &str); 11] = [
     ("wsgi_app", "APP_MODULE"),
+    ("reload_extra_files", "reload-extra-file"),
     ("raw_env", "env"),
     ("keepalive", "keep-alive"),
     ("accesslog", "access-logfile"),
@@ -28,7 +29,7 @@ pub const RUN_ONLY_IDS: [&str; 5] = ["help", "version", "config", "check_config"
 
 /// gunicorn settings rgunicorn does not have; naming one in a file says so
 /// instead of "unknown".
-pub const GUNICORN_ONLY: [&str; 43] = [
+pub const GUNICORN_ONLY: [&str; 37] = [
     "disable_redirect_access_to_syslog",
     "enable_stdio_inheritance",
     "default_proc_name",
@@ -43,16 +44,10 @@ pub const GUNICORN_ONLY: [&str; 43] = [
     "forwarder_headers",
     "worker_class",
     "threads",
-    "reload",
     "reload_engine",
-    "reload_extra_files",
     "spew",
     "preload_app",
-    "daemon",
     "worker_tmp_dir",
-    "user",
-    "group",
-    "initgroups",
     "tmp_upload_dir",
     "logger_class",
     "logconfig",
