@@ -460,6 +460,13 @@ pub fn load_resolved() -> Result<Resolved, ConfigError> {
     )
 }
 
+/// Loads the settings again from `args` (the command line the master was
+/// started with), the environment and the config file, with relative paths
+/// taken from `working_dir` (where it was started): HUP's re-read.
+pub fn reload(args: Vec<OsString>, working_dir: &Path) -> Result<Settings, ConfigError> {
+    sources::resolve(args, &Environment::from_process(), Some(working_dir)).map(|r| r.settings)
+}
+
 impl Settings {
     /// The name in the process titles: `--name`, else the APP_MODULE as
     /// written.

@@ -775,6 +775,7 @@ impl Arbiter {
     /// keep serving until the new set serves, then stop gracefully.
     fn reload(&mut self) {
         log::info!("Hang up: Master");
+        self.reread_settings();
         if self.num_workers == 0 {
             self.num_workers = self.settings.workers.max(1);
         }
@@ -787,6 +788,28 @@ impl Arbiter {
             }
         }
         self.manage_workers();
+    }
+
+    /// Re-reads the configuration for the new workers; a bad one is logged
+    /// and the current settings stay.
+    fn reread_settings(&mut self) {
+        let Some(launch) = &self.lifecycle.launch else {
+            return;
+        };
+        match super::reconfigure::reread(launch, &self.settings) {
+            Ok(settings) => {
+                if settings.workers != self.settings.workers {
+                    log::info!(
+                        "Workers: {} (was {})",
+                        settings.workers,
+                        self.settings.workers
+                    );
+                    self.num_workers = settings.workers.max(1);
+                }
+                self.settings = settings;
+            }
+            Err(e) => log::error!("Cannot reload the configuration, keeping the current one: {e}"),
+        }
     }
 
     /// A worker of the new set could not boot: the new code is broken.

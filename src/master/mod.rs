@@ -9,6 +9,7 @@
 pub mod arbiter;
 pub mod daemon;
 pub mod pidfile;
+mod reconfigure;
 pub mod signals;
 pub mod sockets;
 pub mod systemd;

@@ -52,6 +52,10 @@ pub struct LaunchCommand {
     pub executable: PathBuf,
     /// The arguments, `argv[0]` included.
     pub arguments: Vec<OsString>,
+    /// The directory rgunicorn was started in (before `--chdir`): relative
+    /// paths on the command line, `-c FILE` and `./rgunicorn.toml` are
+    /// relative to it, for a USR2 successor and a HUP re-read alike.
+    pub working_dir: PathBuf,
 }
 
 impl LaunchCommand {
@@ -64,9 +68,11 @@ impl LaunchCommand {
             .ok()
             .or_else(|| arguments.first().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("rgunicorn"));
+        let working_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         LaunchCommand {
             executable,
             arguments,
+            working_dir,
         }
     }
 }
@@ -125,6 +131,7 @@ pub fn spawn_new_master(
     systemd_owned: bool,
 ) -> io::Result<i32> {
     let program = c_string(command.executable.clone().into_os_string())?;
+    let working_dir = c_string(command.working_dir.clone().into_os_string())?;
     let arguments = command
         .arguments
         .iter()
@@ -158,7 +165,7 @@ pub fn spawn_new_master(
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         blocked.reset_in_child();
-        exec_in_child(&program, &argv, &envp, listeners);
+        exec_in_child(&program, &argv, &envp, listeners, &working_dir);
     }
     blocked.restore();
     if pid < 0 {
@@ -174,9 +181,10 @@ fn exec_in_child(
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
     listeners: &[RawFd],
+    working_dir: &CString,
 ) -> ! {
     // SAFETY: fcntl on fds this process holds; sigprocmask with a valid,
-    // empty set; execve with NUL-terminated strings and null-terminated
+    // empty set; chdir with a NUL-terminated path; execve with NUL-terminated strings and null-terminated
     // arrays that outlive the call (it only returns on failure); `_exit`
     // ends the child without running the master's destructors.
     unsafe {
@@ -189,6 +197,9 @@ fn exec_in_child(
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Where the operator started rgunicorn, so the successor resolves
+        // relative paths as its predecessor did (chdir is async-signal-safe).
+        libc::chdir(working_dir.as_ptr());
         libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
         libc::_exit(127)
     }

@@ -158,6 +158,7 @@ impl ServerBuilder {
             .env_remove("WEB_CONCURRENCY")
             .env_remove("PORT")
             .env_remove("SCRIPT_NAME")
+            .env_remove("RGUNICORN_CMD_ARGS")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
