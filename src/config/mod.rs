@@ -22,6 +22,7 @@ mod bind;
 mod doc;
 mod effective;
 mod file;
+mod gunicorn_flags;
 mod keys;
 mod shell_words;
 mod sources;
