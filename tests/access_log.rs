@@ -128,3 +128,30 @@ fn a_malformed_access_log_format_stops_the_server_naming_the_setting() {
         server.log()
     );
 }
+
+#[test]
+fn a_graceful_stop_loses_no_access_log_line() {
+    let dir = TempDir::new("access-stop");
+    let log = dir.join("access.log");
+    let mut server = ServerBuilder::new("hello:application")
+        .arg("--access-logfile")
+        .arg(log.display().to_string())
+        .start();
+    let mut client = server.connect();
+    for _ in 0..300 {
+        client.send(b"GET /burst HTTP/1.1\r\nHost: h\r\n\r\n");
+    }
+    for _ in 0..300 {
+        assert_eq!(client.read_response().status, 200);
+    }
+    // Stop at once: the lines still buffered in the worker must be written.
+    let status = server.stop().expect("server stopped");
+    assert!(status.success(), "{}", server.log());
+    assert_eq!(
+        lines(&log)
+            .iter()
+            .filter(|l| l.contains("GET /burst"))
+            .count(),
+        300
+    );
+}
