@@ -157,3 +157,22 @@ fn backlog_sets_the_listen_queue_length() {
         .start();
     assert_eq!(listen_backlog(server.port()), Some(64));
 }
+
+#[test]
+fn workers_run_the_apps_atexit_handlers_when_they_stop() {
+    let dir = TempDir::new("atexit");
+    let marker = dir.join("atexit");
+    let mut server = ServerBuilder::new("settings_app:application")
+        .workers(2)
+        .env("RG_ATEXIT_FILE", marker.display().to_string())
+        .start();
+    assert_eq!(server.get("/").text(), "ok");
+    let workers = server.worker_pids();
+    assert!(server.stop().expect("stopped").success());
+    let written = std::fs::read_to_string(&marker).unwrap_or_default();
+    let mut pids: Vec<i32> = written.lines().filter_map(|l| l.parse().ok()).collect();
+    pids.sort_unstable();
+    let mut expected = workers.clone();
+    expected.sort_unstable();
+    assert_eq!(pids, expected, "each worker runs its atexit handlers once");
+}

@@ -202,7 +202,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             }
         };
         let code = event_loop.run(py);
-        flush_python_streams(py);
+        finish_python(py);
         code
     })
 }
@@ -246,9 +246,18 @@ fn sendfile_enabled(settings: &Settings) -> bool {
     !settings.no_sendfile && !env_off
 }
 
-/// Flushes `sys.stdout` and `sys.stderr` so the app's last prints are not
-/// lost when the worker exits without finalising the interpreter.
-fn flush_python_streams(py: Python<'_>) {
+/// What a Python program does on its way out, short of finalising the
+/// interpreter (which could wait forever on the app's threads): runs the
+/// `atexit` handlers the app registered (metrics flushes, temp file
+/// clean-up), logging any exception, then flushes `sys.stdout` and
+/// `sys.stderr` so the last prints are not lost.
+fn finish_python(py: Python<'_>) {
+    if let Err(e) = py
+        .import("atexit")
+        .and_then(|atexit| atexit.call_method0("_run_exitfuncs"))
+    {
+        wsgi::traceback::log_exception(py, &e, "Error in atexit handlers");
+    }
     if let Ok(sys) = py.import("sys") {
         for name in ["stdout", "stderr"] {
             if let Ok(stream) = sys.getattr(name) {

@@ -2,13 +2,19 @@
 `/print` prints a marker to stdout and to stderr, `/file?PATH` returns
 PATH through wsgi.file_wrapper wrapped in a file object that counts its
 read() calls, and `/reads` answers that count (0 means the server used
-sendfile, which never calls read())."""
+sendfile, which never calls read()). With RG_ATEXIT_FILE set, each worker
+appends its pid to that file from an atexit handler."""
 
+import atexit
 import io
 import os
 import sys
 
 READS = 0
+
+if os.environ.get("RG_ATEXIT_FILE"):
+    # Written when the worker exits, as a Python program's atexit handlers.
+    atexit.register(lambda: open(os.environ["RG_ATEXIT_FILE"], "a").write(f"{os.getpid()}\n"))
 
 
 class CountingFile(io.FileIO):
