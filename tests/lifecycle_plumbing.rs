@@ -9,17 +9,17 @@ mod support;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::server::process_alive;
-use support::{wait_until, ServerBuilder, TempDir, BOOT_TIMEOUT};
+use support::server::Address;
+use support::{wait_until, Server, ServerBuilder, TempDir, BOOT_TIMEOUT};
 
 const APP: &str = "hello_master:application";
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -230,123 +230,6 @@ fn usr2_with_a_unix_socket_leaves_the_file_to_the_new_master() {
     assert!(!socket.exists());
 }
 
-/// A master started with a plain [`Command`] (for what [`ServerBuilder`]
-/// cannot do: a socket placed on fd 3, another executable), its stderr
-/// collected; TERMed (then KILLed) with its workers on drop.
-struct RawServer {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl RawServer {
-    /// Spawns `command`, with `fd3` (if any) on fd 3 of the child.
-    fn spawn(mut command: Command, fd3: Option<RawFd>) -> RawServer {
-        command
-            .env_remove("PORT")
-            .env_remove("WEB_CONCURRENCY")
-            .env_remove("VIRTUAL_ENV")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(fd) = fd3 {
-            // SAFETY: dup2 and fcntl are async-signal-safe; they put the
-            // test's listening socket on fd 3, without close-on-exec, in the
-            // child only.
-            unsafe {
-                command.pre_exec(move || {
-                    let result = if fd == 3 {
-                        libc::fcntl(3, libc::F_SETFD, 0)
-                    } else {
-                        libc::dup2(fd, 3)
-                    };
-                    if result < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let mut child = command.spawn().expect("spawn rgunicorn");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        RawServer { child, log }
-    }
-
-    /// Started the way systemd starts a socket-activated service: the
-    /// socket as fd 3, `LISTEN_FDS=1`, `LISTEN_PID` = the server's pid (set
-    /// by a shell that then `exec`s the server, keeping its pid).
-    fn activated(listener: &TcpListener) -> RawServer {
-        let mut command = Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg("LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\"")
-            .arg(env!("CARGO_BIN_EXE_rgunicorn"))
-            .arg("--chdir")
-            .arg(support::apps_dir())
-            .arg(APP)
-            .env("LISTEN_FDS", "1");
-        RawServer::spawn(command, Some(listener.as_raw_fd()))
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn wait_for_log(&self, text: &str) -> bool {
-        wait_until(BOOT_TIMEOUT, || self.log().contains(text))
-    }
-
-    /// The pids of `Booting worker with pid: N` lines.
-    fn worker_pids(&self) -> Vec<i32> {
-        self.log()
-            .lines()
-            .filter_map(|line| line.split("Booting worker with pid: ").nth(1))
-            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
-            .collect()
-    }
-}
-
-impl Drop for RawServer {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        for worker in self.worker_pids() {
-            if !wait_until(Duration::from_secs(2), || !process_alive(worker)) {
-                let _ = kill(Pid::from_raw(worker), Signal::SIGKILL);
-            }
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "---- rgunicorn log ----\n{}---- end of log ----",
-                self.log()
-            );
-        }
-    }
-}
-
 #[test]
 fn gunicorn_fd_sockets_are_adopted_for_the_bind_address_they_listen_on() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -358,9 +241,13 @@ fn gunicorn_fd_sockets_are_adopted_for_the_bind_address_they_listen_on() {
         .arg(APP)
         .env("GUNICORN_FD", "3");
     // Binding the address again would fail: the server must adopt fd 3.
-    let server = RawServer::spawn(command, Some(listener.as_raw_fd()));
+    let server = Server::spawn_command(command, Address::Tcp(addr), Some(listener.as_raw_fd()));
     drop(listener);
-    assert!(server.wait_for_log("Booting worker"), "{}", server.log());
+    assert!(
+        server.wait_for_log("Booting worker", BOOT_TIMEOUT),
+        "{}",
+        server.log()
+    );
     assert!(server
         .log()
         .contains("Using 1 socket(s) inherited from the old master"));
@@ -387,19 +274,23 @@ fn usr2_with_the_binary_gone_keeps_the_old_master_and_its_pid_file() {
         .arg("--chdir")
         .arg(support::apps_dir())
         .arg(APP);
-    let server = RawServer::spawn(command, None);
-    assert!(server.wait_for_log("Booting worker"), "{}", server.log());
+    let server = Server::spawn_command(command, Address::Tcp(addr), None);
+    assert!(
+        server.wait_for_log("Booting worker", BOOT_TIMEOUT),
+        "{}",
+        server.log()
+    );
     let master = server.pid() as i32;
     assert!(wait_until(BOOT_TIMEOUT, || read_pid(&pid_file) == Some(master)));
 
     std::fs::remove_file(&binary).unwrap();
     signal(server.pid(), Signal::SIGUSR2);
     assert!(
-        server.wait_for_log("exited with code 127"),
+        server.wait_for_log("exited with code 127", BOOT_TIMEOUT),
         "{}",
         server.log()
     );
-    assert!(server.wait_for_log("Upgrade abandoned"));
+    assert!(server.wait_for_log("Upgrade abandoned", BOOT_TIMEOUT));
     assert_eq!(read_pid(&pid_file), Some(master));
     assert!(!dir.join("app.pid.oldbin").exists());
     let response = wait_for_response(&addr.to_string());
@@ -410,7 +301,7 @@ fn usr2_with_the_binary_gone_keeps_the_old_master_and_its_pid_file() {
 fn systemd_socket_activation_serves_on_the_passed_socket() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = RawServer::activated(&listener);
+    let server = Server::socket_activated(&listener, &[], APP);
     drop(listener); // only the server holds it now
     assert!(
         wait_until(BOOT_TIMEOUT, || server.log().contains("Booting worker")),
@@ -432,7 +323,7 @@ fn systemd_socket_activation_serves_on_the_passed_socket() {
 fn usr2_hands_systemd_sockets_over_as_systemd_sockets() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = RawServer::activated(&listener);
+    let server = Server::socket_activated(&listener, &[], APP);
     drop(listener);
     assert!(wait_until(BOOT_TIMEOUT, || server
         .log()

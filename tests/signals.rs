@@ -25,13 +25,12 @@ use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::server::{process_alive, Address};
-use support::{apps_dir, wait_until, Server, ServerBuilder, TempDir};
+use support::{wait_until, Server, ServerBuilder, TempDir};
 
 /// The app of every test here unless one says otherwise.
 const APP: &str = "lifecycle_app:application";
@@ -1014,7 +1013,7 @@ fn rotate_the_access_log_and_reopen_it_with_usr1_to(target: impl Fn(&Server) -> 
 fn socket_activation_serves_on_the_inherited_socket() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let address = listener.local_addr().unwrap();
-    let mut master = ActivatedServer::spawn(&listener);
+    let mut master = Server::socket_activated(&listener, &["-w", "1"], APP);
     assert!(
         wait_until(SLOW, || master.log().contains("Booting worker with pid")),
         "no worker booted; log:\n{}",
@@ -1044,129 +1043,8 @@ fn socket_activation_serves_on_the_inherited_socket() {
         master.log()
     );
 
-    signal(master.child.id(), Signal::SIGTERM);
-    assert!(
-        wait_until(STOP, || master.child.try_wait().ok().flatten().is_some()),
-        "no exit after TERM"
-    );
-}
-
-/// `rgunicorn` started the way systemd starts a socket-activated service:
-/// the listening socket is fd 3, `LISTEN_FDS=1`, and `LISTEN_PID` is the
-/// server's own pid. The pid is only known in the child, so a shell sets it
-/// (`$$`) and `exec`s the server, keeping the pid; the fd is placed in
-/// `pre_exec` with async-signal-safe calls only (no `setenv`, which may
-/// allocate, in a child forked from this multi-threaded test).
-struct ActivatedServer {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl ActivatedServer {
-    fn spawn(listener: &TcpListener) -> ActivatedServer {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
-        let fd = listener.as_raw_fd();
-        let apps = apps_dir();
-        let mut command = Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg("LISTEN_PID=$$ exec \"$0\" \"$@\"")
-            .arg(server_program())
-            .args(server_extra_args())
-            .args(["--chdir", apps.to_str().unwrap(), "-w", "1", APP])
-            .env("LISTEN_FDS", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env_remove("LISTEN_PID")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // SAFETY: the closure runs in the forked child before exec and only
-        // calls dup2 and fcntl, which are async-signal-safe.
-        unsafe {
-            command.pre_exec(move || {
-                if fd == 3 {
-                    if libc::fcntl(3, libc::F_SETFD, 0) == -1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                } else if libc::dup2(fd, 3) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = command.spawn().expect("spawn rgunicorn");
-        let log = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut chunk = [0u8; 4096];
-                while let Ok(n @ 1..) = stream.read(&mut chunk) {
-                    log.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&chunk[..n]));
-                }
-            });
-        }
-        ActivatedServer { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// The pids of `Booting worker with pid: N` lines.
-    fn worker_pids(&self) -> Vec<i32> {
-        self.log()
-            .lines()
-            .filter_map(|line| line.split("Booting worker with pid: ").nth(1))
-            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
-            .collect()
-    }
-}
-
-/// The program under test, as `tests/support` picks it: `rgunicorn`, or
-/// `RGUNICORN_TEST_BIN` (e.g. gunicorn, to check a test against it).
-fn server_program() -> std::ffi::OsString {
-    std::env::var_os("RGUNICORN_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rgunicorn").into())
-}
-
-/// `RGUNICORN_TEST_EXTRA_ARGS` when `RGUNICORN_TEST_BIN` is set.
-fn server_extra_args() -> Vec<String> {
-    if std::env::var_os("RGUNICORN_TEST_BIN").is_none() {
-        return Vec::new();
-    }
-    std::env::var("RGUNICORN_TEST_EXTRA_ARGS")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
-}
-
-impl Drop for ActivatedServer {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let exited = wait_until(STOP, || self.child.try_wait().ok().flatten().is_some());
-        if !exited {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        for worker in self.worker_pids() {
-            if !wait_until(Duration::from_secs(2), || !process_alive(worker)) {
-                let _ = kill(Pid::from_raw(worker), Signal::SIGKILL);
-            }
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "---- rgunicorn log ----\n{}---- end of log ----",
-                self.log()
-            );
-        }
-    }
+    signal(master.pid(), Signal::SIGTERM);
+    assert!(master.wait_exit(STOP).is_some(), "no exit after TERM");
 }
 
 #[test]

@@ -246,6 +246,78 @@ pub struct Server {
 }
 
 impl Server {
+    /// Spawns a command the test built itself (a shell that sets
+    /// `LISTEN_PID`, extra environment, ...) with the usual log capture and
+    /// stop-on-drop guard; `fd3`, when given, becomes the child's fd 3
+    /// (without close-on-exec), as systemd and inherited sockets need. The
+    /// server is expected to listen at `address`. Returns at once.
+    pub fn spawn_command(
+        mut command: Command,
+        address: Address,
+        fd3: Option<std::os::fd::RawFd>,
+    ) -> Server {
+        use std::os::unix::process::CommandExt;
+        command
+            .env_remove("PORT")
+            .env_remove("WEB_CONCURRENCY")
+            .env_remove("VIRTUAL_ENV")
+            .env_remove("RGUNICORN_CMD_ARGS")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(fd) = fd3 {
+            // SAFETY: runs in the forked child before exec and only calls
+            // fcntl and dup2, which are async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    let result = if fd == 3 {
+                        libc::fcntl(3, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(fd, 3)
+                    };
+                    if result < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("spawn rgunicorn");
+        let log = Arc::new(Log::default());
+        spawn_log_reader(child.stdout.take().expect("stdout"), Arc::clone(&log));
+        spawn_log_reader(child.stderr.take().expect("stderr"), Arc::clone(&log));
+        Server {
+            child,
+            exit: None,
+            address,
+            workers: 1,
+            log,
+        }
+    }
+
+    /// Started the way systemd starts a socket-activated service: the
+    /// socket as fd 3, `LISTEN_FDS=1`, and `LISTEN_PID` the server's own pid,
+    /// which only the child knows: a shell sets it (`$$`) and `exec`s the
+    /// server, keeping the pid. `args` go before the app.
+    pub fn socket_activated(listener: &TcpListener, args: &[&str], app: &str) -> Server {
+        use std::os::fd::AsRawFd;
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg("LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\"")
+            .arg(server_command().get_program())
+            .args(server_command().get_args())
+            .arg("--chdir")
+            .arg(apps_dir())
+            .args(args)
+            .arg(app)
+            .env("LISTEN_FDS", "1")
+            .env_remove("LISTEN_PID");
+        let address = Address::Tcp(listener.local_addr().expect("listener address"));
+        Server::spawn_command(command, address, Some(listener.as_raw_fd()))
+    }
+
     /// Starts `app` from `tests/apps` with default options.
     pub fn start(app: &str) -> Server {
         ServerBuilder::new(app).start()
