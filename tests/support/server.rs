@@ -70,6 +70,7 @@ pub struct ServerBuilder {
     app: String,
     dir: PathBuf,
     workers: u32,
+    workers_flag: bool,
     address: Option<Address>,
     chdir: bool,
     args: Vec<String>,
@@ -84,6 +85,7 @@ impl ServerBuilder {
             app: app.to_string(),
             dir: apps_dir(),
             workers: 1,
+            workers_flag: true,
             address: None,
             chdir: true,
             args: Vec::new(),
@@ -106,6 +108,14 @@ impl ServerBuilder {
     /// The number of workers (`-w`).
     pub fn workers(mut self, workers: u32) -> ServerBuilder {
         self.workers = workers;
+        self
+    }
+
+    /// Pass no `--workers`: the server picks its own count (e.g. from
+    /// `WEB_CONCURRENCY`); [`ServerBuilder::workers`] still says how many
+    /// boots [`ServerBuilder::start`] waits for.
+    pub fn without_workers_flag(mut self) -> ServerBuilder {
+        self.workers_flag = false;
         self
     }
 
@@ -147,8 +157,8 @@ impl ServerBuilder {
         command
             .arg("--bind")
             .arg(&bind)
-            .arg("--workers")
-            .arg(self.workers.to_string())
+            .args(self.workers_flag.then_some("--workers"))
+            .args(self.workers_flag.then(|| self.workers.to_string()))
             .args(self.chdir.then_some("--chdir"))
             .args(self.chdir.then_some(&self.dir))
             .args(&self.args)
@@ -355,6 +365,22 @@ impl Server {
     pub fn wait_for_log_count(&self, pattern: &str, count: usize, timeout: Duration) -> bool {
         self.log
             .wait(timeout, |text| text.matches(pattern).count() >= count)
+    }
+
+    /// Waits until a log line contains `pattern` and returns the first such
+    /// line (`None` if none appeared within `timeout`).
+    pub fn wait_for_log_line(&self, pattern: &str, timeout: Duration) -> Option<String> {
+        self.wait_for_log(pattern, timeout).then(|| {
+            let log = self.log();
+            let line = log.lines().find(|line| line.contains(pattern));
+            line.unwrap_or_default().to_string()
+        })
+    }
+
+    /// Sends `signal` to the master (panics if it cannot be delivered).
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal)
+            .unwrap_or_else(|e| panic!("cannot send {signal} to the master: {e}"));
     }
 
     /// How many times the log contains `pattern`.
