@@ -366,8 +366,9 @@ impl Arbiter {
             }
             (None, None) => {}
         }
-        log::info!("Upgrade abandoned; this master keeps serving");
+        // The pid file is back before the log says so.
         self.restore_pid_file();
+        log::info!("Upgrade abandoned; this master keeps serving");
     }
 
     fn restore_pid_file(&mut self) {
