@@ -9,10 +9,14 @@ use clap::{Arg, ArgAction, CommandFactory};
 
 /// Settings whose default an environment variable sets (besides clap's own
 /// `env` attribute): `(clap id, variable)`.
-const ENVIRONMENT_DEFAULTS: [(&str, &str); 3] = [
+const ENVIRONMENT_DEFAULTS: [(&str, &str); 4] = [
     ("workers", "WEB_CONCURRENCY"),
     ("bind", "PORT (binds 0.0.0.0:$PORT)"),
     ("virtualenv", "VIRTUAL_ENV"),
+    (
+        "no_sendfile",
+        "SENDFILE (0, false, no or off turns sendfile off)",
+    ),
 ];
 
 const INTRODUCTION: &str = "\
@@ -24,7 +28,7 @@ Every setting can be given, later sources winning:
 
 1. built-in defaults;
 2. environment defaults: `WEB_CONCURRENCY`, `PORT`, `VIRTUAL_ENV`,
-   `FORWARDED_ALLOW_IPS` (as in gunicorn, these are defaults, so a config
+   `FORWARDED_ALLOW_IPS`, `SENDFILE` (as in gunicorn, these are defaults, so a config
    file overrides them);
 3. a TOML config file: `-c FILE`, else `./rgunicorn.toml` when it exists in
    the working directory. Keys are gunicorn's setting names (below); values

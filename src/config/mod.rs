@@ -520,11 +520,21 @@ fn environment_defaults(
     if let Some(virtualenv) = env.get("VIRTUAL_ENV") {
         defaults.push(("virtualenv", leak(virtualenv.to_string())));
     }
+    // gunicorn turns sendfile off when SENDFILE holds a false value.
+    let sendfile_off = env.get("SENDFILE").is_some_and(|value| {
+        matches!(
+            value.trim().to_ascii_lowercase().as_str(),
+            "0" | "false" | "no" | "off"
+        )
+    });
+    if sendfile_off {
+        defaults.push(("no_sendfile", "true"));
+    }
     Ok(defaults)
 }
 
 /// clap (without its `string` feature) takes defaults as `&'static str`.
-/// Settings are loaded once per process, so the few bytes leaked are bounded.
+/// Settings are loaded at start and on each HUP: a few bytes per load.
 fn leak(value: String) -> &'static str {
     Box::leak(value.into_boxed_str())
 }

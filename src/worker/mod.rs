@@ -174,7 +174,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 settings.max_requests_jitter,
             ),
             access_log,
-            sendfile: sendfile_enabled(settings),
+            sendfile: !settings.no_sendfile,
             scheme_policy: forwarded::SchemePolicy::new(
                 settings.forwarded_allow_ips.clone(),
                 settings.secure_scheme_headers.clone(),
@@ -232,18 +232,6 @@ fn max_requests_with_jitter(max_requests: u64, jitter: u64) -> u64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos() as u64);
     max_requests + seed % (jitter + 1)
-}
-
-/// `--no-sendfile`, or gunicorn's `SENDFILE` environment variable set to a
-/// false value, turns sendfile off.
-fn sendfile_enabled(settings: &Settings) -> bool {
-    let env_off = std::env::var("SENDFILE").is_ok_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "0" | "false" | "no" | "off"
-        )
-    });
-    !settings.no_sendfile && !env_off
 }
 
 /// What a Python program does on its way out, short of finalising the
