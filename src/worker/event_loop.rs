@@ -3,7 +3,7 @@
 //! and acts on signals. The GIL is held throughout except around `poll`.
 
 use super::accept_interest;
-use super::connection::{Connection, Keep, Shared};
+use super::connection::{Connection, EvictionCost, Keep, Shared};
 use super::signals::{SignalPipe, WorkerSignal};
 use super::stream::Stream;
 use super::wsgi::environ::Endpoint;
@@ -28,6 +28,11 @@ const TICK: Duration = Duration::from_millis(250);
 /// The most connections accepted per wake-up: the listener is
 /// level-triggered, so the rest are reported again (or go to a sibling).
 const ACCEPT_BATCH: usize = 16;
+/// How long accepting pauses when the process (EMFILE) or the system
+/// (ENFILE) is out of file descriptors: the pending connections wait in
+/// the backlog (or go to a sibling) instead of waking this worker in a
+/// loop of failing accepts.
+const DESCRIPTOR_BACKOFF: Duration = Duration::from_millis(250);
 
 /// A listening socket adopted by this worker.
 enum Acceptor {
@@ -84,6 +89,20 @@ impl Acceptor {
         }
     }
 
+    /// Whether a connection is waiting in the backlog (so closing one of
+    /// ours to make room for it is worth it).
+    fn has_pending(&self) -> bool {
+        let mut listener = libc::pollfd {
+            fd: self.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one valid pollfd for an open
+        // socket; a zero timeout never blocks.
+        let ready = unsafe { libc::poll(&mut listener, 1, 0) };
+        ready > 0 && listener.revents & libc::POLLIN != 0
+    }
+
     fn raw_fd(&self) -> RawFd {
         match self {
             Acceptor::Tcp { listener, .. } => listener.as_raw_fd(),
@@ -100,9 +119,15 @@ pub struct EventLoop {
     free_slots: Vec<usize>,
     open: usize,
     max_connections: usize,
-    /// Accepting paused at the connection cap (listeners out of the poll);
-    /// resumed when a connection closes.
+    /// Accepting paused (listeners out of the poll): at the connection cap
+    /// with every connection busy, resumed when one closes; or out of file
+    /// descriptors, resumed at `accept_resume_at` (or when one closes).
     accept_paused: bool,
+    /// When a descriptor back-off ends.
+    accept_resume_at: Option<Instant>,
+    /// Whether the current run of descriptor back-offs has been logged
+    /// (one warning per run, not one per failed accept).
+    descriptor_shortage_logged: bool,
     /// Connections that used up their turn with work left (see
     /// [`Keep::Yield`]), served again after the next poll.
     ready: VecDeque<usize>,
@@ -140,6 +165,8 @@ impl EventLoop {
             open: 0,
             max_connections: max_connections.max(1),
             accept_paused: false,
+            accept_resume_at: None,
+            descriptor_shortage_logged: false,
             ready: VecDeque::new(),
             signals,
             shared,
@@ -190,10 +217,10 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let wake_at = match self.stop_deadline {
-                Some(deadline) => next_tick.min(deadline),
-                None => next_tick,
-            };
+            let wake_at = [self.stop_deadline, self.accept_resume_at]
+                .into_iter()
+                .flatten()
+                .fold(next_tick, Instant::min);
             let timeout = match self.ready.is_empty() {
                 true => wake_at.saturating_duration_since(Instant::now()),
                 false => Duration::ZERO,
@@ -226,6 +253,10 @@ impl EventLoop {
                 }
             }
             self.serve_ready(py);
+            if self.accept_resume_at.is_some_and(|at| Instant::now() >= at) {
+                self.accept_resume_at = None;
+                self.resume_accepting();
+            }
             self.shared.heartbeat.beat();
             self.check_max_requests();
             if let Some(log) = self.shared.access_log.as_mut() {
@@ -342,29 +373,94 @@ impl EventLoop {
         unsafe { libc::getppid() == self.master_pid }
     }
 
-    /// Accepts a batch of pending connections on listener `index`, up to
-    /// the connection cap; at the cap, stops polling the listeners so the
-    /// backlog waits for a sibling or for a free slot here.
+    /// Accepts a batch of pending connections on listener `index`. At the
+    /// connection cap it first closes the cheapest waiting connections (see
+    /// [`EventLoop::evict_waiting`]); only when every connection is busy
+    /// does it stop polling the listeners, so the backlog waits for a
+    /// sibling or for a free slot here. Out of file descriptors, it pauses
+    /// accepting for [`DESCRIPTOR_BACKOFF`].
     fn accept_from(&mut self, py: Python<'_>, index: usize) {
         for _ in 0..ACCEPT_BATCH {
-            if self.open >= self.max_connections {
-                self.pause_accepting();
+            let Some(acceptor) = self.acceptors.get(index) else {
                 return;
+            };
+            if self.open >= self.max_connections {
+                if !acceptor.has_pending() {
+                    return;
+                }
+                if self.evict_waiting(py, 1) == 0 {
+                    self.pause_accepting();
+                    return;
+                }
             }
             let Some(acceptor) = self.acceptors.get(index) else {
                 return;
             };
             match acceptor.accept() {
-                Ok((stream, peer, local)) => self.add_connection(py, stream, peer, local),
+                Ok((stream, peer, local)) => {
+                    self.descriptor_shortage_logged = false;
+                    self.add_connection(py, stream, peer, local)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    self.back_off_descriptors(&e);
+                    return;
+                }
                 Err(e) => {
-                    // EMFILE, ECONNABORTED, ...: the loop keeps serving.
+                    // ECONNABORTED, ...: the loop keeps serving.
                     log::warn!("accept failed: {e}");
                     return;
                 }
             }
         }
+    }
+
+    /// Closes up to `wanted` of the connections that cost least to close,
+    /// to make room at the connection cap: first those kept alive between
+    /// requests, then those that have sent nothing yet, the longest
+    /// waiting first of each. A connection in the middle of a request or a
+    /// response is never closed. Returns how many were closed.
+    fn evict_waiting(&mut self, py: Python<'_>, wanted: usize) -> usize {
+        let mut candidates: Vec<(EvictionCost, Instant, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, connection)| {
+                let (cost, since) = connection.as_ref()?.eviction_cost()?;
+                Some((cost, since, slot))
+            })
+            .collect();
+        let evicted = wanted.min(candidates.len());
+        if evicted == 0 {
+            return 0;
+        }
+        if evicted < candidates.len() {
+            candidates.select_nth_unstable(evicted - 1);
+        }
+        log::debug!(
+            "At --worker-connections {}: closing {evicted} waiting connection(s)",
+            self.max_connections
+        );
+        for (_, _, slot) in candidates.drain(..evicted) {
+            self.close_slot(py, slot);
+        }
+        evicted
+    }
+
+    /// Out of file descriptors: stops accepting for [`DESCRIPTOR_BACKOFF`]
+    /// (the connections wait in the backlog, or a sibling takes them) and
+    /// warns once per shortage, however many back-offs it lasts.
+    fn back_off_descriptors(&mut self, error: &io::Error) {
+        if !self.descriptor_shortage_logged {
+            self.descriptor_shortage_logged = true;
+            log::warn!(
+                "accept failed: {error}; pausing accepting for {} ms at a time until descriptors free up",
+                DESCRIPTOR_BACKOFF.as_millis()
+            );
+        }
+        self.pause_accepting();
+        self.accept_resume_at = Some(Instant::now() + DESCRIPTOR_BACKOFF);
     }
 
     fn pause_accepting(&mut self) {
