@@ -6,7 +6,9 @@
 //! The worker records when it last went round its event loop, what phase it
 //! is in (booting does not count against `--timeout`), and which request it
 //! is serving, so the master can name that request when it kills a stuck
-//! worker. The master only reads.
+//! worker. The master only reads; a worker that changes phase (serving,
+//! retiring) also wakes it with SIGCHLD, so a handover does not wait for the
+//! master's next tick.
 
 use std::io;
 use std::ptr::NonNull;

@@ -364,7 +364,25 @@ impl EventLoop {
                 "Autorestarting worker after current request: served {} requests",
                 self.shared.requests_done
             );
-            self.shared.heartbeat.set_phase(Phase::Retiring);
+            self.announce_phase(Phase::Retiring);
+            self.yield_accepts_to_siblings();
+        }
+    }
+
+    /// Moves to `phase` in the heartbeat and wakes the master (SIGCHLD: a
+    /// child's state changed), so it acts now rather than at its next
+    /// tick: boots a successor for a retiring worker, or retires the
+    /// worker that a newly serving one replaces. A handover then takes one
+    /// boot, not a boot plus up to two master ticks.
+    pub fn announce_phase(&self, phase: Phase) {
+        self.shared.heartbeat.set_phase(phase);
+        if phase == Phase::Serving {
+            log::debug!("Worker (pid:{}) serving", std::process::id());
+        }
+        // SAFETY: kill has no memory preconditions; a master that is gone
+        // (ESRCH) is noticed by the tick's parent check.
+        unsafe {
+            libc::kill(self.master_pid, libc::SIGCHLD);
         }
     }
 
@@ -380,6 +398,34 @@ impl EventLoop {
     /// sibling or for a free slot here. Out of file descriptors, it pauses
     /// accepting for [`DESCRIPTOR_BACKOFF`].
     fn accept_from(&mut self, py: Python<'_>, index: usize) {
+        self.accept_batch(py, index);
+        if self.shared.heartbeat.phase() == Phase::Retiring {
+            self.yield_accepts_to_siblings();
+        }
+    }
+
+    /// A retiring worker (max-requests reached, its successor booting)
+    /// goes to the back of each listener's queue of exclusive waiters
+    /// after every batch it accepts: the kernel offers a new connection to
+    /// the first waiting worker in that queue, so every other worker,
+    /// including the successor once it polls, is offered it first. The
+    /// retiring worker still accepts when all of them are busy, so
+    /// capacity does not dip while the successor boots.
+    fn yield_accepts_to_siblings(&mut self) {
+        if self.accept_paused {
+            return;
+        }
+        for (index, acceptor) in self.acceptors.iter().enumerate() {
+            let token = Token(LISTENER_BASE + index);
+            let requeued = accept_interest::remove(&self.poll, acceptor.raw_fd())
+                .and_then(|()| accept_interest::add(&self.poll, acceptor.raw_fd(), token));
+            if let Err(e) = requeued {
+                log::error!("cannot requeue a listener: {e}");
+            }
+        }
+    }
+
+    fn accept_batch(&mut self, py: Python<'_>, index: usize) {
         for _ in 0..ACCEPT_BATCH {
             let Some(acceptor) = self.acceptors.get(index) else {
                 return;

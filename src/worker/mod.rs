@@ -184,7 +184,6 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 .then(|| settings.proxy_allow_from.clone()),
             hooks,
         };
-        shared.heartbeat.set_phase(Phase::Serving);
         let mut event_loop = match EventLoop::new(
             listeners,
             signals,
@@ -201,6 +200,9 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 )
             }
         };
+        // Serving once the listeners are in the poll: the master may now
+        // retire the worker this one replaces.
+        event_loop.announce_phase(Phase::Serving);
         let code = event_loop.run(py);
         finish_python(py);
         code
