@@ -16,6 +16,7 @@
 //! `CRITICAL` (the `log` crate has no such level).
 
 use crate::local_time::LocalTime;
+use crate::os_error::os_error_text;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -121,7 +122,7 @@ fn open_for_appending(path: &Path) -> Result<std::fs::File, LoggingError> {
 fn open_error(path: &Path, error: &std::io::Error) -> LoggingError {
     LoggingError::Open {
         path: path.to_path_buf(),
-        reason: crate::master::sockets::os_error_text(error),
+        reason: os_error_text(error),
     }
 }
 

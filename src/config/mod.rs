@@ -23,7 +23,9 @@ mod doc;
 mod effective;
 mod file;
 mod gunicorn_flags;
+mod identity;
 mod keys;
+mod secure_scheme_headers;
 mod shell_words;
 mod sources;
 mod values;
@@ -31,6 +33,10 @@ mod values;
 pub use app_spec::AppSpec;
 pub use bind::{BindAddress, BindAddressError, DEFAULT_PORT};
 pub use doc::settings_markdown;
+pub use identity::{parse_group, parse_user, worker_owner, GroupId, UserId};
+pub use secure_scheme_headers::{
+    SecureSchemeHeaderError, SecureSchemeHeaders, DEFAULT_SECURE_SCHEME_HEADERS,
+};
 pub use sources::{Resolved, CMD_ARGS_VAR, DEFAULT_CONFIG_FILE};
 
 use std::collections::BTreeMap;
@@ -39,6 +45,10 @@ use std::path::{Path, PathBuf};
 
 /// The log levels `--log-level` accepts, most verbose first.
 pub const LOG_LEVELS: [&str; 5] = ["debug", "info", "warning", "error", "critical"];
+
+/// gunicorn's default access log format (`--access-logformat`).
+pub const ACCESS_LOG_DEFAULT_FORMAT: &str =
+    r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
 
 /// The address bound when neither `--bind` nor `$PORT` says otherwise.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
@@ -140,7 +150,7 @@ pub struct Settings {
     /// The access log line format, in gunicorn's `%(atom)s` language (h l u
     /// t r s m U q H b B f a T M D L p, `{header}i`, `{header}o`,
     /// `{variable}e`).
-    #[arg(long = "access-logformat", value_name = "STRING", default_value = crate::worker::ACCESS_LOG_DEFAULT_FORMAT)]
+    #[arg(long = "access-logformat", value_name = "STRING", default_value = ACCESS_LOG_DEFAULT_FORMAT)]
     pub access_log_format: String,
 
     /// Peers trusted to set the scheme through the secure-scheme headers:
@@ -161,10 +171,10 @@ pub struct Settings {
     #[arg(
         long = "secure-scheme-headers",
         value_name = "NAME=VALUE,...",
-        default_value = crate::worker::forwarded::DEFAULT_SECURE_SCHEME_HEADERS,
-        value_parser = crate::worker::forwarded::SecureSchemeHeaders::parse
+        default_value = DEFAULT_SECURE_SCHEME_HEADERS,
+        value_parser = SecureSchemeHeaders::parse
     )]
-    pub secure_scheme_headers: crate::worker::forwarded::SecureSchemeHeaders,
+    pub secure_scheme_headers: SecureSchemeHeaders,
 
     /// Require a PROXY protocol header (v1 or v2) at the start of every
     /// connection; the client address it gives becomes REMOTE_ADDR.
@@ -296,13 +306,13 @@ pub struct Settings {
     /// Run the workers as this user: a name or a numeric uid. The master
     /// keeps the identity it was started with (to bind privileged ports and
     /// re-bind on reload); unix socket files are given to this user.
-    #[arg(short = 'u', long = "user", value_name = "USER", value_parser = crate::worker::identity::parse_user)]
-    pub user: Option<crate::worker::identity::UserId>,
+    #[arg(short = 'u', long = "user", value_name = "USER", value_parser = parse_user)]
+    pub user: Option<UserId>,
 
     /// Run the workers as this group: a name or a numeric gid [default:
     /// the master's group].
-    #[arg(short = 'g', long = "group", value_name = "GROUP", value_parser = crate::worker::identity::parse_group)]
-    pub group: Option<crate::worker::identity::GroupId>,
+    #[arg(short = 'g', long = "group", value_name = "GROUP", value_parser = parse_group)]
+    pub group: Option<GroupId>,
 
     /// Give the workers the supplementary groups of the `--user` account
     /// (as `initgroups(3)`); without it a worker started as root keeps only

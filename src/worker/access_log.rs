@@ -7,16 +7,13 @@
 //! non-blocking writes, so a slow log reader never stalls serving, and
 //! flushes completely (blocking) when the worker exits.
 
-use super::wsgi::environ::Endpoint;
 use crate::http::{RequestHead, Version};
+use crate::listener::Endpoint;
 use crate::local_time::LocalTime;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
-
-/// gunicorn's default access log format.
-pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
 
 /// Lines kept while the log cannot be written; beyond this the oldest
 /// pending bytes are dropped (and the loss logged) rather than growing.
@@ -495,7 +492,13 @@ mod tests {
 
     #[test]
     fn the_default_format_is_gunicorns_combined_log() {
-        let line = render(DEFAULT_FORMAT, REQUEST, b"200 OK", &[], 13);
+        let line = render(
+            crate::config::ACCESS_LOG_DEFAULT_FORMAT,
+            REQUEST,
+            b"200 OK",
+            &[],
+            13,
+        );
         let (before_time, after_time) = line.split_once('[').unwrap();
         assert_eq!(before_time, "192.0.2.7 - alice ");
         let after = after_time.split_once("] ").unwrap().1;

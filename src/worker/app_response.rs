@@ -5,11 +5,11 @@
 
 use super::access_log::{AccessEntry, AccessLog};
 use super::out_queue::OutQueue;
-use super::wsgi::environ::Endpoint;
 use super::wsgi::file_wrapper::FileWrapper;
 use super::wsgi::start_response::StartResponse;
 use crate::http::RequestHead;
 use crate::http::{self, ResponseFraming, Version};
+use crate::listener::Endpoint;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator};
 use std::os::fd::RawFd;

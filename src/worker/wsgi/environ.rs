@@ -24,25 +24,16 @@
 //! * `wsgi.url_scheme` is the template's `http` unless the connection
 //!   decided the request is https (see `worker::forwarded`).
 
-use super::super::forwarded::UrlScheme;
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
-use crate::http::{BodyFraming, RequestHead, Version};
+use crate::http::{BodyFraming, RequestHead, UrlScheme, Version};
+use crate::listener::Endpoint;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 use std::cell::RefCell;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
-
-/// Where a connection came from and arrived at.
-#[derive(Debug, Clone)]
-pub enum Endpoint {
-    Tcp(SocketAddr),
-    /// A unix socket (REMOTE_ADDR is empty, as gunicorn's).
-    Unix,
-}
 
 /// What the environ is built from: the request head, the buffer its spans
 /// index, the connection's two ends and the request's scheme.
@@ -387,6 +378,7 @@ mod tests {
     use super::*;
     use crate::http::{HeaderSpan, Span};
     use crate::worker::wsgi::input::RequestBody;
+    use std::net::SocketAddr;
 
     /// A hand-built request: the buffer and a head of spans into it.
     struct Request {

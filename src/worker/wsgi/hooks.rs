@@ -13,12 +13,12 @@
 //! own attributes on them, e.g. a start time on `req` in `pre_request` read
 //! back in `post_request`), except `cfg`, a read-only [`Config`].
 
-use super::super::forwarded::UrlScheme;
-use super::environ::{latin1, Endpoint};
+use super::environ::latin1;
 use super::start_response::StartResponse;
 use super::traceback::{log_exception, one_line};
 use crate::config::Settings;
-use crate::http::RequestHead;
+use crate::http::{RequestHead, UrlScheme};
+use crate::listener::Endpoint;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use std::sync::Mutex;
@@ -685,11 +685,7 @@ fn request_object<'py>(
     fields.set_item("headers", headers)?;
     fields.set_item("remote_addr", &remote_addr)?;
     fields.set_item("peer_addr", remote_addr)?;
-    let scheme = match scheme {
-        UrlScheme::Http => "http",
-        UrlScheme::Https => "https",
-    };
-    fields.set_item("scheme", scheme)?;
+    fields.set_item("scheme", scheme.as_str())?;
     namespace.call((), Some(&fields))
 }
 
