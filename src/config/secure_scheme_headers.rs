@@ -36,8 +36,7 @@ impl SecureSchemeHeaders {
                 let bad = || SecureSchemeHeaderError::NotNameValue(entry.to_string());
                 let (name, value) = entry.split_once('=').ok_or_else(bad)?;
                 let (name, value) = (name.trim(), value.trim());
-                let is_token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-                if name.is_empty() || !name.bytes().all(is_token) || value.is_empty() {
+                if !crate::http::is_token(name.as_bytes()) || value.is_empty() {
                     return Err(bad());
                 }
                 Ok((name.to_string(), value.to_string()))

@@ -7,7 +7,7 @@
 //! non-blocking writes, so a slow log reader never stalls serving, and
 //! flushes completely (blocking) when the worker exits.
 
-use crate::http::{RequestHead, Version};
+use crate::http::{self, RequestHead, Version};
 use crate::listener::Endpoint;
 use crate::local_time::LocalTime;
 use std::fs::File;
@@ -153,7 +153,12 @@ impl AccessFormat {
                     out.push(b' ');
                     out.extend_from_slice(entry.head.version.as_str().as_bytes());
                 }
-                Atom::Status => out.extend_from_slice(status_code(entry.status)),
+                Atom::Status => match http::status_code(entry.status) {
+                    Some(code) => {
+                        let _ = write!(out, "{code}");
+                    }
+                    None => out.push(b'-'),
+                },
                 Atom::Method => out.extend_from_slice(entry.method()),
                 Atom::Path => out.extend_from_slice(entry.head.path.get(entry.buf)),
                 Atom::Query => out.extend_from_slice(entry.head.query.get(entry.buf)),
@@ -245,11 +250,6 @@ fn dash_or(out: &mut Vec<u8>, value: Option<&[u8]>) {
     }
 }
 
-/// `200` from `200 OK`.
-fn status_code(status: &[u8]) -> &[u8] {
-    status.split(|b| *b == b' ').next().unwrap_or(b"-")
-}
-
 fn protocol(version: Version) -> &'static str {
     version.as_str()
 }
@@ -316,11 +316,7 @@ impl AccessEntry<'_> {
 
     /// The first request header named `name` (lower-case).
     fn request_header(&self, name: &[u8]) -> Option<&[u8]> {
-        self.head
-            .headers
-            .iter()
-            .find(|h| h.name.get(self.buf).eq_ignore_ascii_case(name))
-            .map(|h| h.value.get(self.buf))
+        self.head.header(self.buf, name)
     }
 }
 

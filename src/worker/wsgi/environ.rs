@@ -26,7 +26,7 @@
 
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
-use crate::http::{BodyFraming, RequestHead, UrlScheme, Version};
+use crate::http::{hex_value, BodyFraming, RequestHead, UrlScheme, Version};
 use crate::listener::Endpoint;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
@@ -331,11 +331,6 @@ pub fn percent_decode_into(out: &mut Vec<u8>, raw: &[u8]) {
         out.push(raw[i]);
         i += 1;
     }
-}
-
-/// The value of a hex digit.
-fn hex_value(byte: u8) -> Option<u8> {
-    (byte as char).to_digit(16).map(|d| d as u8)
 }
 
 /// `bytes` decoded as latin-1 (every byte is the code point of its value).
