@@ -22,7 +22,7 @@ mod bind;
 mod doc;
 mod effective;
 mod file;
-mod gunicorn_flags;
+mod gunicorn_only;
 mod identity;
 mod keys;
 mod secure_scheme_headers;
@@ -33,18 +33,17 @@ mod values;
 pub use app_spec::AppSpec;
 pub use bind::{BindAddress, BindAddressError, DEFAULT_PORT};
 pub use doc::settings_markdown;
+pub use gunicorn_only::{hooks_called_by, HookCaller};
 pub use identity::{parse_group, parse_user, worker_owner, GroupId, UserId};
 pub use secure_scheme_headers::{
     SecureSchemeHeaderError, SecureSchemeHeaders, DEFAULT_SECURE_SCHEME_HEADERS,
 };
 pub use sources::{Resolved, CMD_ARGS_VAR, DEFAULT_CONFIG_FILE};
 
+use crate::logging::LogLevel;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-
-/// The log levels `--log-level` accepts, most verbose first.
-pub const LOG_LEVELS: [&str; 5] = ["debug", "info", "warning", "error", "critical"];
 
 /// gunicorn's default access log format (`--access-logformat`).
 pub const ACCESS_LOG_DEFAULT_FORMAT: &str =
@@ -110,7 +109,7 @@ pub struct Settings {
 
     /// The error log level: debug, info, warning, error, critical.
     #[arg(long = "log-level", value_name = "LEVEL", value_parser = parse_log_level, default_value = "info")]
-    pub log_level: String,
+    pub log_level: LogLevel,
 
     /// A Python module of worker hooks, imported like the app (after
     /// `--chdir` and `--pythonpath`), e.g. `myproject.rgunicorn_hooks`, or
@@ -640,14 +639,12 @@ fn parse_umask(text: &str) -> Result<u32, String> {
     }
 }
 
-/// `--log-level`: one of [`LOG_LEVELS`], any case; stored lowercase.
-fn parse_log_level(text: &str) -> Result<String, String> {
-    let level = text.trim().to_ascii_lowercase();
-    if LOG_LEVELS.contains(&level.as_str()) {
-        Ok(level)
-    } else {
-        Err(format!("'{text}' is not one of {}", LOG_LEVELS.join(", ")))
-    }
+/// `--log-level`: one of gunicorn's level names, any case.
+fn parse_log_level(text: &str) -> Result<LogLevel, String> {
+    LogLevel::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = LogLevel::ALL.iter().map(|level| level.name()).collect();
+        format!("'{text}' is not one of {}", names.join(", "))
+    })
 }
 
 #[cfg(test)]
@@ -683,7 +680,7 @@ mod tests {
         assert_eq!(settings.workers, 1);
         assert_eq!(settings.bind, vec![tcp("127.0.0.1", 8000)]);
         assert_eq!(settings.backlog, 2048);
-        assert_eq!(settings.log_level, "info");
+        assert_eq!(settings.log_level, LogLevel::Info);
         assert_eq!(settings.keepalive, 2);
         assert_eq!(settings.worker_connections, 1000);
         assert_eq!(settings.graceful_timeout, 30);
@@ -744,7 +741,7 @@ mod tests {
             vec![PathBuf::from("a"), PathBuf::from("b")]
         );
         assert_eq!(settings.virtualenv, Some(PathBuf::from("/venv")));
-        assert_eq!(settings.log_level, "warning");
+        assert_eq!(settings.log_level, LogLevel::Warning);
         assert_eq!(settings.keepalive, 5);
         assert_eq!(settings.worker_connections, 10);
         assert_eq!(settings.graceful_timeout, 7);

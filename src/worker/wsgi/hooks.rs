@@ -16,9 +16,10 @@
 use super::environ::latin1;
 use super::start_response::StartResponse;
 use super::traceback::{log_exception, one_line};
-use crate::config::Settings;
+use crate::config::{hooks_called_by, HookCaller, Settings};
 use crate::http::{RequestHead, UrlScheme};
 use crate::listener::Endpoint;
+use crate::logging::LogLevel;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use std::sync::Mutex;
@@ -32,18 +33,6 @@ const HOOK_NAMES: [&str; 7] = [
     "worker_int",
     "worker_abort",
     "worker_exit",
-];
-
-/// gunicorn's master-side hooks: never called here.
-const MASTER_HOOK_NAMES: [&str; 8] = [
-    "on_starting",
-    "on_reload",
-    "when_ready",
-    "pre_fork",
-    "pre_exec",
-    "child_exit",
-    "nworkers_changed",
-    "on_exit",
 ];
 
 /// The name of the logger given to hooks as `worker.log` and `server.log`
@@ -122,7 +111,7 @@ impl Config {
             limit_request_field_size: settings.limit_request_field_size,
             chdir: settings.chdir.as_ref().map(path_text),
             pythonpath: settings.pythonpath.iter().map(path_text).collect(),
-            loglevel: settings.log_level.clone(),
+            loglevel: settings.log_level.name().to_string(),
             accesslog: settings.access_logfile.clone(),
             hooks: settings.hooks.clone(),
         }
@@ -186,13 +175,7 @@ impl AbortHandler {
 /// The error log sink of the `rgunicorn.error` logger's handler.
 #[pyfunction]
 fn write_error_log(levelno: i32, message: &str) {
-    match levelno {
-        50.. => log::error!(target: crate::logging::CRITICAL, "{message}"),
-        40..=49 => log::error!("{message}"),
-        30..=39 => log::warn!("{message}"),
-        20..=29 => log::info!("{message}"),
-        _ => log::debug!("{message}"),
-    }
+    LogLevel::from_python_number(levelno).log(message);
 }
 
 /// A `logging.Handler` subclass forwarding formatted records to a sink
@@ -223,19 +206,8 @@ def error_logger(name, sink, level):
     return logger
 ";
 
-/// The `logging` level number of a `--log-level` name.
-fn python_log_level(level: &str) -> i32 {
-    match level {
-        "debug" => 10,
-        "warning" => 30,
-        "error" => 40,
-        "critical" => 50,
-        _ => 20,
-    }
-}
-
 /// The `rgunicorn.error` logger, whose records reach the error log.
-fn error_logger<'py>(py: Python<'py>, level: &str) -> PyResult<Bound<'py, PyAny>> {
+fn error_logger<'py>(py: Python<'py>, level: LogLevel) -> PyResult<Bound<'py, PyAny>> {
     let setup = PyModule::from_code(
         py,
         LOGGER_SETUP,
@@ -243,7 +215,7 @@ fn error_logger<'py>(py: Python<'py>, level: &str) -> PyResult<Bound<'py, PyAny>
         c"rgunicorn_hooks_logging",
     )?;
     let sink = wrap_pyfunction!(write_error_log, py)?;
-    setup.call_method1("error_logger", (LOGGER_NAME, sink, python_log_level(level)))
+    setup.call_method1("error_logger", (LOGGER_NAME, sink, level.python_number()))
 }
 
 /// What the worker knows about one request while its hooks run: the `req`
@@ -387,9 +359,7 @@ const HOOK_FILE_MODULE: &str = "rgunicorn_hooks";
 /// Logs, once, the master-side gunicorn hooks `module` defines: rgunicorn
 /// never calls them.
 fn warn_about_master_hooks(module: &Bound<'_, PyAny>, module_name: &str) {
-    let defined: Vec<&str> = MASTER_HOOK_NAMES
-        .iter()
-        .copied()
+    let defined: Vec<&str> = hooks_called_by(HookCaller::Master)
         .filter(|name| module.getattr(*name).is_ok_and(|hook| !hook.is_none()))
         .collect();
     if !defined.is_empty() {
@@ -445,7 +415,7 @@ fn hook_objects<'py>(
     age: u64,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let cfg = Bound::new(py, Config::from_settings(settings))?;
-    let log = error_logger(py, &settings.log_level)?;
+    let log = error_logger(py, settings.log_level)?;
     let worker = PyDict::new(py);
     worker.set_item("pid", std::process::id())?;
     worker.set_item("ppid", master_pid)?;
@@ -745,6 +715,15 @@ mod tests {
     use super::*;
     use crate::http::{parse_head, Limits, Status};
 
+    #[test]
+    fn the_hooks_called_are_gunicorns_worker_hooks() {
+        let mut called = HOOK_NAMES.to_vec();
+        let mut worker: Vec<&str> = hooks_called_by(HookCaller::Worker).collect();
+        called.sort_unstable();
+        worker.sort_unstable();
+        assert_eq!(called, worker);
+    }
+
     fn namespace(py: Python<'_>) -> Bound<'_, PyAny> {
         py.import("types")
             .unwrap()
@@ -834,20 +813,6 @@ mod tests {
                 "--hooks m: 'worker_int' is not callable (it is str)"
             );
         });
-    }
-
-    #[test]
-    fn log_levels_map_to_python_numbers() {
-        let cases = [
-            ("debug", 10),
-            ("info", 20),
-            ("warning", 30),
-            ("error", 40),
-            ("critical", 50),
-        ];
-        for (name, number) in cases {
-            assert_eq!(python_log_level(name), number, "{name}");
-        }
     }
 
     #[test]
