@@ -10,17 +10,18 @@
 
 use super::access_log::AccessLog;
 use super::app_response::{AppResponse, Pumped, RequestFacts, ResponseError, ResponseOptions};
-use super::forwarded::{SchemePolicy, UrlScheme};
+use super::forwarded::SchemePolicy;
 use super::out_queue::OutQueue;
 use super::request_body::{BodyError, BodyReader};
 use super::stream::Stream;
-use super::wsgi::environ::{Endpoint, EnvironTemplate, RequestInfo};
+use super::wsgi::environ::{EnvironTemplate, RequestInfo};
 use super::wsgi::hooks::{HookedRequest, Hooks, Outcome};
 use super::wsgi::input::WsgiInput;
 use super::wsgi::traceback::log_exception;
 use crate::heartbeat::Heartbeat;
-use crate::http::{self, BodyFraming, HttpDate, Limits, RequestHead, Status};
+use crate::http::{self, BodyFraming, HttpDate, Limits, RequestHead, Status, UrlScheme};
 use crate::ip_allow_list::IpAllowList;
+use crate::listener::Endpoint;
 use crate::proxy_protocol;
 use pyo3::prelude::*;
 use std::io::{self, Read};
