@@ -29,7 +29,7 @@ pub const RUN_ONLY_IDS: [&str; 5] = ["help", "version", "config", "check_config"
 
 /// gunicorn settings rgunicorn does not have; naming one in a file says so
 /// instead of "unknown".
-pub const GUNICORN_ONLY: [&str; 37] = [
+pub const GUNICORN_ONLY: [&str; 36] = [
     "disable_redirect_access_to_syslog",
     "enable_stdio_inheritance",
     "default_proc_name",
@@ -43,7 +43,6 @@ pub const GUNICORN_ONLY: [&str; 37] = [
     "casefold_http_method",
     "forwarder_headers",
     "worker_class",
-    "threads",
     "reload_engine",
     "spew",
     "preload_app",

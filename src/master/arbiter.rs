@@ -663,6 +663,19 @@ impl Arbiter {
                     );
                     to_abort.push(*pid);
                 }
+                Phase::Serving | Phase::Retiring if !timeout.is_zero() => {
+                    if let Some(stuck) = worker.heartbeat.stuck_thread(timeout) {
+                        log::error!(
+                            target: crate::logging::CRITICAL,
+                            "WORKER TIMEOUT (pid:{pid}): app thread {} has been inside the \
+                             application for {}s serving {}",
+                            stuck.number,
+                            stuck.for_how_long.as_secs(),
+                            stuck.request
+                        );
+                        to_abort.push(*pid);
+                    }
+                }
                 _ => {}
             }
         }
