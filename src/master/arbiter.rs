@@ -667,11 +667,11 @@ impl Arbiter {
                     if let Some(stuck) = worker.heartbeat.stuck_thread(timeout) {
                         log::error!(
                             target: crate::logging::CRITICAL,
-                            "WORKER TIMEOUT (pid:{pid}): app thread {} has been inside the \
-                             application for {}s serving {}",
+                            "WORKER TIMEOUT (pid:{pid}) while serving {} (app thread {}, inside \
+                             the application for {}s)",
+                            stuck.request,
                             stuck.number,
-                            stuck.for_how_long.as_secs(),
-                            stuck.request
+                            stuck.for_how_long.as_secs()
                         );
                         to_abort.push(*pid);
                     }

@@ -21,7 +21,6 @@ use crate::config::Settings;
 use crate::http::RequestHead;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
-use std::sync::Mutex;
 
 /// The hook names looked up in the module, in the order they run.
 const HOOK_NAMES: [&str; 7] = [
@@ -126,32 +125,6 @@ impl Config {
             accesslog: settings.access_logfile.clone(),
             hooks: settings.hooks.clone(),
         }
-    }
-}
-
-/// Stands in for the app when a `post_request` hook exists: forwards each
-/// call and keeps the `start_response` it was given, so the hook can be
-/// shown the status and headers the app chose.
-#[pyclass(module = "rgunicorn", frozen)]
-struct RecordingApp {
-    app: Py<PyAny>,
-    last_start_response: Mutex<Option<Py<StartResponse>>>,
-}
-
-#[pymethods]
-impl RecordingApp {
-    fn __call__(
-        &self,
-        py: Python<'_>,
-        environ: Bound<'_, PyAny>,
-        start_response: Bound<'_, PyAny>,
-    ) -> PyResult<Py<PyAny>> {
-        if let Ok(recorded) = start_response.cast::<StartResponse>() {
-            if let Ok(mut slot) = self.last_start_response.lock() {
-                *slot = Some(recorded.clone().unbind());
-            }
-        }
-        self.app.call1(py, (environ, start_response))
     }
 }
 
@@ -260,6 +233,12 @@ impl HookedRequest {
     pub fn keep_environ(&mut self, environ: &Bound<'_, PyAny>) {
         self.environ = Some(environ.clone().unbind());
     }
+
+    /// Keeps the `start_response` the app was given, so `resp` can show the
+    /// status and headers it chose.
+    pub fn keep_start_response(&mut self, py: Python<'_>, start_response: &Py<StartResponse>) {
+        self.start_response = Some(start_response.clone_ref(py));
+    }
 }
 
 /// How a request ended, for `post_request`'s `resp`.
@@ -283,7 +262,6 @@ pub struct Hooks {
     post_request: Option<Py<PyAny>>,
     worker_int: Option<Py<PyAny>>,
     worker_exit: Option<Py<PyAny>>,
-    recorder: Option<Py<RecordingApp>>,
     /// Whether `worker_abort` is installed as Python's SIGABRT handler.
     abort_handler: bool,
 }
@@ -351,7 +329,6 @@ pub fn load(
         post_request,
         worker_int,
         worker_exit,
-        recorder: None,
         abort_handler,
     }))
 }
@@ -515,24 +492,6 @@ impl Hooks {
         }
     }
 
-    /// The callable the worker should call for each request: `app` itself,
-    /// or, when `post_request` is defined, a forwarder that remembers each
-    /// request's `start_response` (so `resp` can show status and headers).
-    pub fn app_to_call(&mut self, py: Python<'_>, app: Py<PyAny>) -> PyResult<Py<PyAny>> {
-        if self.post_request.is_none() {
-            return Ok(app);
-        }
-        let recorder = Py::new(
-            py,
-            RecordingApp {
-                app,
-                last_start_response: Mutex::new(None),
-            },
-        )?;
-        self.recorder = Some(recorder.clone_ref(py));
-        Ok(recorder.into_any())
-    }
-
     /// Before the app is called: builds `req` (if a request hook exists) and
     /// runs `pre_request(worker, req)`. A raising `pre_request` is logged and
     /// the request goes on.
@@ -565,16 +524,6 @@ impl Hooks {
         })
     }
 
-    /// Right after the app returned: remembers the `start_response` it was
-    /// given (see [`Hooks::app_to_call`]).
-    pub fn app_returned(&self, hooked: &mut HookedRequest) {
-        if let Some(recorder) = &self.recorder {
-            if let Ok(mut slot) = recorder.get().last_start_response.lock() {
-                hooked.start_response = slot.take();
-            }
-        }
-    }
-
     /// Runs `post_request(worker, req, environ, resp)` once the response is
     /// complete.
     pub fn after_request(&self, py: Python<'_>, hooked: HookedRequest, outcome: Outcome) {
@@ -605,11 +554,18 @@ impl Hooks {
     /// that found the worker idle runs `worker_abort` now, not in the middle
     /// of some later request. Nothing to do without a `worker_abort` hook.
     pub fn run_pending_signals(&self, py: Python<'_>) {
-        if self.abort_handler {
-            if let Err(e) = py.check_signals() {
-                log_exception(py, &e, "Exception in a Python signal handler");
-            }
+        if !self.handles_signals() {
+            return;
         }
+        if let Err(e) = py.check_signals() {
+            log_exception(py, &e, "Exception in a Python signal handler");
+        }
+    }
+
+    /// Whether a Python signal handler of ours (`worker_abort`) is
+    /// installed, so the loop should let pending signals run.
+    pub fn handles_signals(&self) -> bool {
+        self.abort_handler
     }
 
     /// Marks the worker as stopping (`worker.alive = False`).
