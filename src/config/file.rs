@@ -6,9 +6,8 @@
 //! value; the values themselves are validated by the caller, one setting at
 //! a time, so an error can name the file and line.
 
-use super::keys::{
-    closest_key, SettingKey, GUNICORN_HOOKS, GUNICORN_ONLY, GUNICORN_RESHAPED, RUN_ONLY_IDS,
-};
+use super::gunicorn_only::{is_gunicorn_only_key, GUNICORN_HOOKS};
+use super::keys::{closest_key, SettingKey, GUNICORN_RESHAPED, RUN_ONLY_IDS};
 use super::ConfigError;
 use clap::{Arg, ArgAction, Command};
 use std::collections::BTreeMap;
@@ -78,12 +77,12 @@ fn unknown_key_message(key: &str, keys: &[SettingKey]) -> String {
     if let Some((_, hint)) = GUNICORN_RESHAPED.iter().find(|(name, _)| *name == key) {
         return format!("unknown setting '{key}' ({hint})");
     }
-    if GUNICORN_HOOKS.contains(&key) {
+    if GUNICORN_HOOKS.iter().any(|(name, _)| *name == key) {
         return format!(
             "'{key}' is a server hook: define it in a Python module named by `hooks` (see docs/hooks.md)"
         );
     }
-    if GUNICORN_ONLY.contains(&key) {
+    if is_gunicorn_only_key(key) {
         return format!(
             "gunicorn setting '{key}' is not supported by rgunicorn (see docs/migrating-from-gunicorn.md)"
         );

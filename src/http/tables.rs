@@ -126,6 +126,17 @@ pub fn all_in(bytes: &[u8], class: &[bool; 256]) -> bool {
     bytes.iter().all(|&b| class[b as usize])
 }
 
+/// Whether `bytes` is a `token` (RFC 9110 §5.6.2): one or more `tchar`.
+pub fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && all_in(bytes, &TCHAR)
+}
+
+/// Whether every byte of `bytes` may stand in a field value or a reason
+/// phrase ([`FIELD_VALUE`]: no CR, LF, NUL or other control character).
+pub fn is_field_value(bytes: &[u8]) -> bool {
+    all_in(bytes, &FIELD_VALUE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

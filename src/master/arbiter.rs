@@ -26,6 +26,7 @@ use super::upgrade::{self, LaunchCommand};
 use crate::config::Settings;
 use crate::heartbeat::{Heartbeat, Phase};
 use crate::listener::Listener;
+use crate::os_error::os_error_text;
 use crate::worker::{self, WorkerContext, APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -326,7 +327,7 @@ impl Arbiter {
                 log::error!(
                     "Cannot upgrade: cannot rename the pid file {}: {}",
                     file.path().display(),
-                    super::sockets::os_error_text(&e)
+                    os_error_text(&e)
                 );
                 return;
             }
@@ -349,7 +350,7 @@ impl Arbiter {
                 log::error!(
                     "Cannot upgrade: cannot start {}: {}",
                     launch.executable.display(),
-                    super::sockets::os_error_text(&e)
+                    os_error_text(&e)
                 );
                 self.restore_pid_file();
             }
@@ -374,10 +375,7 @@ impl Arbiter {
     fn restore_pid_file(&mut self) {
         if let Some(file) = self.pid_file.as_mut() {
             if let Err(e) = file.restore_from_oldbin() {
-                log::error!(
-                    "Cannot restore the pid file: {}",
-                    super::sockets::os_error_text(&e)
-                );
+                log::error!("Cannot restore the pid file: {}", os_error_text(&e));
             }
         }
     }

@@ -21,11 +21,12 @@ pub use ticket::{Collected, End, Ticket};
 
 use super::app_response::RequestFacts;
 use super::exchange::{AppContext, Request};
-use super::forwarded::UrlScheme;
-use super::wsgi::environ::{Endpoint, RequestInfo};
+use super::wsgi::environ::RequestInfo;
 use super::wsgi::input::RequestBody;
 use crate::heartbeat::Heartbeat;
 use crate::http::RequestHead;
+use crate::http::UrlScheme;
+use crate::listener::Endpoint;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
