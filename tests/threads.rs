@@ -154,6 +154,64 @@ fn a_slow_stream_sends_each_part_as_it_comes() {
     assert!(String::from_utf8_lossy(&received).contains("line 29\n"));
 }
 
+/// Clients that request `target` and then never read.
+fn non_readers(server: &Server, target: &str, count: usize) -> Vec<std::net::TcpStream> {
+    let Address::Tcp(address) = server.address().clone() else {
+        unreachable!("the default server listens on TCP")
+    };
+    (0..count)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(address).unwrap();
+            stream
+                .write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .unwrap();
+            stream
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .inspect(|stream| {
+            // Its response has started: the app was called for it.
+            stream.set_read_timeout(Some(SLOW)).unwrap();
+            let mut byte = [0u8; 1];
+            assert_eq!(stream.peek(&mut byte).unwrap(), 1);
+        })
+        .collect()
+}
+
+#[test]
+fn clients_that_stop_reading_a_finished_body_hold_no_thread() {
+    // 32 MiB lists: each thread queues the whole body by reference and is
+    // free at once, whatever the clients do.
+    let server = threaded(2).start();
+    let stalled = non_readers(&server, "/big", 6);
+    let started = Instant::now();
+    for _ in 0..4 {
+        assert_eq!(server.get("/").status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "requests waited behind clients that do not read: {:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+}
+
+#[test]
+fn a_stream_whose_client_stops_reading_pauses_only_its_own_thread() {
+    let server = threaded(2).start();
+    let stalled = non_readers(&server, "/big-stream", 1);
+    let started = Instant::now();
+    for _ in 0..4 {
+        assert_eq!(server.get("/").status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "requests waited behind a stalled stream: {:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+}
+
 #[test]
 fn a_stuck_thread_gets_the_timeout_with_its_traceback() {
     let server = threaded(4).arg("--timeout").arg("2").start();

@@ -58,7 +58,8 @@ pub enum PumpUntil {
     HighWater,
     /// After each body item, too (an app thread's pump: what it has is
     /// handed to the loop at once, so a slow stream's items go out as they
-    /// come).
+    /// come), unless the iterable is a list or tuple, whose items are all
+    /// ready.
     EachItem,
 }
 
@@ -104,6 +105,9 @@ pub struct AppResponse {
     length_left: u64,
     keep_alive: bool,
     closed: bool,
+    /// The iterable is a list or tuple: every item is ready, so even an
+    /// app thread's pump goes on to the high-water mark.
+    items_ready: bool,
     /// Body bytes sent so far (for the access log).
     body_sent: u64,
     /// The environ, kept only when the access log format reads it.
@@ -133,9 +137,13 @@ impl AppResponse {
             length_left: 0,
             keep_alive: request.keep_alive,
             closed: false,
+            items_ready: false,
             body_sent: 0,
             environ: kept_environ,
         };
+        let result = response.result.bind(py);
+        response.items_ready = result.is_exact_instance_of::<pyo3::types::PyList>()
+            || result.is_exact_instance_of::<pyo3::types::PyTuple>();
         match response.choose_body(py, options.sendfile) {
             Ok(body) => response.body = body,
             Err(e) => {
@@ -192,10 +200,9 @@ impl AppResponse {
         until: PumpUntil,
     ) -> Result<Pumped, ResponseError> {
         let queued_before = out.len();
+        let each_item = until == PumpUntil::EachItem && !self.items_ready;
         loop {
-            if out.len() >= HIGH_WATER
-                || (until == PumpUntil::EachItem && out.len() > queued_before)
-            {
+            if out.len() >= HIGH_WATER || (each_item && out.len() > queued_before) {
                 return Ok(Pumped::Queued);
             }
             match &mut self.body {

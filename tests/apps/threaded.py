@@ -8,6 +8,8 @@
 /stuck         sleeps for an hour inside `stuck_here` (for --timeout)
 /stream?n=N    yields N lines, 100 ms apart (a slow stream)
 /pid           the serving worker's pid
+/big           32 MiB as a list of one bytes object (built once)
+/big-stream    32 MiB as a generator of 64 KiB parts
 /thread        the identity of the serving thread
 /              a greeting
 """
@@ -18,6 +20,7 @@ import time
 from urllib.parse import parse_qs
 
 GREETING = b"Hello, World!\n"
+BIG = b"x" * (32 * 1024 * 1024)
 LOCAL = threading.local()
 
 
@@ -63,6 +66,12 @@ def application(environ, start_response):
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return stream(int(_query(environ, "n", "5")))
+    if path == "/big":
+        start_response("200 OK", [("Content-Length", str(len(BIG)))])
+        return [BIG]
+    if path == "/big-stream":
+        start_response("200 OK", [("Content-Length", str(len(BIG)))])
+        return (BIG[i : i + 65536] for i in range(0, len(BIG), 65536))
     if path == "/pid":
         return _answer(start_response, str(os.getpid()).encode())
     if path == "/thread":
