@@ -15,16 +15,17 @@
 //! work is never left waiting for an event that will not come.
 
 use super::access_log::AccessLog;
-use super::app_response::{PumpUntil, RequestFacts};
-use super::app_threads::{AppThreads, Collected, End, Job, OwnedRequest, Ticket};
-use super::exchange::{AppContext, Exchange, Progress, Request};
+use super::app_threads::{Collected, End};
 use super::forwarded::SchemePolicy;
-use super::gil::Gil;
-use super::out_queue::OutQueue;
 use super::request_body::{BodyError, BodyReader};
 use super::stream::Stream;
+use super::threaded_calls::{self, AppCallThreads, CallJob, CallTicket};
 use super::wsgi::environ::RequestInfo;
+use super::wsgi::exchange::{AppContext, Exchange, OwnedRequest, Progress, Request};
+use super::wsgi::gil::Gil;
 use super::wsgi::hooks::Hooks;
+use super::wsgi::out_queue::OutQueue;
+use super::wsgi::response::{PumpUntil, RequestFacts};
 use crate::heartbeat::Heartbeat;
 use crate::http::{self, BodyFraming, HttpDate, Limits, RequestHead, Status, UrlScheme};
 use crate::ip_allow_list::IpAllowList;
@@ -67,7 +68,7 @@ pub enum AppCalls {
     /// The event loop itself, which holds the GIL (one app thread).
     Inline(AppContext),
     /// The app-thread pool (`--threads` > 1).
-    Threads(AppThreads),
+    Threads(AppCallThreads),
 }
 
 /// What every connection of a worker shares.
@@ -109,7 +110,7 @@ enum Running {
         facts: RequestFacts,
     },
     /// An app thread, meeting the connection at the ticket.
-    Threaded(Arc<Ticket>),
+    Threaded(CallTicket),
 }
 
 enum State {
@@ -233,7 +234,7 @@ impl Connection {
     }
 
     /// Whether the connection's current exchange is the one `ticket` is for.
-    pub fn holds(&self, ticket: &Arc<Ticket>) -> bool {
+    pub fn holds(&self, ticket: &CallTicket) -> bool {
         matches!(&self.state, State::Responding { running: Running::Threaded(t), .. } if Arc::ptr_eq(t, ticket))
     }
 
@@ -590,8 +591,8 @@ impl Connection {
                 }
             }
             AppCalls::Threads(threads) => {
-                let ticket = Ticket::new(self.slot);
-                threads.submit(Job {
+                let ticket = threaded_calls::ticket(self.slot);
+                threads.submit(CallJob {
                     ticket: Arc::clone(&ticket),
                     request: OwnedRequest {
                         buf: self.rbuf[..head_len].to_vec(),

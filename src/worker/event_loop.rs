@@ -6,9 +6,9 @@
 
 use super::accept_interest;
 use super::connection::{AppCalls, Connection, Keep, Shared};
-use super::gil::Gil;
 use super::signals::{SignalPipe, WorkerSignal};
 use super::stream::Stream;
+use super::wsgi::gil::Gil;
 use crate::heartbeat::Phase;
 use crate::listener::Endpoint;
 use crate::listener::Listener;

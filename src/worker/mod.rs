@@ -4,20 +4,17 @@
 
 mod accept_interest;
 mod access_log;
-mod app_response;
 mod app_threads;
 pub mod check;
 mod connection;
 mod event_loop;
-mod exchange;
 pub mod forwarded;
-mod gil;
 pub mod identity;
-mod out_queue;
 mod reloader;
 mod request_body;
 mod signals;
 mod stream;
+mod threaded_calls;
 pub mod wsgi;
 
 /// Exit code: the worker could not start (interpreter, sockets, signals).
@@ -29,18 +26,17 @@ use crate::config::Settings;
 use crate::heartbeat::{Heartbeat, Phase};
 use crate::http::{HttpDate, Limits};
 use crate::listener::Listener;
-use app_response::ResponseOptions;
-use app_threads::AppThreads;
 use connection::{AppCalls, Shared, Timeouts};
 use event_loop::EventLoop;
-use exchange::AppContext;
-use gil::Gil;
 use pyo3::prelude::*;
 use signals::SignalPipe;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use wsgi::exchange::AppContext;
+use wsgi::gil::Gil;
+use wsgi::response::ResponseOptions;
 
 /// What the master hands a worker at fork time.
 pub struct WorkerContext<'a> {
@@ -162,7 +158,9 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                     environ,
                     date: HttpDate::new(),
                     hooks: hooks.clone(),
-                    access_log: access_log.clone(),
+                    access_log: access_log
+                        .clone()
+                        .map(|log| log as Arc<dyn wsgi::access_entry::AccessRecorder>),
                     options,
                 }),
                 Err(e) => return fail(WORKER_BOOT_ERROR, &wsgi::traceback::one_line(py, &e)),
@@ -181,8 +179,10 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         let calls = match multithread {
             false => AppCalls::Inline(contexts.pop().expect("one context per thread")),
             true => {
-                let started = mio::Waker::new(poll.registry(), event_loop::WAKER)
-                    .and_then(|waker| AppThreads::start(contexts, waker, Arc::clone(&heartbeat)));
+                let started =
+                    mio::Waker::new(poll.registry(), event_loop::WAKER).and_then(|waker| {
+                        threaded_calls::start(contexts, waker, Arc::clone(&heartbeat))
+                    });
                 match started {
                     Ok(threads) => AppCalls::Threads(threads),
                     Err(e) => {

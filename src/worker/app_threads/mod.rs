@@ -1,10 +1,12 @@
 //! The app-thread pool of `--threads N` (N > 1): N Python threads that run
 //! exchanges (environ, hooks, the app call, pulling the response) while the
 //! event loop, without the GIL, keeps reading requests and writing
-//! responses. This half is Rust only: the queue of complete requests, the
-//! hand-over of each request's [`Ticket`], and waking the loop (a
-//! `mio::Waker`) when a ticket has news. The threads' Python side is
-//! [`app_thread`].
+//! responses. This half is Rust only and knows neither HTTP nor Python: a
+//! queue of jobs (complete requests), the threads, the [`Ticket`] each job's
+//! response comes back through, and waking the loop (a `mio::Waker`) when a
+//! ticket has news. What a thread does with a job is given to [`start`]
+//! (`AppThreads::start`): the worker runs the Python side,
+//! `wsgi::exchange::app_thread`, there.
 //!
 //! Backpressure: the loop hands every complete request over at once, but
 //! stops accepting new connections while all threads are busy and
@@ -14,86 +16,41 @@
 //! refused or timed out for backpressure; the queue cannot grow beyond the
 //! worker's connection count.
 
-mod app_thread;
 mod ticket;
 
-pub use ticket::{Collected, End, Ticket};
+pub use ticket::{Chunks, Collected, End, Ticket};
 
-use super::app_response::RequestFacts;
-use super::exchange::{AppContext, Request};
-use super::wsgi::environ::RequestInfo;
-use super::wsgi::input::RequestBody;
-use crate::heartbeat::Heartbeat;
-use crate::http::RequestHead;
-use crate::http::UrlScheme;
-use crate::listener::Endpoint;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-/// A complete request, owned, for an app thread: the head bytes are a copy
-/// of the connection's (the connection keeps its buffer for what follows).
-pub struct OwnedRequest {
-    pub buf: Vec<u8>,
-    pub head: RequestHead,
-    pub peer: Endpoint,
-    pub local: Endpoint,
-    pub url_scheme: UrlScheme,
-    pub facts: RequestFacts,
-    pub started: Instant,
-}
-
-impl OwnedRequest {
-    /// The request as the exchange reads it.
-    pub fn view(&self) -> Request<'_> {
-        Request {
-            info: RequestInfo {
-                buf: &self.buf,
-                head: &self.head,
-                peer: &self.peer,
-                local: &self.local,
-                url_scheme: self.url_scheme,
-            },
-            facts: self.facts,
-            started: self.started,
-        }
-    }
-}
-
-/// One request for an app thread.
-pub struct Job {
-    pub ticket: Arc<Ticket>,
-    pub request: OwnedRequest,
-    pub body: RequestBody,
-}
-
-struct PoolState {
-    queue: VecDeque<Job>,
+struct PoolState<J, N> {
+    queue: VecDeque<J>,
     /// Threads running a job.
     busy: usize,
     /// Threads still running.
     alive: usize,
     stopping: bool,
-    /// Tickets with something new for the loop.
-    news: Vec<Arc<Ticket>>,
+    /// What has news for the loop (the tickets).
+    news: Vec<N>,
     /// The waker was triggered and the loop has not taken the news since.
     woken: bool,
 }
 
-/// What the loop and the threads share.
-struct Pool {
-    state: Mutex<PoolState>,
+/// What the loop and the threads share: jobs `J` go to the threads, news
+/// `N` comes back to the loop.
+pub struct Pool<J, N> {
+    state: Mutex<PoolState<J, N>>,
     /// Signalled when a job is queued, when stopping, and when a thread ends.
     changed: Condvar,
     waker: mio::Waker,
-    heartbeat: Arc<Heartbeat>,
     threads: usize,
     queue_bound: usize,
 }
 
-impl Pool {
-    fn state(&self) -> MutexGuard<'_, PoolState> {
+impl<J, N> Pool<J, N> {
+    fn state(&self) -> MutexGuard<'_, PoolState<J, N>> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -101,7 +58,7 @@ impl Pool {
 
     /// Thread side: the next job, waiting for one (the caller has released
     /// the GIL); None once the pool stops.
-    fn next_job(&self) -> Option<Job> {
+    pub fn next_job(&self) -> Option<J> {
         let mut state = self.state();
         loop {
             if let Some(job) = state.queue.pop_front() {
@@ -120,7 +77,7 @@ impl Pool {
 
     /// Thread side: a job is finished. Wakes the loop if the pool was full,
     /// so it can accept again.
-    fn job_done(&self) {
+    pub fn job_done(&self) {
         let mut state = self.state();
         let was_full = !self.has_room(&state);
         state.busy -= 1;
@@ -129,14 +86,15 @@ impl Pool {
         }
     }
 
-    /// Thread side: tells the loop that `ticket` has news.
-    fn notify(&self, ticket: &Arc<Ticket>) {
+    /// Thread side: tells the loop about `news` (a ticket with bytes or
+    /// its end).
+    pub fn notify(&self, news: N) {
         let mut state = self.state();
-        state.news.push(Arc::clone(ticket));
+        state.news.push(news);
         self.wake(&mut state);
     }
 
-    fn wake(&self, state: &mut PoolState) {
+    fn wake(&self, state: &mut PoolState<J, N>) {
         if !std::mem::replace(&mut state.woken, true) {
             if let Err(e) = self.waker.wake() {
                 log::error!("cannot wake the event loop: {e}");
@@ -144,7 +102,7 @@ impl Pool {
         }
     }
 
-    fn has_room(&self, state: &PoolState) -> bool {
+    fn has_room(&self, state: &PoolState<J, N>) -> bool {
         state.busy + state.queue.len() < self.threads + self.queue_bound
     }
 
@@ -156,25 +114,20 @@ impl Pool {
 }
 
 /// The pool, as the event loop holds it.
-pub struct AppThreads {
-    pool: Arc<Pool>,
+pub struct AppThreads<J, N> {
+    pool: Arc<Pool<J, N>>,
     handles: Vec<JoinHandle<()>>,
 }
 
-impl AppThreads {
-    /// How many requests may wait for a thread before the worker stops
-    /// accepting: as many as there are threads, so a full worker holds at
-    /// most one request in waiting per thread (see the module doc).
-    pub fn queue_bound(threads: usize) -> usize {
-        threads
-    }
-
-    /// Starts one thread per context (each context is that thread's own).
-    pub fn start(
-        contexts: Vec<AppContext>,
+impl<J: Send + 'static, N: Send + 'static> AppThreads<J, N> {
+    /// Starts one thread per context (each context is that thread's own);
+    /// thread `index` runs `body(pool, index, context)`, which serves jobs
+    /// from [`Pool::next_job`] until it returns None.
+    pub fn start<C: Send + 'static>(
+        contexts: Vec<C>,
         waker: mio::Waker,
-        heartbeat: Arc<Heartbeat>,
-    ) -> std::io::Result<AppThreads> {
+        body: fn(&Pool<J, N>, usize, C),
+    ) -> std::io::Result<AppThreads<J, N>> {
         let threads = contexts.len();
         let pool = Arc::new(Pool {
             state: Mutex::new(PoolState {
@@ -187,16 +140,18 @@ impl AppThreads {
             }),
             changed: Condvar::new(),
             waker,
-            heartbeat,
             threads,
-            queue_bound: AppThreads::queue_bound(threads),
+            queue_bound: queue_bound(threads),
         });
         let mut handles = Vec::with_capacity(threads);
         for (index, context) in contexts.into_iter().enumerate() {
             let thread_pool = Arc::clone(&pool);
             let spawned = std::thread::Builder::new()
                 .name(format!("app-{}", index + 1))
-                .spawn(move || app_thread::run(&thread_pool, index, context));
+                .spawn(move || {
+                    body(&thread_pool, index, context);
+                    thread_pool.thread_ended();
+                });
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(e) => {
@@ -213,7 +168,7 @@ impl AppThreads {
     }
 
     /// Queues a complete request for the next free thread.
-    pub fn submit(&self, job: Job) {
+    pub fn submit(&self, job: J) {
         self.pool.state().queue.push_back(job);
         self.pool.changed.notify_one();
     }
@@ -225,8 +180,8 @@ impl AppThreads {
         self.pool.has_room(&state)
     }
 
-    /// The tickets that have news since the last call (the loop was woken).
-    pub fn take_news(&self) -> Vec<Arc<Ticket>> {
+    /// The news since the last call (the loop was woken).
+    pub fn take_news(&self) -> Vec<N> {
         let mut state = self.pool.state();
         state.woken = false;
         std::mem::take(&mut state.news)
@@ -262,4 +217,11 @@ impl AppThreads {
             let _ = handle.join();
         }
     }
+}
+
+/// How many requests may wait for a thread before the worker stops
+/// accepting: as many as there are threads, so a full worker holds at most
+/// one new request in waiting per thread (see the module doc).
+fn queue_bound(threads: usize) -> usize {
+    threads
 }

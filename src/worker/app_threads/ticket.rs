@@ -4,13 +4,26 @@
 //! connection has written what it had; either side may learn that the other
 //! is gone (the client left: cancelled).
 //!
-//! The thread waits while [`HIGH_WATER`] bytes are undelivered, so a slow
-//! reader holds a bounded buffer and a paused thread, never the loop; the
-//! thread is released as soon as the iterable is exhausted.
+//! The thread waits while a high-water mark of bytes is undelivered, so a
+//! slow reader holds a bounded buffer and a paused thread, never the loop;
+//! the thread is released as soon as the iterable is exhausted. What the
+//! bytes are is the worker's business: any [`Chunks`].
 
-use super::super::app_response::HIGH_WATER;
-use super::super::out_queue::OutQueue;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// A queue of response bytes the ticket carries (the worker's out queue).
+pub trait Chunks: Default + Send {
+    /// Bytes queued.
+    fn len(&self) -> usize;
+    /// Whether nothing is queued.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Moves everything in `other` to the end of this queue.
+    fn append(&mut self, other: &mut Self);
+    /// Drops everything queued.
+    fn clear(&mut self);
+}
 
 /// How an exchange run on an app thread ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,28 +47,34 @@ pub enum Collected {
     End(End),
 }
 
-#[derive(Default)]
-struct Outbox {
-    out: OutQueue,
+struct Outbox<C> {
+    out: C,
     end: Option<End>,
     cancelled: bool,
 }
 
 /// One exchange's shared state.
-pub struct Ticket {
+pub struct Ticket<C> {
     /// The connection's slot in the event loop (the loop checks that the
     /// connection there still holds this ticket).
     slot: usize,
-    outbox: Mutex<Outbox>,
+    /// The thread pauses while this many bytes are undelivered.
+    high_water: usize,
+    outbox: Mutex<Outbox<C>>,
     room: Condvar,
 }
 
-impl Ticket {
+impl<C: Chunks> Ticket<C> {
     /// A ticket for the connection in `slot`.
-    pub fn new(slot: usize) -> Arc<Ticket> {
+    pub fn new(slot: usize, high_water: usize) -> Arc<Ticket<C>> {
         Arc::new(Ticket {
             slot,
-            outbox: Mutex::new(Outbox::default()),
+            high_water,
+            outbox: Mutex::new(Outbox {
+                out: C::default(),
+                end: None,
+                cancelled: false,
+            }),
             room: Condvar::new(),
         })
     }
@@ -65,7 +84,7 @@ impl Ticket {
         self.slot
     }
 
-    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+    fn outbox(&self) -> MutexGuard<'_, Outbox<C>> {
         self.outbox
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -73,7 +92,7 @@ impl Ticket {
 
     /// Loop side: moves what the thread delivered into `out`, or reports
     /// the end once everything before it was collected.
-    pub fn collect(&self, out: &mut OutQueue) -> Collected {
+    pub fn collect(&self, out: &mut C) -> Collected {
         let mut outbox = self.outbox();
         if !outbox.out.is_empty() {
             out.append(&mut outbox.out);
@@ -104,7 +123,7 @@ impl Ticket {
 
     /// Thread side: hands over `from` (and the end, if this is the last
     /// delivery). Returns false if the connection is gone.
-    pub fn deliver(&self, from: &mut OutQueue, end: Option<End>) -> bool {
+    pub fn deliver(&self, from: &mut C, end: Option<End>) -> bool {
         let mut outbox = self.outbox();
         if outbox.cancelled {
             from.clear();
@@ -118,11 +137,11 @@ impl Ticket {
     }
 
     /// Thread side: waits (the caller has released the GIL) until the loop
-    /// has collected enough to go below [`HIGH_WATER`]. Returns false if
-    /// the connection is gone.
+    /// has collected enough to go below the high-water mark. Returns false
+    /// if the connection is gone.
     pub fn wait_for_room(&self) -> bool {
         let mut outbox = self.outbox();
-        while outbox.out.len() >= HIGH_WATER && !outbox.cancelled {
+        while outbox.out.len() >= self.high_water && !outbox.cancelled {
             outbox = self
                 .room
                 .wait(outbox)

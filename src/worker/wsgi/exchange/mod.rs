@@ -10,20 +10,24 @@
 //! back queued bytes and a [`Progress`]. With one thread per worker the
 //! event loop runs the exchange itself, with the request borrowed from the
 //! connection's buffer; with `--threads` an app thread runs it on its own
-//! copy of the request head (see `app_threads`).
+//! copy of the request head ([`OwnedRequest`]); `app_thread` is that
+//! thread's loop.
 
-use super::access_log::AccessLog;
-use super::app_response::{
+pub mod app_thread;
+
+use super::access_entry::AccessRecorder;
+use super::environ::{EnvironTemplate, RequestInfo};
+use super::hooks::{HookedRequest, Hooks, Outcome};
+use super::input::{RequestBody, WsgiInput};
+use super::out_queue::OutQueue;
+use super::response::{
     AppResponse, PumpUntil, Pumped, RequestFacts, ResponseError, ResponseOptions,
 };
-use super::out_queue::OutQueue;
-use super::wsgi::environ::{EnvironTemplate, RequestInfo};
-use super::wsgi::hooks::{HookedRequest, Hooks, Outcome};
-use super::wsgi::input::{RequestBody, WsgiInput};
-use super::wsgi::traceback::log_exception;
-use crate::http::HttpDate;
+use super::traceback::log_exception;
+use crate::http::{HttpDate, RequestHead, UrlScheme};
+use crate::listener::Endpoint;
 use pyo3::prelude::*;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A complete request, as the exchange sees it.
@@ -36,6 +40,35 @@ pub struct Request<'a> {
     pub started: Instant,
 }
 
+/// A complete request, owned, for an app thread: the head bytes are a copy
+/// of the connection's (the connection keeps its buffer for what follows).
+pub struct OwnedRequest {
+    pub buf: Vec<u8>,
+    pub head: RequestHead,
+    pub peer: Endpoint,
+    pub local: Endpoint,
+    pub url_scheme: UrlScheme,
+    pub facts: RequestFacts,
+    pub started: Instant,
+}
+
+impl OwnedRequest {
+    /// The request as the exchange reads it.
+    pub fn view(&self) -> Request<'_> {
+        Request {
+            info: RequestInfo {
+                buf: &self.buf,
+                head: &self.head,
+                peer: &self.peer,
+                local: &self.local,
+                url_scheme: self.url_scheme,
+            },
+            facts: self.facts,
+            started: self.started,
+        }
+    }
+}
+
 /// What the app side of a worker needs to run exchanges. One per thread
 /// that calls the app: the environ template and the date cache are not
 /// shared between threads.
@@ -44,8 +77,9 @@ pub struct AppContext {
     pub environ: EnvironTemplate,
     pub date: HttpDate,
     pub hooks: Option<Arc<Hooks>>,
-    /// Where access log lines go (`--access-logfile`), if anywhere.
-    pub access_log: Option<Arc<Mutex<AccessLog>>>,
+    /// Where finished responses are recorded (`--access-logfile`), if
+    /// anywhere.
+    pub access_log: Option<Arc<dyn AccessRecorder>>,
     pub options: ResponseOptions,
 }
 
@@ -130,8 +164,14 @@ impl Exchange {
                 if let Some(log) = &ctx.access_log {
                     let info = &request.info;
                     let elapsed = request.started.elapsed();
-                    self.response
-                        .log_access(py, log, info.peer, info.buf, info.head, elapsed);
+                    self.response.log_access(
+                        py,
+                        log.as_ref(),
+                        info.peer,
+                        info.buf,
+                        info.head,
+                        elapsed,
+                    );
                 }
                 if let (Some(hooks), Some(hooked)) = (ctx.hooks.as_ref(), self.hooked.take()) {
                     let body_sent = self.response.body_sent();

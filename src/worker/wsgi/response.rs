@@ -5,10 +5,10 @@
 //! behind `wsgi.file_wrapper` is queued as a file part (a duplicate of its
 //! descriptor) for the writer to send with sendfile.
 
-use super::access_log::{AccessEntry, AccessLog};
+use super::access_entry::{AccessEntry, AccessRecorder};
+use super::file_wrapper::{regular_file_size, FileWrapper};
 use super::out_queue::OutQueue;
-use super::wsgi::file_wrapper::{regular_file_size, FileWrapper};
-use super::wsgi::start_response::StartResponse;
+use super::start_response::StartResponse;
 use crate::http::RequestHead;
 use crate::http::{self, ResponseFraming, Version};
 use crate::listener::Endpoint;
@@ -402,7 +402,7 @@ impl AppResponse {
     pub fn log_access(
         &self,
         py: Python<'_>,
-        log: &std::sync::Mutex<AccessLog>,
+        log: &dyn AccessRecorder,
         peer: &Endpoint,
         buf: &[u8],
         head: &RequestHead,
@@ -414,9 +414,6 @@ impl AppResponse {
         let lookup = |name: &str| {
             let value = environ?.get_item(name).ok()?;
             Some(value.str().ok()?.to_string().into_bytes())
-        };
-        let Ok(mut log) = log.lock() else {
-            return;
         };
         log.record(&AccessEntry {
             peer,
@@ -440,11 +437,7 @@ impl AppResponse {
         let result = self.result.bind(py);
         if let Ok(close) = result.getattr(pyo3::intern!(py, "close")) {
             if let Err(e) = close.call0() {
-                super::wsgi::traceback::log_exception(
-                    py,
-                    &e,
-                    "Error closing the response iterable",
-                );
+                super::traceback::log_exception(py, &e, "Error closing the response iterable");
             }
         }
     }
