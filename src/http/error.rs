@@ -80,6 +80,10 @@ pub enum ParseError {
     /// The whole head is larger than [`super::Limits::max_head_len`].
     #[error("request head too large")]
     HeadTooLarge,
+    /// A field that must appear once (Content-Type, Authorization,
+    /// Proxy-Authorization) on a second field line.
+    #[error("repeated singleton header field")]
+    RepeatedSingletonField,
 
     // Host
     /// An HTTP/1.1 request without a Host header.
@@ -97,10 +101,6 @@ pub enum ParseError {
     InvalidHost,
 
     // Body framing
-    /// A field that must appear once (Content-Type, Authorization,
-    /// Proxy-Authorization) on a second field line.
-    #[error("repeated singleton header field")]
-    RepeatedSingletonField,
     /// A Content-Length that is not `1*DIGIT`.
     #[error("invalid Content-Length")]
     InvalidContentLength,
@@ -199,11 +199,11 @@ impl ParseError {
             | WhitespaceBeforeColon
             | ObsFold
             | InvalidHeaderValue
+            | RepeatedSingletonField
             | MissingHost
             | DuplicateHost
             | HostMismatch
             | InvalidHost
-            | RepeatedSingletonField
             | InvalidContentLength
             | ContentLengthList
             | DuplicateContentLength
@@ -258,13 +258,12 @@ mod tests {
             (TooManyHeaders, 431),
             (HeaderFieldTooLarge, 431),
             (HeadTooLarge, 431),
+            (RepeatedSingletonField, 400),
             // Host
             (MissingHost, 400),
             (DuplicateHost, 400),
             (HostMismatch, 400),
             (InvalidHost, 400),
-            // Singleton fields
-            (RepeatedSingletonField, 400),
             // Body framing
             (InvalidContentLength, 400),
             (ContentLengthList, 400),

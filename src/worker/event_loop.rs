@@ -159,6 +159,7 @@ impl EventLoop {
     /// worker's exit code.
     pub fn run(&mut self, gil: Gil<'_>) -> i32 {
         let code = self.serve(gil);
+        self.close_all(gil);
         if let AppCalls::Threads(threads) = &mut self.shared.calls {
             threads.stop(self.stop_deadline.unwrap_or_else(Instant::now));
         }
@@ -177,6 +178,22 @@ impl EventLoop {
         }
     }
 
+    /// Closes every connection still open (a fast stop, or the graceful
+    /// timeout expired), calling `close()` on the responses in flight (on
+    /// an app thread: telling it to).
+    fn close_all(&mut self, gil: Gil<'_>) {
+        if self.open > 0 {
+            log::info!(
+                "Worker (pid:{}) exiting with {} connection(s) still open",
+                std::process::id(),
+                self.open
+            );
+        }
+        for slot in 0..self.slots.len() {
+            self.close_slot(gil, slot);
+        }
+    }
+
     /// USR1: reopens the log files (after logrotate moved them).
     fn reopen_logs(&mut self) {
         log::info!("Reopening logs");
@@ -187,8 +204,12 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         loop {
+            let wake_at = match self.stop_deadline {
+                Some(deadline) => next_tick.min(deadline),
+                None => next_tick,
+            };
             let timeout = match self.ready.is_empty() {
-                true => next_tick.saturating_duration_since(Instant::now()),
+                true => wake_at.saturating_duration_since(Instant::now()),
                 false => Duration::ZERO,
             };
             let poll = &mut self.poll;
@@ -277,6 +298,11 @@ impl EventLoop {
         }
         self.stop_deadline = Some(Instant::now() + self.graceful_timeout);
         self.shared.stopping = true;
+        log::debug!(
+            "Worker (pid:{}) stopping gracefully: {} connection(s) open",
+            std::process::id(),
+            self.open
+        );
         if let Some(hooks) = &self.shared.hooks {
             gil.with(|py| hooks.stopping(py));
         }
