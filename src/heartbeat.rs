@@ -10,7 +10,9 @@
 //! work, so each app thread has its own entry: since when it has been inside
 //! the application (0 while it is not) and for which request. A thread
 //! inside the app for longer than `--timeout` is stuck even though the loop
-//! still beats. The master only reads.
+//! still beats. The master only reads; a worker that changes phase (serving,
+//! retiring) also wakes it with SIGCHLD, so a handover does not wait for the
+//! master's next tick.
 
 use std::io;
 use std::ptr::NonNull;

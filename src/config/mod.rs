@@ -205,11 +205,18 @@ pub struct Settings {
     #[arg(long = "keep-alive", value_name = "INT", default_value_t = 2)]
     pub keepalive: u64,
 
-    /// The most simultaneous client connections one worker holds.
+    /// The most simultaneous client connections one worker holds. At the
+    /// cap the worker closes the connections that cost least to close
+    /// (kept alive between requests, then those that have sent nothing yet,
+    /// the longest waiting first) and keeps accepting; only when every
+    /// connection is in the middle of a request does it stop accepting
+    /// until one closes. A waiting connection holds no read buffer, so the
+    /// cost of the cap is mostly descriptors: the master raises the
+    /// open-files limit to its hard limit at start.
     #[arg(
         long = "worker-connections",
         value_name = "INT",
-        default_value_t = 1000
+        default_value_t = 10000
     )]
     pub worker_connections: usize,
 
@@ -707,7 +714,7 @@ mod tests {
         assert_eq!(settings.backlog, 2048);
         assert_eq!(settings.log_level, LogLevel::Info);
         assert_eq!(settings.keepalive, 2);
-        assert_eq!(settings.worker_connections, 1000);
+        assert_eq!(settings.worker_connections, 10000);
         assert_eq!(settings.graceful_timeout, 30);
         assert_eq!(settings.limit_request_line, 4094);
         assert_eq!(settings.limit_request_fields, 100);

@@ -140,6 +140,17 @@ enum State {
     Closing { half_closed: bool, drained: usize },
 }
 
+/// What closing a waiting connection costs, in the order the connection
+/// cap closes them (as nginx reuses its connections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EvictionCost {
+    /// Kept alive between requests: the client has had every response and
+    /// reconnects when it needs to.
+    KeptAlive,
+    /// Accepted, but not one byte received yet.
+    Silent,
+}
+
 /// Whether the event loop should keep the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
@@ -175,6 +186,10 @@ pub struct Connection {
     served_any: bool,
     /// When the current request's head was complete.
     request_started: Instant,
+    /// When the connection last began waiting for a request (accepted, or
+    /// back to idle after a response): the age used to pick which cheap
+    /// connection to close first at the connection cap.
+    waiting_since: Instant,
     /// Bytes in the kernel's send queue when the socket was last found full
     /// (see [`Connection::client_still_reading`]).
     unsent_when_full: Option<usize>,
@@ -215,6 +230,7 @@ impl Connection {
             budget: TURN_BUDGET,
             served_any: false,
             request_started: Instant::now(),
+            waiting_since: Instant::now(),
             unsent_when_full: None,
         }
     }
@@ -231,6 +247,20 @@ impl Connection {
             && matches!(self.state, State::Idle)
             && self.rbuf.is_empty()
             && self.out.is_empty()
+    }
+
+    /// What closing this connection now would cost, cheapest first, for
+    /// the connection cap: `None` for a connection in the middle of a
+    /// request or response (never closed to make room).
+    pub fn eviction_cost(&self) -> Option<(EvictionCost, Instant)> {
+        let waiting = matches!(self.state, State::Idle | State::ProxyHeader)
+            && self.rbuf.is_empty()
+            && self.out.is_empty();
+        match (waiting, self.served_any) {
+            (false, _) => None,
+            (true, true) => Some((EvictionCost::KeptAlive, self.waiting_since)),
+            (true, false) => Some((EvictionCost::Silent, self.waiting_since)),
+        }
     }
 
     /// Whether the connection's current exchange is the one `ticket` is for.
@@ -729,6 +759,7 @@ impl Connection {
         let keepalive_enabled = !shared.timeouts.keepalive.is_zero();
         if keep_alive && keepalive_enabled && !self.peer_closed && !shared.stopping {
             self.state = State::Idle;
+            self.waiting_since = Instant::now();
             // Up to HIGH_WATER of the response may still be queued: the
             // keep-alive timeout starts once it is written.
             self.deadline = Instant::now()
@@ -822,6 +853,11 @@ impl Connection {
                 match e.kind() {
                     io::ErrorKind::WouldBlock => {
                         self.readable = false;
+                        if self.rbuf.is_empty() {
+                            // A waiting connection holds no read buffer:
+                            // thousands of idle ones cost little memory.
+                            self.rbuf = Vec::new();
+                        }
                         Ok(false)
                     }
                     io::ErrorKind::Interrupted => Ok(true),

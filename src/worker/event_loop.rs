@@ -5,7 +5,7 @@
 //! threads wake it when an exchange has news for a connection.
 
 use super::accept_interest;
-use super::connection::{AppCalls, Connection, Keep, Shared};
+use super::connection::{AppCalls, Connection, EvictionCost, Keep, Shared};
 use super::signals::{SignalPipe, WorkerSignal};
 use super::stream::Stream;
 use super::wsgi::gil::Gil;
@@ -32,6 +32,11 @@ const TICK: Duration = Duration::from_millis(250);
 /// The most connections accepted per wake-up: the listener is
 /// level-triggered, so the rest are reported again (or go to a sibling).
 const ACCEPT_BATCH: usize = 16;
+/// How long accepting pauses when the process (EMFILE) or the system
+/// (ENFILE) is out of file descriptors: the pending connections wait in
+/// the backlog (or go to a sibling) instead of waking this worker in a
+/// loop of failing accepts.
+const DESCRIPTOR_BACKOFF: Duration = Duration::from_millis(250);
 
 /// A listening socket adopted by this worker.
 enum Acceptor {
@@ -88,6 +93,20 @@ impl Acceptor {
         }
     }
 
+    /// Whether a connection is waiting in the backlog (so closing one of
+    /// ours to make room for it is worth it).
+    fn has_pending(&self) -> bool {
+        let mut listener = libc::pollfd {
+            fd: self.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one valid pollfd for an open
+        // socket; a zero timeout never blocks.
+        let ready = unsafe { libc::poll(&mut listener, 1, 0) };
+        ready > 0 && listener.revents & libc::POLLIN != 0
+    }
+
     fn raw_fd(&self) -> RawFd {
         match self {
             Acceptor::Tcp { listener, .. } => listener.as_raw_fd(),
@@ -104,9 +123,16 @@ pub struct EventLoop {
     free_slots: Vec<usize>,
     open: usize,
     max_connections: usize,
-    /// Accepting paused at the connection cap or while the app threads are
-    /// full (listeners out of the poll); resumed when there is room again.
+    /// Accepting paused (listeners out of the poll): at the connection cap
+    /// with every connection busy, or while the app threads are full,
+    /// resumed when there is room again; or out of file descriptors,
+    /// resumed at `accept_resume_at` (or when a connection closes).
     accept_paused: bool,
+    /// When a descriptor back-off ends.
+    accept_resume_at: Option<Instant>,
+    /// Whether the current run of descriptor back-offs has been logged
+    /// (one warning per run, not one per failed accept).
+    descriptor_shortage_logged: bool,
     /// Connections that used up their turn with work left (see
     /// [`Keep::Yield`]), served again after the next poll.
     ready: VecDeque<usize>,
@@ -145,6 +171,8 @@ impl EventLoop {
             open: 0,
             max_connections: max_connections.max(1),
             accept_paused: false,
+            accept_resume_at: None,
+            descriptor_shortage_logged: false,
             ready: VecDeque::new(),
             signals,
             shared,
@@ -204,10 +232,10 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let wake_at = match self.stop_deadline {
-                Some(deadline) => next_tick.min(deadline),
-                None => next_tick,
-            };
+            let wake_at = [self.stop_deadline, self.accept_resume_at]
+                .into_iter()
+                .flatten()
+                .fold(next_tick, Instant::min);
             let timeout = match self.ready.is_empty() {
                 true => wake_at.saturating_duration_since(Instant::now()),
                 false => Duration::ZERO,
@@ -241,6 +269,10 @@ impl EventLoop {
                 }
             }
             self.serve_ready(gil);
+            if self.accept_resume_at.is_some_and(|at| Instant::now() >= at) {
+                self.accept_resume_at = None;
+                self.resume_accepting();
+            }
             self.shared.heartbeat.beat();
             self.check_max_requests();
             self.with_access_log(|log| log.flush());
@@ -347,7 +379,25 @@ impl EventLoop {
                 "Autorestarting worker after current request: served {} requests",
                 self.shared.requests_done
             );
-            self.shared.heartbeat.set_phase(Phase::Retiring);
+            self.announce_phase(Phase::Retiring);
+            self.yield_accepts_to_siblings();
+        }
+    }
+
+    /// Moves to `phase` in the heartbeat and wakes the master (SIGCHLD: a
+    /// child's state changed), so it acts now rather than at its next
+    /// tick: boots a successor for a retiring worker, or retires the
+    /// worker that a newly serving one replaces. A handover then takes one
+    /// boot, not a boot plus up to two master ticks.
+    pub fn announce_phase(&self, phase: Phase) {
+        self.shared.heartbeat.set_phase(phase);
+        if phase == Phase::Serving {
+            log::debug!("Worker (pid:{}) serving", std::process::id());
+        }
+        // SAFETY: kill has no memory preconditions; a master that is gone
+        // (ESRCH) is noticed by the tick's parent check.
+        unsafe {
+            libc::kill(self.master_pid, libc::SIGCHLD);
         }
     }
 
@@ -356,25 +406,76 @@ impl EventLoop {
         unsafe { libc::getppid() == self.master_pid }
     }
 
-    /// Accepts a batch of pending connections on listener `index`, up to
-    /// the connection cap; at the cap, or while the app threads are full,
-    /// stops polling the listeners so the backlog waits for a sibling or
-    /// for room here.
+    /// Accepts a batch of pending connections on listener `index`. While
+    /// the app threads are full it stops polling the listeners, so the
+    /// backlog waits for a sibling or for a free thread here. At the
+    /// connection cap it first closes the cheapest waiting connections (see
+    /// [`EventLoop::evict_waiting`]); only when every connection is busy
+    /// does it stop polling the listeners, so the backlog waits for a
+    /// sibling or for a free slot here. Out of file descriptors, it pauses
+    /// accepting for [`DESCRIPTOR_BACKOFF`].
     fn accept_from(&mut self, gil: Gil<'_>, index: usize) {
+        self.accept_batch(gil, index);
+        if self.shared.heartbeat.phase() == Phase::Retiring {
+            self.yield_accepts_to_siblings();
+        }
+    }
+
+    /// A retiring worker (max-requests reached, its successor booting)
+    /// goes to the back of each listener's queue of exclusive waiters
+    /// after every batch it accepts: the kernel offers a new connection to
+    /// the first waiting worker in that queue, so every other worker,
+    /// including the successor once it polls, is offered it first. The
+    /// retiring worker still accepts when all of them are busy, so
+    /// capacity does not dip while the successor boots.
+    fn yield_accepts_to_siblings(&mut self) {
+        if self.accept_paused {
+            return;
+        }
+        for (index, acceptor) in self.acceptors.iter().enumerate() {
+            let token = Token(LISTENER_BASE + index);
+            let requeued = accept_interest::remove(&self.poll, acceptor.raw_fd())
+                .and_then(|()| accept_interest::add(&self.poll, acceptor.raw_fd(), token));
+            if let Err(e) = requeued {
+                log::error!("cannot requeue a listener: {e}");
+            }
+        }
+    }
+
+    fn accept_batch(&mut self, gil: Gil<'_>, index: usize) {
         for _ in 0..ACCEPT_BATCH {
-            if !self.has_room() {
+            if !self.app_threads_have_room() {
                 self.pause_accepting();
                 return;
             }
             let Some(acceptor) = self.acceptors.get(index) else {
                 return;
             };
+            if self.open >= self.max_connections {
+                if !acceptor.has_pending() {
+                    return;
+                }
+                if self.evict_waiting(gil, 1) == 0 {
+                    self.pause_accepting();
+                    return;
+                }
+            }
+            let Some(acceptor) = self.acceptors.get(index) else {
+                return;
+            };
             match acceptor.accept() {
-                Ok((stream, peer, local)) => self.add_connection(gil, stream, peer, local),
+                Ok((stream, peer, local)) => {
+                    self.descriptor_shortage_logged = false;
+                    self.add_connection(gil, stream, peer, local)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    self.back_off_descriptors(&e);
+                    return;
+                }
                 Err(e) => {
-                    // EMFILE, ECONNABORTED, ...: the loop keeps serving.
+                    // ECONNABORTED, ...: the loop keeps serving.
                     log::warn!("accept failed: {e}");
                     return;
                 }
@@ -385,11 +486,62 @@ impl EventLoop {
     /// Whether a new connection may be taken: below the connection cap, and
     /// the app threads (if any) not full.
     fn has_room(&self) -> bool {
-        self.open < self.max_connections
-            && match &self.shared.calls {
-                AppCalls::Inline(_) => true,
-                AppCalls::Threads(threads) => threads.has_room(),
-            }
+        self.open < self.max_connections && self.app_threads_have_room()
+    }
+
+    /// Whether the app threads (if any) can take another request.
+    fn app_threads_have_room(&self) -> bool {
+        match &self.shared.calls {
+            AppCalls::Inline(_) => true,
+            AppCalls::Threads(threads) => threads.has_room(),
+        }
+    }
+
+    /// Closes up to `wanted` of the connections that cost least to close,
+    /// to make room at the connection cap: first those kept alive between
+    /// requests, then those that have sent nothing yet, the longest
+    /// waiting first of each. A connection in the middle of a request or a
+    /// response is never closed. Returns how many were closed.
+    fn evict_waiting(&mut self, gil: Gil<'_>, wanted: usize) -> usize {
+        let mut candidates: Vec<(EvictionCost, Instant, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, connection)| {
+                let (cost, since) = connection.as_ref()?.eviction_cost()?;
+                Some((cost, since, slot))
+            })
+            .collect();
+        let evicted = wanted.min(candidates.len());
+        if evicted == 0 {
+            return 0;
+        }
+        if evicted < candidates.len() {
+            candidates.select_nth_unstable(evicted - 1);
+        }
+        log::debug!(
+            "At --worker-connections {}: closing {evicted} waiting connection(s)",
+            self.max_connections
+        );
+        for (_, _, slot) in candidates.drain(..evicted) {
+            self.close_slot(gil, slot);
+        }
+        evicted
+    }
+
+    /// Out of file descriptors: stops accepting for [`DESCRIPTOR_BACKOFF`]
+    /// (the connections wait in the backlog, or a sibling takes them) and
+    /// warns once per shortage, however many back-offs it lasts.
+    fn back_off_descriptors(&mut self, error: &io::Error) {
+        if !self.descriptor_shortage_logged {
+            self.descriptor_shortage_logged = true;
+            log::warn!(
+                "accept failed: {error}; pausing accepting for {} ms at a time until descriptors free up",
+                DESCRIPTOR_BACKOFF.as_millis()
+            );
+        }
+        self.pause_accepting();
+        self.accept_resume_at = Some(Instant::now() + DESCRIPTOR_BACKOFF);
     }
 
     fn pause_accepting(&mut self) {

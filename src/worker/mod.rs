@@ -229,7 +229,6 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 .then(|| settings.proxy_allow_from.clone()),
             hooks,
         };
-        shared.heartbeat.set_phase(Phase::Serving);
         let mut event_loop = match EventLoop::new(
             poll,
             listeners,
@@ -247,6 +246,9 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 )
             }
         };
+        // Serving once the listeners are in the poll: the master may now
+        // retire the worker this one replaces.
+        event_loop.announce_phase(Phase::Serving);
         let code = match multithread {
             false => event_loop.run(Gil::Held(py)),
             true => py.detach(|| event_loop.run(Gil::Released)),
