@@ -46,6 +46,19 @@ impl Arbiter {
                     );
                     to_abort.push(*pid);
                 }
+                Phase::Serving | Phase::Retiring if !timeout.is_zero() => {
+                    if let Some(stuck) = worker.heartbeat.stuck_thread(timeout) {
+                        log::error!(
+                            target: crate::logging::CRITICAL,
+                            "WORKER TIMEOUT (pid:{pid}) while serving {} (app thread {}, inside \
+                             the application for {}s)",
+                            stuck.request,
+                            stuck.number,
+                            stuck.for_how_long.as_secs()
+                        );
+                        to_abort.push(*pid);
+                    }
+                }
                 _ => {}
             }
         }
