@@ -10,6 +10,7 @@
 //! bytes are is the worker's business: any [`Chunks`].
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// A queue of response bytes the ticket carries (the worker's out queue).
 pub trait Chunks: Default + Send {
@@ -50,6 +51,8 @@ pub enum Collected {
 struct Outbox<C> {
     out: C,
     end: Option<End>,
+    /// How long the thread held the job, once it ended.
+    held: Duration,
     cancelled: bool,
 }
 
@@ -73,6 +76,7 @@ impl<C: Chunks> Ticket<C> {
             outbox: Mutex::new(Outbox {
                 out: C::default(),
                 end: None,
+                held: Duration::ZERO,
                 cancelled: false,
             }),
             room: Condvar::new(),
@@ -121,9 +125,15 @@ impl<C: Chunks> Ticket<C> {
         self.outbox().cancelled
     }
 
-    /// Thread side: hands over `from` (and the end, if this is the last
-    /// delivery). Returns false if the connection is gone.
-    pub fn deliver(&self, from: &mut C, end: Option<End>) -> bool {
+    /// How long the thread held the job (known once it ended).
+    pub fn held(&self) -> Duration {
+        self.outbox().held
+    }
+
+    /// Thread side: hands over `from` (and the end, with how long the
+    /// thread held the job, if this is the last delivery). Returns false if
+    /// the connection is gone.
+    pub fn deliver(&self, from: &mut C, end: Option<End>, held: Duration) -> bool {
         let mut outbox = self.outbox();
         if outbox.cancelled {
             from.clear();
@@ -132,6 +142,7 @@ impl<C: Chunks> Ticket<C> {
         outbox.out.append(from);
         if end.is_some() {
             outbox.end = end;
+            outbox.held = held;
         }
         true
     }
