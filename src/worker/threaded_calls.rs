@@ -106,9 +106,24 @@ impl<'a> JobSource for Jobs<'a> {
     type Sink = Handover<'a>;
 
     fn next_job(&self) -> Option<ThreadJob<Self::Sink>> {
-        let (job, long) = self.pool.next_job()?;
+        let taken = self.pool.next_job()?;
+        Some(self.handover(taken))
+    }
+
+    fn try_next_job(&self) -> Option<ThreadJob<Self::Sink>> {
+        let taken = self.pool.try_next_job()?;
+        Some(self.handover(taken))
+    }
+
+    fn job_done(&self) {
+        self.pool.job_done(self.taken_long.load(Ordering::Relaxed));
+    }
+}
+
+impl<'a> Jobs<'a> {
+    fn handover(&self, (job, long): (CallJob, bool)) -> ThreadJob<Handover<'a>> {
         self.taken_long.store(long, Ordering::Relaxed);
-        Some(ThreadJob {
+        ThreadJob {
             sink: Handover {
                 ticket: job.ticket,
                 pool: self.pool,
@@ -116,11 +131,7 @@ impl<'a> JobSource for Jobs<'a> {
             },
             request: job.request,
             body: job.body,
-        })
-    }
-
-    fn job_done(&self) {
-        self.pool.job_done(self.taken_long.load(Ordering::Relaxed));
+        }
     }
 }
 

@@ -38,6 +38,8 @@ struct PoolState<J, N> {
     busy: usize,
     /// Threads running a long job.
     busy_long: usize,
+    /// Threads waiting for a job.
+    idle: usize,
     /// Threads still running.
     alive: usize,
     stopping: bool,
@@ -74,24 +76,42 @@ impl<J, N> Pool<J, N> {
     pub fn next_job(&self) -> Option<(J, bool)> {
         let mut state = self.state();
         loop {
-            let long_allowed = state.busy_long < self.long_limit;
-            let pick = state
-                .queue
-                .iter()
-                .position(|(_, long)| !*long || long_allowed);
-            if let Some((job, long)) = pick.and_then(|index| state.queue.remove(index)) {
-                state.busy += 1;
-                state.busy_long += usize::from(long);
-                return Some((job, long));
+            if let Some(taken) = self.take(&mut state) {
+                return Some(taken);
             }
             if state.stopping {
                 return None;
             }
+            state.idle += 1;
             state = self
                 .changed
                 .wait(state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.idle -= 1;
         }
+    }
+
+    /// Thread side: the next job if one is queued now, without waiting (a
+    /// thread that just finished one takes the next while it still holds
+    /// the GIL, instead of handing the GIL to a thread it would wake).
+    pub fn try_next_job(&self) -> Option<(J, bool)> {
+        let mut state = self.state();
+        if state.stopping {
+            return None;
+        }
+        self.take(&mut state)
+    }
+
+    fn take(&self, state: &mut PoolState<J, N>) -> Option<(J, bool)> {
+        let long_allowed = state.busy_long < self.long_limit;
+        let index = state
+            .queue
+            .iter()
+            .position(|(_, long)| !*long || long_allowed)?;
+        let (job, long) = state.queue.remove(index)?;
+        state.busy += 1;
+        state.busy_long += usize::from(long);
+        Some((job, long))
     }
 
     /// Thread side: a job (long or not) is finished. Wakes the loop if the
@@ -158,6 +178,7 @@ impl<J: Send + 'static, N: Send + 'static> AppThreads<J, N> {
                 queue: VecDeque::new(),
                 busy: 0,
                 busy_long: 0,
+                idle: 0,
                 alive: threads,
                 stopping: false,
                 news: Vec::new(),
@@ -196,8 +217,15 @@ impl<J: Send + 'static, N: Send + 'static> AppThreads<J, N> {
     /// Queues a complete request (`long`: its route runs long) for the
     /// next free thread.
     pub fn submit(&self, job: J, long: bool) {
-        self.pool.state().queue.push_back((job, long));
-        self.pool.changed.notify_one();
+        let mut state = self.pool.state();
+        state.queue.push_back((job, long));
+        // A busy thread takes queued jobs as it finishes; wake an idle one
+        // only if the queue outgrows the threads about to finish.
+        let wake = state.idle > 0;
+        drop(state);
+        if wake {
+            self.pool.changed.notify_one();
+        }
     }
 
     /// Whether the worker should keep accepting connections: a thread is

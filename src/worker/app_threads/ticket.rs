@@ -54,6 +54,9 @@ struct Outbox<C> {
     /// How long the thread held the job, once it ended.
     held: Duration,
     cancelled: bool,
+    /// The thread waits for room (only then is it signalled: a signal is
+    /// a system call).
+    thread_waiting: bool,
 }
 
 /// One exchange's shared state.
@@ -78,6 +81,7 @@ impl<C: Chunks> Ticket<C> {
                 end: None,
                 held: Duration::ZERO,
                 cancelled: false,
+                thread_waiting: false,
             }),
             room: Condvar::new(),
         })
@@ -100,8 +104,11 @@ impl<C: Chunks> Ticket<C> {
         let mut outbox = self.outbox();
         if !outbox.out.is_empty() {
             out.append(&mut outbox.out);
+            let waiting = outbox.thread_waiting;
             drop(outbox);
-            self.room.notify_one();
+            if waiting {
+                self.room.notify_one();
+            }
             return Collected::Bytes;
         }
         match outbox.end {
@@ -116,8 +123,11 @@ impl<C: Chunks> Ticket<C> {
         let mut outbox = self.outbox();
         outbox.cancelled = true;
         outbox.out.clear();
+        let waiting = outbox.thread_waiting;
         drop(outbox);
-        self.room.notify_one();
+        if waiting {
+            self.room.notify_one();
+        }
     }
 
     /// Whether the connection is gone.
@@ -153,10 +163,12 @@ impl<C: Chunks> Ticket<C> {
     pub fn wait_for_room(&self) -> bool {
         let mut outbox = self.outbox();
         while outbox.out.len() >= self.high_water && !outbox.cancelled {
+            outbox.thread_waiting = true;
             outbox = self
                 .room
                 .wait(outbox)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            outbox.thread_waiting = false;
         }
         !outbox.cancelled
     }
