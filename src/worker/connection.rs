@@ -722,7 +722,13 @@ impl Connection {
                     return Step::Continue;
                 }
                 Collected::Nothing => return Step::Wait,
-                Collected::End(end) => end,
+                Collected::End(end) => {
+                    if let AppCalls::Threads(threads) = &mut shared.calls {
+                        let method = self.head.method.get(&self.rbuf);
+                        threads.finished(method, self.head.path.get(&self.rbuf), ticket);
+                    }
+                    end
+                }
             },
         };
         match end {
