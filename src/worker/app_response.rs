@@ -11,7 +11,7 @@ use crate::http::RequestHead;
 use crate::http::{self, ResponseFraming, Version};
 use crate::listener::Endpoint;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyIterator};
+use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
 use std::os::fd::RawFd;
 use std::time::Duration;
 
@@ -440,7 +440,12 @@ impl AppResponse {
         }
         self.body = Body::Finished;
         let result = self.result.bind(py);
-        if let Ok(close) = result.getattr(pyo3::intern!(py, "close")) {
+        // A plain list or tuple has no close(): asking would raise (and
+        // format) an AttributeError on every such response.
+        if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+            return;
+        }
+        if let Ok(Some(close)) = result.getattr_opt(pyo3::intern!(py, "close")) {
             if let Err(e) = close.call0() {
                 super::wsgi::traceback::log_exception(
                     py,
