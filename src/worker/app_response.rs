@@ -267,7 +267,7 @@ impl AppResponse {
         let mut outcome = Err("unset");
         out.append_with(|buf| {
             let mark = buf.len();
-            outcome = http::begin_response(
+            outcome = http::begin_validated_response(
                 buf,
                 self.request.version,
                 status,
