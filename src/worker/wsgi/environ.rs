@@ -42,6 +42,7 @@ use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::os::unix::ffi::OsStrExt;
@@ -106,7 +107,7 @@ pub struct EnvironTemplate {
     script_name: Vec<u8>,
     /// Interned `HTTP_*` keys by their bytes: [`KNOWN_HEADERS`], then up to
     /// [`MAX_EXTRA_KEYS`] others as they are first seen.
-    header_keys: RefCell<HashMap<Box<[u8]>, Py<PyString>>>,
+    header_keys: RefCell<HashMap<Box<[u8]>, Py<PyString>, BuildHasherDefault<Fnv1a>>>,
     /// The last peer address and its REMOTE_ADDR string.
     last_peer_ip: RefCell<Option<(IpAddr, Py<PyString>)>>,
     /// The last `Host` (with the scheme that decides its default port) and
@@ -114,6 +115,27 @@ pub struct EnvironTemplate {
     last_host: RefCell<Option<LastHost>>,
     /// Reused for `HTTP_*` key names, joined values and the decoded path.
     scratch: RefCell<Vec<u8>>,
+}
+
+/// FNV-1a, for the header-key table: its keys are short, and since the
+/// table is bounded, names a client picks to collide cost it little.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Fnv1a {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// A `Host` value already split into SERVER_NAME and SERVER_PORT.
