@@ -179,6 +179,7 @@ impl EnvironTemplate {
         for key in PER_REQUEST_KEYS {
             template.set_item(PyString::intern(py, key), py.None())?;
         }
+        reserve_room(&template)?;
         let header_keys = KNOWN_HEADERS
             .iter()
             .map(|&key| {
@@ -423,6 +424,29 @@ fn same_http_key(a: &[u8], b: &[u8]) -> bool {
         && a.iter()
             .zip(b)
             .all(|(&x, &y)| http_key_byte(x) == http_key_byte(y))
+}
+
+/// The template's entries are grown to this many, then the extra ones
+/// removed: CPython sizes a dict's table by its growth history, and
+/// `dict.copy()` clones the table (its free room included) while at most a
+/// third of its entries are removed ones. Growing past 21 entries gives a
+/// 64-slot table, so each request's copy has room for about 20 headers
+/// before it must grow. Only a matter of speed: any other table is correct.
+const TEMPLATE_GROWN_TO: usize = 22;
+
+/// Grows `template`'s table to [`TEMPLATE_GROWN_TO`] entries and removes
+/// the fillers again.
+fn reserve_room(template: &Bound<'_, PyDict>) -> PyResult<()> {
+    let fillers: Vec<String> = (template.len()..TEMPLATE_GROWN_TO)
+        .map(|i| format!("rgunicorn.reserved.{i}"))
+        .collect();
+    for filler in &fillers {
+        template.set_item(filler, ())?;
+    }
+    for filler in &fillers {
+        template.del_item(filler)?;
+    }
+    Ok(())
 }
 
 /// The method as a str (interned for the usual ones).
