@@ -107,7 +107,7 @@ pub struct EnvironTemplate {
     script_name: Vec<u8>,
     /// Interned `HTTP_*` keys by their bytes: [`KNOWN_HEADERS`], then up to
     /// [`MAX_EXTRA_KEYS`] others as they are first seen.
-    header_keys: RefCell<HashMap<Box<[u8]>, Py<PyString>, BuildHasherDefault<Fnv1a>>>,
+    header_keys: RefCell<HeaderKeys>,
     /// The last peer address and its REMOTE_ADDR string.
     last_peer_ip: RefCell<Option<(IpAddr, Py<PyString>)>>,
     /// The last `Host` (with the scheme that decides its default port) and
@@ -116,6 +116,9 @@ pub struct EnvironTemplate {
     /// Reused for `HTTP_*` key names, joined values and the decoded path.
     scratch: RefCell<Vec<u8>>,
 }
+
+/// Interned `HTTP_*` keys by their bytes.
+type HeaderKeys = HashMap<Box<[u8]>, Py<PyString>, BuildHasherDefault<Fnv1a>>;
 
 /// FNV-1a, for the header-key table: its keys are short, and since the
 /// table is bounded, names a client picks to collide cost it little.
