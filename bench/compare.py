@@ -617,7 +617,8 @@ def render(results, out_path, chart_path):
     if chart_path:
         rel = os.path.relpath(chart_path, os.path.dirname(out_path))
         lines += ["", "## Chart", "", f"![CPU per request and p99 latency per server]({rel})"]
-    lines += ["", "Reproduce: `bench/compare.sh` (installs the peers itself; a full run takes "
+    lines += ["", "Where the time of a request goes, with flame graphs: [profile.md](profile.md).",
+              "", "Reproduce: `bench/compare.sh` (installs the peers itself; a full run takes "
               "about 20 minutes). Raw wrk output of the last run is in "
               "`target/bench-logs/wrk.log`, the figures in `target/bench-logs/results.json`.", ""]
     with open(out_path, "w") as f:
