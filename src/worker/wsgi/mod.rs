@@ -9,6 +9,7 @@
 pub mod app;
 pub mod environ;
 pub mod errors;
+pub mod expected_python;
 pub mod file_wrapper;
 pub mod hooks;
 pub mod input;
