@@ -32,10 +32,23 @@ struct Installed {
     venv: PathBuf,
 }
 
-/// Builds the wheel and installs it (once for all tests of this file).
+/// Builds the wheel and installs it (once for all tests of this file: a
+/// failure is kept, not retried by each test).
 fn installed() -> &'static Installed {
-    static INSTALLED: OnceLock<Installed> = OnceLock::new();
-    INSTALLED.get_or_init(build_and_install)
+    static INSTALLED: OnceLock<Result<Installed, String>> = OnceLock::new();
+    let result = INSTALLED.get_or_init(|| {
+        std::panic::catch_unwind(build_and_install).map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        })
+    });
+    match result {
+        Ok(installed) => installed,
+        Err(reason) => panic!("the wheel was not built and installed: {reason}"),
+    }
 }
 
 fn build_and_install() -> Installed {
@@ -407,4 +420,71 @@ fn wheel_program_started_without_its_launcher_refuses_to_guess_the_interpreter()
         ),
         "{stderr}"
     );
+}
+
+/// SIGTERMs (then SIGKILLs) a pid on drop: the USR2 successor, which no
+/// `Server` guard owns.
+struct PidGuard(i32);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of a pid this test started (through USR2).
+        unsafe { libc::kill(self.0, libc::SIGTERM) };
+        if !support::wait_until(Duration::from_secs(10), || {
+            !support::server::process_alive(self.0)
+        }) {
+            // SAFETY: as above.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn wheel_usr2_successor_serves_under_the_launchers_libpython() {
+    let venv = &installed().venv;
+    let address = support::server::free_port();
+    let mut command = Command::new(venv.join("bin/rgunicorn"));
+    command
+        .args(["--bind", &address.to_string(), "--workers", "1"])
+        .arg("--chdir")
+        .arg(repo_root().join("tests/apps"))
+        .arg("hello:application")
+        .env("PATH", venv_path(venv));
+    let mut old = Server::spawn_command(command, support::server::Address::Tcp(address), None);
+    old.wait_ready();
+
+    // The successor is exec'd from the master's environment, which keeps
+    // the launcher's library path and facts (only workers drop them).
+    old.signal(nix::sys::signal::Signal::SIGUSR2);
+    assert!(
+        old.wait_for_log("Booting new master with pid: ", support::BOOT_TIMEOUT),
+        "{}",
+        old.log()
+    );
+    let new_pid: i32 = old
+        .log()
+        .split("Booting new master with pid: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("new master pid");
+    let _new_master = PidGuard(new_pid);
+    let new_worker = format!("[{new_pid}] [INFO] Booting worker with pid: ");
+    assert!(
+        old.wait_for_log_count(&new_worker, 1, support::BOOT_TIMEOUT),
+        "{}",
+        old.log()
+    );
+    // Not `old.stop()`: it also kills the workers the log names, which
+    // include the new master's.
+    // SAFETY: kill(2) of the master this test spawned.
+    unsafe { libc::kill(old.pid() as i32, libc::SIGTERM) };
+    assert!(
+        old.wait_exit(Duration::from_secs(30)).is_some(),
+        "{}",
+        old.log()
+    );
+    // The address is the old master's, the socket now the new one's alone.
+    let response = old.get("/");
+    assert_eq!(response.status, 200, "{}", old.log());
+    assert!(!old.log().contains("ERROR"), "{}", old.log());
 }
