@@ -16,6 +16,7 @@ pub mod listener;
 pub mod local_time;
 pub mod logging;
 pub mod master;
+pub mod os_error;
 pub mod proc_title;
 pub mod proxy_protocol;
 pub mod worker;

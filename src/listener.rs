@@ -1,7 +1,17 @@
-//! The listening socket type shared by the master (which binds it) and the
-//! workers (which inherit it across fork and accept on it).
+//! The socket types shared by the master and the workers: the listening
+//! socket (the master binds it, the workers inherit it across fork and
+//! accept on it) and the [`Endpoint`] of an accepted connection.
 
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+/// Where a connection came from and arrived at.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    Tcp(SocketAddr),
+    /// A unix socket (REMOTE_ADDR is empty, as gunicorn's).
+    Unix,
+}
 
 /// A bound, listening, non-blocking socket.
 #[derive(Debug)]

@@ -16,6 +16,7 @@
 //! `CRITICAL` (the `log` crate has no such level).
 
 use crate::local_time::LocalTime;
+use crate::os_error::os_error_text;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -33,12 +34,83 @@ static ORIGINAL_STDERR: OnceLock<OwnedFd> = OnceLock::new();
 /// `log::error!(target: logging::CRITICAL, "WORKER TIMEOUT (pid:{pid})")`.
 pub const CRITICAL: &str = "critical";
 
+/// `--log-level`: gunicorn's five levels, the one map between their names,
+/// the `log` crate's filters and Python's `logging` numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl LogLevel {
+    /// Every level, most verbose first.
+    pub const ALL: [LogLevel; 5] = [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warning,
+        LogLevel::Error,
+        LogLevel::Critical,
+    ];
+
+    /// The level named `text` (any case, surrounding spaces ignored).
+    pub fn parse(text: &str) -> Option<LogLevel> {
+        let name = text.trim();
+        LogLevel::ALL
+            .into_iter()
+            .find(|level| level.name().eq_ignore_ascii_case(name))
+    }
+
+    /// gunicorn's name: `debug`, `info`, `warning`, `error`, `critical`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+            LogLevel::Critical => "critical",
+        }
+    }
+
+    /// Python's `logging` number for this level (`logging.INFO` is 20).
+    pub fn python_number(self) -> i32 {
+        match self {
+            LogLevel::Debug => 10,
+            LogLevel::Info => 20,
+            LogLevel::Warning => 30,
+            LogLevel::Error => 40,
+            LogLevel::Critical => 50,
+        }
+    }
+
+    /// The level of a Python `logging` number: each level covers the
+    /// numbers from its own up to the next one's (below 20 is debug).
+    pub fn from_python_number(number: i32) -> LogLevel {
+        LogLevel::ALL
+            .into_iter()
+            .rev()
+            .find(|level| number >= level.python_number())
+            .unwrap_or(LogLevel::Debug)
+    }
+
+    /// Logs `message` at this level (critical is an error with the
+    /// [`CRITICAL`] target).
+    pub fn log(self, message: &str) {
+        match self {
+            LogLevel::Critical => log::error!(target: CRITICAL, "{message}"),
+            LogLevel::Error => log::error!("{message}"),
+            LogLevel::Warning => log::warn!("{message}"),
+            LogLevel::Info => log::info!("{message}"),
+            LogLevel::Debug => log::debug!("{message}"),
+        }
+    }
+}
+
 /// Why the logger could not be installed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoggingError {
-    /// Not one of debug, info, warning, error, critical.
-    #[error("--log-level: '{0}' is not one of debug, info, warning, error, critical")]
-    UnknownLevel(String),
     /// A logger is already installed in this process.
     #[error("the logger is already installed")]
     AlreadyInstalled,
@@ -121,7 +193,7 @@ fn open_for_appending(path: &Path) -> Result<std::fs::File, LoggingError> {
 fn open_error(path: &Path, error: &std::io::Error) -> LoggingError {
     LoggingError::Open {
         path: path.to_path_buf(),
-        reason: crate::master::sockets::os_error_text(error),
+        reason: os_error_text(error),
     }
 }
 
@@ -159,19 +231,17 @@ fn put_on_stderr(path: &Path, file: &std::fs::File) -> Result<(), LoggingError> 
     Ok(())
 }
 
-/// Installs the logger at `level` (debug, info, warning, error, critical;
-/// any case).
-pub fn init(level: &str) -> Result<(), LoggingError> {
+/// Installs the logger at `level`.
+pub fn init(level: LogLevel) -> Result<(), LoggingError> {
     let mut builder = env_logger::Builder::new();
-    match level.to_ascii_lowercase().as_str() {
-        "debug" => builder.filter_level(log::LevelFilter::Debug),
-        "info" => builder.filter_level(log::LevelFilter::Info),
-        "warning" => builder.filter_level(log::LevelFilter::Warn),
-        "error" => builder.filter_level(log::LevelFilter::Error),
-        "critical" => builder
+    match level {
+        LogLevel::Debug => builder.filter_level(log::LevelFilter::Debug),
+        LogLevel::Info => builder.filter_level(log::LevelFilter::Info),
+        LogLevel::Warning => builder.filter_level(log::LevelFilter::Warn),
+        LogLevel::Error => builder.filter_level(log::LevelFilter::Error),
+        LogLevel::Critical => builder
             .filter_level(log::LevelFilter::Off)
             .filter_module(CRITICAL, log::LevelFilter::Error),
-        _ => return Err(LoggingError::UnknownLevel(level.to_string())),
     };
     builder
         .target(env_logger::Target::Stderr)
@@ -249,6 +319,25 @@ mod tests {
 
     #[test]
     fn unknown_levels_are_rejected() {
-        assert!(matches!(init("loud"), Err(LoggingError::UnknownLevel(_))));
+        assert_eq!(LogLevel::parse("loud"), None);
+        assert_eq!(LogLevel::parse(" Warning "), Some(LogLevel::Warning));
+    }
+
+    #[test]
+    fn log_levels_map_to_python_numbers() {
+        let cases = [
+            (LogLevel::Debug, 10),
+            (LogLevel::Info, 20),
+            (LogLevel::Warning, 30),
+            (LogLevel::Error, 40),
+            (LogLevel::Critical, 50),
+        ];
+        for (level, number) in cases {
+            assert_eq!(level.python_number(), number, "{level:?}");
+            assert_eq!(LogLevel::from_python_number(number), level);
+            assert_eq!(LogLevel::from_python_number(number + 9), level);
+        }
+        assert_eq!(LogLevel::from_python_number(0), LogLevel::Debug);
+        assert_eq!(LogLevel::from_python_number(99), LogLevel::Critical);
     }
 }

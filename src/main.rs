@@ -28,7 +28,7 @@ pub fn main() {
     if let Err(err) = logging::set_log_file(&settings.error_logfile) {
         exit_with_error(&err, 1);
     }
-    if let Err(err) = logging::init(&settings.log_level) {
+    if let Err(err) = logging::init(settings.log_level) {
         exit_with_error(&err, 1);
     }
     if settings.check_config {

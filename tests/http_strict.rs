@@ -537,6 +537,37 @@ fn a_body_over_the_limit_gets_413_whether_announced_or_chunked() {
 }
 
 #[test]
+fn a_size_too_large_to_represent_gets_400_not_413_even_under_a_body_limit() {
+    let server = ServerBuilder::new("echo:application")
+        .arg("--limit-request-body")
+        .arg("10")
+        .start();
+    let cases: &[(&str, &[u8], u16)] = &[
+        (
+            "Content-Length 2^64",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n",
+            400,
+        ),
+        (
+            "chunk size 2^64",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+              10000000000000000\r\n",
+            400,
+        ),
+        (
+            "Content-Length 2^64-1, well-formed but over the limit",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n",
+            413,
+        ),
+    ];
+    for &(what, bytes, status) in cases {
+        let mut client = server.connect();
+        client.send(bytes);
+        expect_error_and_close(&mut client, status, what);
+    }
+}
+
+#[test]
 fn nothing_after_a_connection_close_request_is_answered() {
     let server = echo_server();
     let mut client = server.connect();

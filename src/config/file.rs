@@ -6,9 +6,8 @@
 //! value; the values themselves are validated by the caller, one setting at
 //! a time, so an error can name the file and line.
 
-use super::keys::{
-    closest_key, SettingKey, GUNICORN_HOOKS, GUNICORN_ONLY, GUNICORN_RESHAPED, RUN_ONLY_IDS,
-};
+use super::gunicorn_only::{is_gunicorn_only_key, GUNICORN_HOOKS};
+use super::keys::{closest_key, SettingKey, GUNICORN_RESHAPED, RUN_ONLY_IDS};
 use super::ConfigError;
 use clap::{Arg, ArgAction, Command};
 use std::collections::BTreeMap;
@@ -29,15 +28,19 @@ pub struct FileSetting {
 }
 
 /// Parses the text of the config file at `path` into its settings, in file
-/// order.
+/// order: the keys are taken in the order they are written (TOML's table
+/// is keyed by name, so they are put back in the order of their values'
+/// positions), and the first bad one in the file is the error.
 pub fn parse(path: &Path, text: &str, command: &Command) -> Result<Vec<FileSetting>, ConfigError> {
     let table: BTreeMap<String, Spanned<Value>> = toml::from_str(text).map_err(|err| {
         let line = err.span().map_or(1, |span| line_of(text, span.start));
         ConfigError::file(path, line, err.message().trim().replace('\n', " "))
     })?;
+    let mut entries: Vec<(String, Spanned<Value>)> = table.into_iter().collect();
+    entries.sort_by_key(|(_, value)| value.span().start);
     let keys = super::keys::setting_keys(command);
-    let mut settings = Vec::with_capacity(table.len());
-    for (key, value) in table {
+    let mut settings = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
         let line = line_of(text, value.span().start);
         let Some(setting) = keys.iter().find(|k| k.answers_to(&key)) else {
             let message = match value.get_ref() {
@@ -64,7 +67,6 @@ pub fn parse(path: &Path, text: &str, command: &Command) -> Result<Vec<FileSetti
         })?;
         settings.push(FileSetting { key, line, words });
     }
-    settings.sort_by_key(|s| s.line);
     Ok(settings)
 }
 
@@ -78,12 +80,12 @@ fn unknown_key_message(key: &str, keys: &[SettingKey]) -> String {
     if let Some((_, hint)) = GUNICORN_RESHAPED.iter().find(|(name, _)| *name == key) {
         return format!("unknown setting '{key}' ({hint})");
     }
-    if GUNICORN_HOOKS.contains(&key) {
+    if GUNICORN_HOOKS.iter().any(|(name, _)| *name == key) {
         return format!(
             "'{key}' is a server hook: define it in a Python module named by `hooks` (see docs/hooks.md)"
         );
     }
-    if GUNICORN_ONLY.contains(&key) {
+    if is_gunicorn_only_key(key) {
         return format!(
             "gunicorn setting '{key}' is not supported by rgunicorn (see docs/migrating-from-gunicorn.md)"
         );
@@ -189,6 +191,16 @@ mod tests {
                     .collect()
             })
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn keys_are_read_in_file_order() {
+        assert_eq!(
+            words("workers = 2\nbacklog = 7\n").unwrap(),
+            ["--workers=2", "--backlog=7"]
+        );
+        let error = words("zz_first = 1\naa_second = 2\n").unwrap_err();
+        assert!(error.contains(":1: unknown setting 'zz_first'"), "{error}");
     }
 
     #[test]

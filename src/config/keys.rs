@@ -27,69 +27,6 @@ pub const GUNICORN_NAMES: [(&str, &str); 11] = [
 /// `--check-config`, `--print-config`) or are clap's own.
 pub const RUN_ONLY_IDS: [&str; 5] = ["help", "version", "config", "check_config", "print_config"];
 
-/// gunicorn settings rgunicorn does not have; naming one in a file says so
-/// instead of "unknown".
-pub const GUNICORN_ONLY: [&str; 37] = [
-    "disable_redirect_access_to_syslog",
-    "enable_stdio_inheritance",
-    "default_proc_name",
-    "raw_paste_global_conf",
-    "suppress_ragged_eofs",
-    "do_handshake_on_connect",
-    "strip_header_spaces",
-    "permit_obsolete_folding",
-    "permit_unconventional_http_method",
-    "permit_unconventional_http_version",
-    "casefold_http_method",
-    "forwarder_headers",
-    "worker_class",
-    "threads",
-    "reload_engine",
-    "spew",
-    "preload_app",
-    "worker_tmp_dir",
-    "tmp_upload_dir",
-    "logger_class",
-    "logconfig",
-    "logconfig_dict",
-    "logconfig_json",
-    "syslog",
-    "syslog_addr",
-    "syslog_prefix",
-    "syslog_facility",
-    "statsd_host",
-    "statsd_prefix",
-    "dogstatsd_tags",
-    "paste",
-    "keyfile",
-    "certfile",
-    "ca_certs",
-    "ssl_version",
-    "cert_reqs",
-    "ciphers",
-];
-
-/// gunicorn's server hooks: Python functions, which belong in the `--hooks`
-/// module rather than in the config file.
-pub const GUNICORN_HOOKS: [&str; 16] = [
-    "on_starting",
-    "on_reload",
-    "when_ready",
-    "pre_fork",
-    "post_fork",
-    "post_worker_init",
-    "worker_int",
-    "worker_abort",
-    "pre_exec",
-    "pre_request",
-    "post_request",
-    "child_exit",
-    "worker_exit",
-    "nworkers_changed",
-    "on_exit",
-    "ssl_context",
-];
-
 /// gunicorn settings that rgunicorn has under another shape: `(gunicorn
 /// key, how to write it here)`.
 pub const GUNICORN_RESHAPED: [(&str, &str); 1] = [(
@@ -184,6 +121,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::gunicorn_only::{GUNICORN_HOOKS, GUNICORN_ONLY};
     use crate::config::Settings;
     use clap::CommandFactory;
 
@@ -230,7 +168,8 @@ mod tests {
         for (key, _) in GUNICORN_NAMES {
             assert!(keys.iter().any(|k| k.key == key), "{key} maps to no flag");
         }
-        for key in GUNICORN_ONLY.iter().chain(&GUNICORN_HOOKS) {
+        let gunicorn_only = GUNICORN_ONLY.iter().filter_map(|setting| setting.key);
+        for key in gunicorn_only.chain(GUNICORN_HOOKS.map(|(name, _)| name)) {
             assert!(
                 !keys.iter().any(|k| k.answers_to(key)),
                 "{key} is supported"

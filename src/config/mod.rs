@@ -22,8 +22,10 @@ mod bind;
 mod doc;
 mod effective;
 mod file;
-mod gunicorn_flags;
+mod gunicorn_only;
+mod identity;
 mod keys;
+mod secure_scheme_headers;
 mod shell_words;
 mod sources;
 mod values;
@@ -31,14 +33,21 @@ mod values;
 pub use app_spec::AppSpec;
 pub use bind::{BindAddress, BindAddressError, DEFAULT_PORT};
 pub use doc::settings_markdown;
+pub use gunicorn_only::{hooks_called_by, HookCaller};
+pub use identity::{parse_group, parse_user, worker_owner, GroupId, UserId};
+pub use secure_scheme_headers::{
+    SecureSchemeHeaderError, SecureSchemeHeaders, DEFAULT_SECURE_SCHEME_HEADERS,
+};
 pub use sources::{Resolved, CMD_ARGS_VAR, DEFAULT_CONFIG_FILE};
 
+use crate::logging::LogLevel;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// The log levels `--log-level` accepts, most verbose first.
-pub const LOG_LEVELS: [&str; 5] = ["debug", "info", "warning", "error", "critical"];
+/// gunicorn's default access log format (`--access-logformat`).
+pub const ACCESS_LOG_DEFAULT_FORMAT: &str =
+    r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
 
 /// The address bound when neither `--bind` nor `$PORT` says otherwise.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
@@ -100,7 +109,7 @@ pub struct Settings {
 
     /// The error log level: debug, info, warning, error, critical.
     #[arg(long = "log-level", value_name = "LEVEL", value_parser = parse_log_level, default_value = "info")]
-    pub log_level: String,
+    pub log_level: LogLevel,
 
     /// A Python module of worker hooks, imported like the app (after
     /// `--chdir` and `--pythonpath`), e.g. `myproject.rgunicorn_hooks`, or
@@ -140,7 +149,7 @@ pub struct Settings {
     /// The access log line format, in gunicorn's `%(atom)s` language (h l u
     /// t r s m U q H b B f a T M D L p, `{header}i`, `{header}o`,
     /// `{variable}e`).
-    #[arg(long = "access-logformat", value_name = "STRING", default_value = crate::worker::ACCESS_LOG_DEFAULT_FORMAT)]
+    #[arg(long = "access-logformat", value_name = "STRING", default_value = ACCESS_LOG_DEFAULT_FORMAT)]
     pub access_log_format: String,
 
     /// Peers trusted to set the scheme through the secure-scheme headers:
@@ -161,10 +170,10 @@ pub struct Settings {
     #[arg(
         long = "secure-scheme-headers",
         value_name = "NAME=VALUE,...",
-        default_value = crate::worker::forwarded::DEFAULT_SECURE_SCHEME_HEADERS,
-        value_parser = crate::worker::forwarded::SecureSchemeHeaders::parse
+        default_value = DEFAULT_SECURE_SCHEME_HEADERS,
+        value_parser = SecureSchemeHeaders::parse
     )]
-    pub secure_scheme_headers: crate::worker::forwarded::SecureSchemeHeaders,
+    pub secure_scheme_headers: SecureSchemeHeaders,
 
     /// Require a PROXY protocol header (v1 or v2) at the start of every
     /// connection; the client address it gives becomes REMOTE_ADDR.
@@ -296,13 +305,13 @@ pub struct Settings {
     /// Run the workers as this user: a name or a numeric uid. The master
     /// keeps the identity it was started with (to bind privileged ports and
     /// re-bind on reload); unix socket files are given to this user.
-    #[arg(short = 'u', long = "user", value_name = "USER", value_parser = crate::worker::identity::parse_user)]
-    pub user: Option<crate::worker::identity::UserId>,
+    #[arg(short = 'u', long = "user", value_name = "USER", value_parser = parse_user)]
+    pub user: Option<UserId>,
 
     /// Run the workers as this group: a name or a numeric gid [default:
     /// the master's group].
-    #[arg(short = 'g', long = "group", value_name = "GROUP", value_parser = crate::worker::identity::parse_group)]
-    pub group: Option<crate::worker::identity::GroupId>,
+    #[arg(short = 'g', long = "group", value_name = "GROUP", value_parser = parse_group)]
+    pub group: Option<GroupId>,
 
     /// Give the workers the supplementary groups of the `--user` account
     /// (as `initgroups(3)`); without it a worker started as root keeps only
@@ -630,14 +639,12 @@ fn parse_umask(text: &str) -> Result<u32, String> {
     }
 }
 
-/// `--log-level`: one of [`LOG_LEVELS`], any case; stored lowercase.
-fn parse_log_level(text: &str) -> Result<String, String> {
-    let level = text.trim().to_ascii_lowercase();
-    if LOG_LEVELS.contains(&level.as_str()) {
-        Ok(level)
-    } else {
-        Err(format!("'{text}' is not one of {}", LOG_LEVELS.join(", ")))
-    }
+/// `--log-level`: one of gunicorn's level names, any case.
+fn parse_log_level(text: &str) -> Result<LogLevel, String> {
+    LogLevel::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = LogLevel::ALL.iter().map(|level| level.name()).collect();
+        format!("'{text}' is not one of {}", names.join(", "))
+    })
 }
 
 #[cfg(test)]
@@ -673,7 +680,7 @@ mod tests {
         assert_eq!(settings.workers, 1);
         assert_eq!(settings.bind, vec![tcp("127.0.0.1", 8000)]);
         assert_eq!(settings.backlog, 2048);
-        assert_eq!(settings.log_level, "info");
+        assert_eq!(settings.log_level, LogLevel::Info);
         assert_eq!(settings.keepalive, 2);
         assert_eq!(settings.worker_connections, 1000);
         assert_eq!(settings.graceful_timeout, 30);
@@ -734,7 +741,7 @@ mod tests {
             vec![PathBuf::from("a"), PathBuf::from("b")]
         );
         assert_eq!(settings.virtualenv, Some(PathBuf::from("/venv")));
-        assert_eq!(settings.log_level, "warning");
+        assert_eq!(settings.log_level, LogLevel::Warning);
         assert_eq!(settings.keepalive, 5);
         assert_eq!(settings.worker_connections, 10);
         assert_eq!(settings.graceful_timeout, 7);

@@ -41,7 +41,7 @@ pub fn resolve(
 ) -> Result<Resolved, ConfigError> {
     let mut args = args.into_iter();
     let program = args.next().unwrap_or_else(|| "rgunicorn".into());
-    let cli = super::gunicorn_flags::check(args.collect())?;
+    let cli = super::gunicorn_only::check(args.collect())?;
     let mut strict = Settings::command();
     for (arg_id, value) in environment_defaults(env)? {
         strict = strict.mut_arg(arg_id, |arg| arg.default_value(value));
@@ -118,7 +118,7 @@ fn parse_cmd_args(
         .into_iter()
         .map(OsString::from)
         .collect();
-    let words = super::gunicorn_flags::check(words)
+    let words = super::gunicorn_only::check(words)
         .map_err(|err| ConfigError::invalid(CMD_ARGS_VAR, err.to_string()))?;
     parse_layer(command, program, &words)
         .map_err(|err| ConfigError::invalid(CMD_ARGS_VAR, clap_message(err)))

@@ -9,15 +9,20 @@
 //! chunk-size     = 1*HEXDIG
 //! last-chunk     = 1*("0") [ chunk-ext ] CRLF
 //! chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+//! chunk-ext-name = token
+//! chunk-ext-val  = token / quoted-string
 //! trailer-section = *( field-line CRLF )
 //! ```
 //!
 //! Each state consumes one byte and moves on according to its class, except
 //! `Body`, which copies as much chunk data as is available at once. Chunk
-//! extensions and trailer fields are checked and discarded.
+//! extensions and trailer fields are checked and discarded; a trailer field
+//! that RFC 9110 §6.5.1 keeps out of trailers ([`FORBIDDEN_TRAILERS`]) fails
+//! the body, so that no front end that merges trailers into the header
+//! section can be handed framing, routing or credentials that way.
 
 use super::error::ParseError;
-use super::tables::{hex_value, FIELD_VALUE, TCHAR};
+use super::tables::{hex_value, is_ows, FIELD_VALUE, QDTEXT, TCHAR};
 
 /// The most hex digits in a chunk size (leading zeros included).
 const MAX_SIZE_DIGITS: u8 = 32;
@@ -25,6 +30,56 @@ const MAX_SIZE_DIGITS: u8 = 32;
 const MAX_EXTENSION_BYTES: usize = 4096;
 /// The most bytes of trailer section.
 const MAX_TRAILER_BYTES: usize = 8192;
+
+/// Trailer field names (lowercase) that fail the body: fields that must be
+/// known before the content is (RFC 9110 §6.5.1), and those this server or
+/// a proxy in front uses for routing and client identity.
+pub const FORBIDDEN_TRAILERS: &[&[u8]] = &[
+    // Message framing and connection management
+    b"content-length",
+    b"transfer-encoding",
+    b"trailer",
+    b"te",
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"upgrade",
+    // Routing and the client's identity as a proxy reports it
+    b"host",
+    b"forwarded",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"x-forwarded-proto",
+    b"x-forwarded-protocol",
+    b"x-forwarded-ssl",
+    // Authentication and state
+    b"authorization",
+    b"proxy-authorization",
+    b"cookie",
+    b"set-cookie",
+    // Request modifiers: controls and conditionals
+    b"cache-control",
+    b"pragma",
+    b"expect",
+    b"max-forwards",
+    b"range",
+    b"if-match",
+    b"if-none-match",
+    b"if-modified-since",
+    b"if-unmodified-since",
+    b"if-range",
+    // How to process the content
+    b"content-type",
+    b"content-encoding",
+    b"content-language",
+    b"content-location",
+    b"content-range",
+];
+
+/// The longest name in [`FORBIDDEN_TRAILERS`]; a longer trailer name is
+/// not in the list and need not be kept.
+const TRAILER_NAME_KEPT: usize = 20;
 
 /// Where the decoder is in the chunked grammar.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,8 +89,24 @@ enum State {
     Size,
     /// In whitespace after the size, which must lead to a `;`.
     SizeLws,
-    /// In chunk extensions, after a `;`.
-    Extension,
+    /// After a `;` (and optional whitespace): an extension name must follow.
+    ExtNameStart,
+    /// In an extension name.
+    ExtName,
+    /// In whitespace after an extension name, which must lead to `=` or `;`.
+    ExtNameLws,
+    /// After `=` (and optional whitespace): a value must follow.
+    ExtValueStart,
+    /// In a token extension value.
+    ExtValueToken,
+    /// In a quoted-string extension value.
+    ExtQuoted,
+    /// After a `\` in a quoted-string.
+    ExtQuotedPair,
+    /// Right after the closing quote of a value.
+    ExtQuotedEnd,
+    /// In whitespace after a value, which must lead to a `;`.
+    ExtValueLws,
     /// After the CR ending a chunk-size line.
     SizeLf,
     /// In chunk data.
@@ -68,6 +139,10 @@ pub struct ChunkedDecoder {
     size_digits: u8,
     extension_bytes: usize,
     trailer_bytes: usize,
+    /// The current trailer field name, lowercased, as far as it fits.
+    trailer_name: [u8; TRAILER_NAME_KEPT],
+    /// Its length; above [`TRAILER_NAME_KEPT`] when it did not fit.
+    trailer_name_len: usize,
 }
 
 impl ChunkedDecoder {
@@ -121,15 +196,19 @@ impl ChunkedDecoder {
             (Size, b'\n') => return Err(BareLf),
             (Size, _) if self.size_digits == 0 => return Err(InvalidChunkSize),
             (Size, b'\r') => SizeLf,
-            (Size, b';') => self.extension_byte(Extension)?,
+            (Size | SizeLws, b';') => self.extension_byte(ExtNameStart)?,
             (Size | SizeLws, b' ' | b'\t') => SizeLws,
-            (SizeLws, b';') => self.extension_byte(Extension)?,
             (Size | SizeLws, _) => return Err(InvalidChunkSize),
 
-            (Extension, b'\r') => SizeLf,
-            (Extension, b'\n') => return Err(BareLf),
-            (Extension, _) if FIELD_VALUE[b as usize] => self.extension_byte(Extension)?,
-            (Extension, _) => return Err(InvalidChunkExtension),
+            (
+                ExtNameStart | ExtName | ExtNameLws | ExtValueStart | ExtValueToken | ExtQuoted
+                | ExtQuotedPair | ExtQuotedEnd | ExtValueLws,
+                _,
+            ) => match extension_step(self.state, b)? {
+                // The CR ends the size line; it is no extension byte.
+                SizeLf => SizeLf,
+                next => self.extension_byte(next)?,
+            },
 
             (SizeLf, b'\n') if self.size == 0 => Trailer,
             (SizeLf, b'\n') => Body,
@@ -145,10 +224,20 @@ impl ChunkedDecoder {
             (Trailer, b'\r') => EndLf,
             (Trailer, b'\n') => return Err(BareLf),
             (Trailer, b' ' | b'\t') => return Err(ObsFold),
-            (Trailer, _) if TCHAR[b as usize] => self.trailer_byte(TrailerName)?,
+            (Trailer, _) if TCHAR[b as usize] => {
+                self.trailer_name_len = 0;
+                self.trailer_name_byte(b);
+                self.trailer_byte(TrailerName)?
+            }
             (Trailer, _) => return Err(InvalidHeaderName),
 
-            (TrailerName, _) if TCHAR[b as usize] => self.trailer_byte(TrailerName)?,
+            (TrailerName, _) if TCHAR[b as usize] => {
+                self.trailer_name_byte(b);
+                self.trailer_byte(TrailerName)?
+            }
+            (TrailerName, b':') if self.trailer_name_is_forbidden() => {
+                return Err(ForbiddenTrailerField)
+            }
             (TrailerName, b':') => self.trailer_byte(TrailerValue)?,
             (TrailerName, b' ' | b'\t') => return Err(WhitespaceBeforeColon),
             (TrailerName, _) => return Err(InvalidHeaderName),
@@ -177,8 +266,23 @@ impl ChunkedDecoder {
             .size
             .checked_mul(16)
             .and_then(|n| n.checked_add(value))
-            .ok_or(ParseError::ContentTooLarge)?;
+            .ok_or(ParseError::ChunkSizeOverflow)?;
         Ok(())
+    }
+
+    /// Keeps one more byte of the trailer name being read, if it fits.
+    fn trailer_name_byte(&mut self, b: u8) {
+        if let Some(slot) = self.trailer_name.get_mut(self.trailer_name_len) {
+            *slot = b.to_ascii_lowercase();
+        }
+        self.trailer_name_len = self.trailer_name_len.saturating_add(1);
+    }
+
+    /// Whether the trailer name just read is one of [`FORBIDDEN_TRAILERS`].
+    fn trailer_name_is_forbidden(&self) -> bool {
+        self.trailer_name
+            .get(..self.trailer_name_len)
+            .is_some_and(|name| FORBIDDEN_TRAILERS.contains(&name))
     }
 
     fn extension_byte(&mut self, next: State) -> Result<State, ParseError> {
@@ -196,6 +300,39 @@ impl ChunkedDecoder {
         }
         Ok(next)
     }
+}
+
+/// One byte of chunk extensions, in `state` (one of the `Ext*` states):
+/// the next state, which is `SizeLf` at the CR ending the size line.
+///
+/// ```text
+/// chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// chunk-ext-name = token
+/// chunk-ext-val  = token / quoted-string
+/// ```
+fn extension_step(state: State, b: u8) -> Result<State, ParseError> {
+    use ParseError::*;
+    use State::*;
+    Ok(match (state, b) {
+        (_, b'\n') => return Err(BareLf),
+        (ExtNameStart, _) if is_ows(b) => ExtNameStart,
+        (ExtNameStart | ExtName, _) if TCHAR[b as usize] => ExtName,
+        (ExtNameStart, b'\r' | b';' | b'=') => return Err(ChunkExtensionWithoutName),
+        (ExtName | ExtNameLws, _) if is_ows(b) => ExtNameLws,
+        (ExtName | ExtNameLws, b'=') => ExtValueStart,
+        (ExtValueStart, _) if is_ows(b) => ExtValueStart,
+        (ExtValueStart | ExtValueToken, _) if TCHAR[b as usize] => ExtValueToken,
+        (ExtValueStart, b'"') => ExtQuoted,
+        (ExtQuoted, b'"') => ExtQuotedEnd,
+        (ExtQuoted, b'\\') => ExtQuotedPair,
+        (ExtQuoted, _) if QDTEXT[b as usize] => ExtQuoted,
+        // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+        (ExtQuotedPair, _) if FIELD_VALUE[b as usize] => ExtQuoted,
+        (ExtValueToken | ExtQuotedEnd | ExtValueLws, _) if is_ows(b) => ExtValueLws,
+        (ExtName | ExtNameLws | ExtValueToken | ExtQuotedEnd | ExtValueLws, b';') => ExtNameStart,
+        (ExtName | ExtValueToken | ExtQuotedEnd, b'\r') => SizeLf,
+        _ => return Err(InvalidChunkExtension),
+    })
 }
 
 #[cfg(test)]
@@ -253,9 +390,26 @@ mod tests {
             ("5;name=value\r\nhello\r\n0\r\n\r\n", "hello"),
             ("5 ;a\r\nhello\r\n0;last\r\n\r\n", "hello"),
             ("5\t; a = \"q;x\"\r\nhello\r\n0\r\n\r\n", "hello"),
+            (
+                "5;a;b=c;d=\"\";e=\"\\\"\\\\\"\r\nhello\r\n0\r\n\r\n",
+                "hello",
+            ),
+            ("5;a=\"x\" ;b\r\nhello\r\n0\r\n\r\n", "hello"),
+            ("5;!#$%&'*+-.^_`|~=~\r\nhello\r\n0\r\n\r\n", "hello"),
             // Trailers
             ("5\r\nhello\r\n0\r\nChecksum: abc\r\n\r\n", "hello"),
             ("0\r\nA: 1\r\nB:\r\n\r\n", ""),
+            // Trailers that are no framing, routing or credentials; names
+            // that only start like a forbidden one
+            (
+                "0\r\nContent-Digest: sha-256=:x:\r\nContent-MD5: x\r\n\r\n",
+                "",
+            ),
+            (
+                "0\r\nHosts: a\r\nTE-X: 1\r\nX-Forwarded-Protocols: 1\r\n\r\n",
+                "",
+            ),
+            ("0\r\nX-Forwarded-For-Something-Much-Longer: 1\r\n\r\n", ""),
         ];
         for &(input, body) in cases {
             let expected = (input.len(), body.as_bytes().to_vec(), true);
@@ -333,17 +487,40 @@ mod tests {
             (b"\r\n", InvalidChunkSize),
             (b";ext\r\n", InvalidChunkSize),
             // Overflow
-            (b"10000000000000000\r\n", ContentTooLarge),
-            (b"FFFFFFFFFFFFFFFFF\r\n", ContentTooLarge),
+            (b"10000000000000000\r\n", ChunkSizeOverflow),
+            (b"FFFFFFFFFFFFFFFFF\r\n", ChunkSizeOverflow),
             (b"000000000000000000000000000000001\r\n", InvalidChunkSize),
             // Line endings in the size line
             (b"5\n", BareLf),
             (b"5\rX", BareCr),
             (b"5;a\n", BareLf),
             (b"\n", BareLf),
-            // Extensions
+            // Extensions: a control byte
             (b"5;a\x00b\r\n", InvalidChunkExtension),
             (b"5;a\x7f\r\n", InvalidChunkExtension),
+            (b"5;a=\"\x01\"\r\n", InvalidChunkExtension),
+            // Extensions: no name
+            (b"2;\r\n", ChunkExtensionWithoutName),
+            (b"2; \r\n", ChunkExtensionWithoutName),
+            (b"2;=x\r\n", ChunkExtensionWithoutName),
+            (b"2;;a\r\n", ChunkExtensionWithoutName),
+            (b"2;a;\r\n", ChunkExtensionWithoutName),
+            (b"0;\r\n\r\n", ChunkExtensionWithoutName),
+            // Extensions: not token [= token / quoted-string]
+            (b"2;a b\r\n", InvalidChunkExtension),
+            (b"2;a \r\n", InvalidChunkExtension),
+            (b"2;a=\r\n", InvalidChunkExtension),
+            (b"2;a= \r\n", InvalidChunkExtension),
+            (b"2;a=b c\r\n", InvalidChunkExtension),
+            (b"2;a=b \r\n", InvalidChunkExtension),
+            (b"2;a=b=c\r\n", InvalidChunkExtension),
+            (b"2;a/b\r\n", InvalidChunkExtension),
+            (b"2;a=b/c\r\n", InvalidChunkExtension),
+            (b"2;a=\"b\r\n", InvalidChunkExtension),
+            (b"2;a=\"b\"c\r\n", InvalidChunkExtension),
+            (b"2;a=\"b\\\r\n", InvalidChunkExtension),
+            (b"2;\"a\"\r\n", InvalidChunkExtension),
+            (b"2;a=\"b\nc\"\r\n", BareLf),
             // Chunk data not followed by CRLF
             (b"3\r\nabcd\r\n", ChunkNotTerminated),
             (b"3\r\nabc\n0\r\n\r\n", ChunkNotTerminated),
@@ -358,6 +535,23 @@ mod tests {
             (b"0\r\n: y\r\n\r\n", InvalidHeaderName),
             (b"0\r\n\rX", BareCr),
             (b"0\r\nX\r\n\r\n", InvalidHeaderName),
+            // Trailer fields that carry framing, routing, credentials, content metadata
+            (b"0\r\nContent-Length: 5\r\n\r\n", ForbiddenTrailerField),
+            (
+                b"0\r\ntransfer-encoding: chunked\r\n\r\n",
+                ForbiddenTrailerField,
+            ),
+            (b"0\r\nHOST: a\r\n\r\n", ForbiddenTrailerField),
+            (b"0\r\nAuthorization: x\r\n\r\n", ForbiddenTrailerField),
+            (
+                b"0\r\nX-Ok: 1\r\nContent-Type: a/b\r\n\r\n",
+                ForbiddenTrailerField,
+            ),
+            (
+                b"0\r\nX-Forwarded-Protocol: ssl\r\n\r\n",
+                ForbiddenTrailerField,
+            ),
+            (b"0\r\nTE:\r\n\r\n", ForbiddenTrailerField),
         ];
         for &(input, error) in cases {
             assert_eq!(

@@ -26,6 +26,17 @@ pub enum ParseError {
     /// The request-target carries a `#fragment`.
     #[error("fragment in request target")]
     FragmentInTarget,
+    /// The path percent-encodes a control byte (`%00`-`%1F`, `%7F`), which
+    /// would reach the app decoded (NUL truncation, CR/LF injection).
+    #[error("percent-encoded control byte in path")]
+    EncodedControlInPath,
+    /// The path contains `\`, which some front ends read as `/`.
+    #[error("backslash in path")]
+    BackslashInPath,
+    /// A well-formed CONNECT: a request for a tunnel, which a WSGI server
+    /// does not provide.
+    #[error("CONNECT is not supported")]
+    ConnectNotSupported,
     /// The version is not `HTTP/DIGIT.DIGIT`.
     #[error("invalid HTTP version")]
     InvalidVersion,
@@ -69,6 +80,10 @@ pub enum ParseError {
     /// The whole head is larger than [`super::Limits::max_head_len`].
     #[error("request head too large")]
     HeadTooLarge,
+    /// A field that must appear once (Content-Type, Authorization,
+    /// Proxy-Authorization) on a second field line.
+    #[error("repeated singleton header field")]
+    RepeatedSingletonField,
 
     // Host
     /// An HTTP/1.1 request without a Host header.
@@ -77,20 +92,37 @@ pub enum ParseError {
     /// More than one Host header.
     #[error("duplicate Host header")]
     DuplicateHost,
+    /// A Host header (empty included) that names another host or port than
+    /// the authority of an absolute-form target.
+    #[error("Host header differs from the target's authority")]
+    HostMismatch,
     /// A Host value that is not `uri-host [ ":" port ]`.
     #[error("invalid Host header")]
     InvalidHost,
 
     // Body framing
-    /// A Content-Length that is not `1*DIGIT` (or a list of them).
+    /// A Content-Length that is not `1*DIGIT`.
     #[error("invalid Content-Length")]
     InvalidContentLength,
-    /// Content-Length values that differ.
-    #[error("conflicting Content-Length values")]
-    ConflictingContentLength,
-    /// A Content-Length or chunk size too large to represent.
-    #[error("content too large")]
-    ContentTooLarge,
+    /// A Content-Length written as a list (`5, 5`, `5,`).
+    #[error("Content-Length is a list")]
+    ContentLengthList,
+    /// More than one Content-Length field line, equal or not.
+    #[error("duplicate Content-Length header")]
+    DuplicateContentLength,
+    /// A Content-Length with a leading zero (`05`, `00`).
+    #[error("leading zero in Content-Length")]
+    LeadingZeroInContentLength,
+    /// A Content-Length above 2^64-1: too large to represent.
+    #[error("Content-Length too large to represent")]
+    ContentLengthOverflow,
+    /// Whitespace around a Content-Length or Transfer-Encoding value other
+    /// than one SP after the colon (a TAB, two spaces, trailing whitespace).
+    #[error("unexpected whitespace in a framing header")]
+    WhitespaceInFramingField,
+    /// A HEAD or TRACE request that announces a body.
+    #[error("body on a method that has none")]
+    BodyNotAllowed,
     /// Both Transfer-Encoding and Content-Length.
     #[error("Transfer-Encoding with Content-Length")]
     ContentLengthWithTransferEncoding,
@@ -114,9 +146,16 @@ pub enum ParseError {
     /// A chunk size that is not `1*HEXDIG`.
     #[error("invalid chunk size")]
     InvalidChunkSize,
-    /// A chunk extension with a control byte, or whitespace not before `;`.
+    /// A chunk size above 2^64-1: too large to represent.
+    #[error("chunk size too large to represent")]
+    ChunkSizeOverflow,
+    /// A chunk extension that is not `";" token [ "=" ( token /
+    /// quoted-string ) ]` with optional whitespace around `;` and `=`.
     #[error("invalid chunk extension")]
     InvalidChunkExtension,
+    /// A `;` not followed by an extension name (`2;`, `2;=x`).
+    #[error("chunk extension without a name")]
+    ChunkExtensionWithoutName,
     /// Chunk extensions longer in total than the decoder accepts.
     #[error("chunk extensions too long")]
     ChunkExtensionsTooLong,
@@ -126,6 +165,10 @@ pub enum ParseError {
     /// A trailer section larger than the decoder accepts.
     #[error("trailer section too large")]
     TrailerTooLarge,
+    /// A trailer field that must not be sent in trailers: framing, routing,
+    /// authentication, request modifiers, content metadata.
+    #[error("field not allowed in trailers")]
+    ForbiddenTrailerField,
     /// The connection ended before the body did (reported by callers).
     #[error("incomplete body")]
     IncompleteBody,
@@ -138,15 +181,16 @@ impl ParseError {
         match self {
             RequestLineTooLong => 414,
             TooManyHeaders | HeaderFieldTooLarge | HeadTooLarge | TrailerTooLarge => 431,
-            ContentTooLarge => 413,
             ExpectationFailed => 417,
-            UnsupportedTransferCoding => 501,
+            UnsupportedTransferCoding | ConnectNotSupported => 501,
             UnsupportedVersion => 505,
             InvalidRequestLine
             | TooManyEmptyLines
             | InvalidMethod
             | InvalidTarget
             | FragmentInTarget
+            | EncodedControlInPath
+            | BackslashInPath
             | InvalidVersion
             | BareCr
             | BareLf
@@ -155,19 +199,29 @@ impl ParseError {
             | WhitespaceBeforeColon
             | ObsFold
             | InvalidHeaderValue
+            | RepeatedSingletonField
             | MissingHost
             | DuplicateHost
+            | HostMismatch
             | InvalidHost
             | InvalidContentLength
-            | ConflictingContentLength
+            | ContentLengthList
+            | DuplicateContentLength
+            | LeadingZeroInContentLength
+            | ContentLengthOverflow
+            | WhitespaceInFramingField
+            | BodyNotAllowed
             | ContentLengthWithTransferEncoding
             | TransferEncodingOnHttp10
             | ChunkedNotFinal
             | InvalidTransferEncoding
             | InvalidChunkSize
+            | ChunkSizeOverflow
             | InvalidChunkExtension
+            | ChunkExtensionWithoutName
             | ChunkExtensionsTooLong
             | ChunkNotTerminated
+            | ForbiddenTrailerField
             | IncompleteBody => 400,
         }
     }
@@ -186,6 +240,9 @@ mod tests {
             (InvalidMethod, 400),
             (InvalidTarget, 400),
             (FragmentInTarget, 400),
+            (EncodedControlInPath, 400),
+            (BackslashInPath, 400),
+            (ConnectNotSupported, 501),
             (InvalidVersion, 400),
             (UnsupportedVersion, 505),
             (RequestLineTooLong, 414),
@@ -201,14 +258,20 @@ mod tests {
             (TooManyHeaders, 431),
             (HeaderFieldTooLarge, 431),
             (HeadTooLarge, 431),
+            (RepeatedSingletonField, 400),
             // Host
             (MissingHost, 400),
             (DuplicateHost, 400),
+            (HostMismatch, 400),
             (InvalidHost, 400),
             // Body framing
             (InvalidContentLength, 400),
-            (ConflictingContentLength, 400),
-            (ContentTooLarge, 413),
+            (ContentLengthList, 400),
+            (DuplicateContentLength, 400),
+            (LeadingZeroInContentLength, 400),
+            (ContentLengthOverflow, 400),
+            (WhitespaceInFramingField, 400),
+            (BodyNotAllowed, 400),
             (ContentLengthWithTransferEncoding, 400),
             (TransferEncodingOnHttp10, 400),
             (ChunkedNotFinal, 400),
@@ -217,10 +280,13 @@ mod tests {
             (ExpectationFailed, 417),
             // Chunked body
             (InvalidChunkSize, 400),
+            (ChunkSizeOverflow, 400),
             (InvalidChunkExtension, 400),
+            (ChunkExtensionWithoutName, 400),
             (ChunkExtensionsTooLong, 400),
             (ChunkNotTerminated, 400),
             (TrailerTooLarge, 431),
+            (ForbiddenTrailerField, 400),
             (IncompleteBody, 400),
         ];
         for &(error, status) in cases {

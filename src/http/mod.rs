@@ -26,6 +26,7 @@ mod date;
 mod error;
 mod parser;
 mod response;
+mod scheme;
 mod tables;
 
 pub use chunked::ChunkedDecoder;
@@ -36,6 +37,8 @@ pub use parser::{
     Version,
 };
 pub use response::{
-    begin_response, reason_phrase, write_chunk, write_chunk_header, write_error_response,
-    write_last_chunk, ResponseFraming, CONTINUE_100, SERVER_NAME,
+    begin_response, reason_phrase, status_code, write_chunk, write_chunk_header,
+    write_error_response, write_last_chunk, ResponseFraming, CONTINUE_100, SERVER_NAME,
 };
+pub use scheme::UrlScheme;
+pub use tables::{hex_value, is_field_value, is_token};

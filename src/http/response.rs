@@ -178,8 +178,10 @@ fn lists_close(value: &[u8]) -> bool {
         .any(|option| trim_ows(option).eq_ignore_ascii_case(b"close"))
 }
 
-/// `status = 3DIGIT [ SP reason-phrase ]`; returns the code.
-fn status_code(status: &[u8]) -> Option<u16> {
+/// The one reading of a status line as an app gives it (`200 OK`):
+/// `status = 3DIGIT [ SP reason-phrase ]`, the code not starting with 0,
+/// the reason free of control characters; returns the code.
+pub fn status_code(status: &[u8]) -> Option<u16> {
     let (digits, rest) = status.split_at_checked(3)?;
     if !digits.iter().all(u8::is_ascii_digit) || digits[0] == b'0' {
         return None;

@@ -58,6 +58,14 @@ pub static TARGET: [bool; 256] = class(&[(0x21, 0x7e)], b"");
 /// ```
 pub static FIELD_VALUE: [bool; 256] = class(&[(0x20, 0x7e), (0x80, 0xff)], b"\t");
 
+/// RFC 9110 §5.6.4, the bytes of a quoted-string other than its quotes and
+/// quoted-pairs:
+///
+/// ```text
+/// qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+/// ```
+pub static QDTEXT: [bool; 256] = class(&[(0x23, 0x5b), (0x5d, 0x7e), (0x80, 0xff)], b"\t !");
+
 /// RFC 3986 §3.2.2, the bytes of a `reg-name` host (which also covers an
 /// `IPv4address`); a `%` must start a `pct-encoded` triplet, checked apart.
 ///
@@ -126,6 +134,17 @@ pub fn all_in(bytes: &[u8], class: &[bool; 256]) -> bool {
     bytes.iter().all(|&b| class[b as usize])
 }
 
+/// Whether `bytes` is a `token` (RFC 9110 §5.6.2): one or more `tchar`.
+pub fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && all_in(bytes, &TCHAR)
+}
+
+/// Whether every byte of `bytes` may stand in a field value or a reason
+/// phrase ([`FIELD_VALUE`]: no CR, LF, NUL or other control character).
+pub fn is_field_value(bytes: &[u8]) -> bool {
+    all_in(bytes, &FIELD_VALUE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +163,18 @@ mod tests {
         for b in 0u8..=255 {
             let expected = b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80;
             assert_eq!(FIELD_VALUE[b as usize], expected, "byte {b:#04x}");
+        }
+    }
+
+    #[test]
+    fn qdtext_excludes_the_quote_the_backslash_and_controls() {
+        for b in 0u8..=255 {
+            let expected = b == b'\t'
+                || b == b' '
+                || b == b'!'
+                || ((0x23..=0x7e).contains(&b) && b != b'\\')
+                || b >= 0x80;
+            assert_eq!(QDTEXT[b as usize], expected, "byte {b:#04x}");
         }
     }
 

@@ -26,6 +26,7 @@ use super::upgrade::{self, LaunchCommand};
 use crate::config::Settings;
 use crate::heartbeat::{Heartbeat, Phase};
 use crate::listener::Listener;
+use crate::os_error::os_error_text;
 use crate::worker::{self, WorkerContext, APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -56,6 +57,10 @@ const BOOT_LIMIT: Duration = Duration::from_secs(120);
 /// How long a worker sent SIGABRT (after `--timeout`) has to write its
 /// traceback and exit before SIGKILL.
 const ABORT_GRACE: Duration = Duration::from_secs(3);
+/// A stopping worker ends its own graceful stop at the graceful timeout
+/// (closing the responses still in flight, running its exit hooks); the
+/// master's SIGKILL comes this much later, for a worker stuck in the app.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// The most of a boot report the master reads.
 const BOOT_REPORT_LIMIT: u64 = 4096;
 
@@ -326,7 +331,7 @@ impl Arbiter {
                 log::error!(
                     "Cannot upgrade: cannot rename the pid file {}: {}",
                     file.path().display(),
-                    super::sockets::os_error_text(&e)
+                    os_error_text(&e)
                 );
                 return;
             }
@@ -349,7 +354,7 @@ impl Arbiter {
                 log::error!(
                     "Cannot upgrade: cannot start {}: {}",
                     launch.executable.display(),
-                    super::sockets::os_error_text(&e)
+                    os_error_text(&e)
                 );
                 self.restore_pid_file();
             }
@@ -374,10 +379,7 @@ impl Arbiter {
     fn restore_pid_file(&mut self) {
         if let Some(file) = self.pid_file.as_mut() {
             if let Err(e) = file.restore_from_oldbin() {
-                log::error!(
-                    "Cannot restore the pid file: {}",
-                    super::sockets::os_error_text(&e)
-                );
+                log::error!("Cannot restore the pid file: {}", os_error_text(&e));
             }
         }
     }
@@ -741,7 +743,7 @@ impl Arbiter {
             .filter(|(_, w)| {
                 !w.killed
                     && w.stopping_since
-                        .is_some_and(|since| since.elapsed() >= timeout)
+                        .is_some_and(|since| since.elapsed() >= timeout + EXIT_GRACE)
             })
             .map(|(pid, _)| *pid)
             .collect();
@@ -894,7 +896,7 @@ impl Arbiter {
     fn stop_workers(&mut self, graceful: bool) {
         let graceful_timeout = Duration::from_secs(self.settings.graceful_timeout);
         let (signal, timeout) = if graceful {
-            (Signal::SIGTERM, graceful_timeout)
+            (Signal::SIGTERM, graceful_timeout + EXIT_GRACE)
         } else {
             (Signal::SIGQUIT, graceful_timeout.min(FAST_STOP_TIMEOUT))
         };

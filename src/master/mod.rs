@@ -17,11 +17,12 @@ pub mod upgrade;
 
 use crate::config::Settings;
 use crate::listener::Listener;
+use crate::os_error::os_error_text;
 use arbiter::{Arbiter, ArbiterError, Lifecycle};
 use nix::unistd::getppid;
 use pidfile::PidFileError;
 use signals::SignalQueue;
-use sockets::{os_error_text, BoundSockets, Inheritance, SocketError, SocketOptions};
+use sockets::{BoundSockets, Inheritance, SocketError, SocketOptions};
 use std::path::PathBuf;
 use systemd::{Notifier, SystemdError};
 use upgrade::{InheritedFds, LaunchCommand, UpgradeError};
@@ -95,9 +96,7 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     let signals = SignalQueue::install().map_err(|e| MasterError::Signals(os_error_text(&e)))?;
     let upgraded = !upgrade_fds.fds.is_empty();
     let sockets = open_sockets(&settings, upgrade_fds, systemd_fds)?;
-    if let Some((uid, gid)) =
-        crate::worker::identity::worker_owner(settings.user.as_ref(), settings.group)
-    {
+    if let Some((uid, gid)) = crate::config::worker_owner(settings.user.as_ref(), settings.group) {
         sockets.chown_unix_socket_files(uid, gid);
     }
     let pid = std::process::id();

@@ -14,7 +14,7 @@
 //!   reader never sees it half written; it is removed only while it still
 //!   names this process.
 
-use super::sockets::os_error_text;
+use crate::os_error::os_error_text;
 use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;

@@ -22,6 +22,7 @@
 
 use crate::config::BindAddress;
 use crate::listener::Listener;
+use crate::os_error::os_error_text;
 use nix::sys::socket::{
     self, setsockopt, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage,
     UnixAddr,
@@ -425,16 +426,6 @@ fn is_socket(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 
-/// The OS error's text without Rust's ` (os error N)` suffix:
-/// `Address already in use`.
-pub(crate) fn os_error_text(error: &io::Error) -> String {
-    let text = error.to_string();
-    match text.rfind(" (os error ") {
-        Some(index) if text.ends_with(')') => text[..index].to_string(),
-        _ => text,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -725,13 +716,5 @@ mod tests {
 
         let shared = BoundSockets::bind_all(&[tcp("127.0.0.1", 0)], 16).unwrap();
         assert!(shared.worker_listeners().unwrap().is_none());
-    }
-
-    #[test]
-    fn os_error_text_drops_the_code() {
-        let error = io::Error::from_raw_os_error(libc::EADDRINUSE);
-        assert_eq!(os_error_text(&error), "Address already in use");
-        let error = io::Error::other("plain");
-        assert_eq!(os_error_text(&error), "plain");
     }
 }

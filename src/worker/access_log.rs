@@ -7,16 +7,13 @@
 //! non-blocking writes, so a slow log reader never stalls serving, and
 //! flushes completely (blocking) when the worker exits.
 
-use super::wsgi::environ::Endpoint;
-use crate::http::{RequestHead, Version};
+use crate::http::{self, RequestHead, Version};
+use crate::listener::Endpoint;
 use crate::local_time::LocalTime;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
-
-/// gunicorn's default access log format.
-pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
 
 /// Lines kept while the log cannot be written; beyond this the oldest
 /// pending bytes are dropped (and the loss logged) rather than growing.
@@ -156,7 +153,12 @@ impl AccessFormat {
                     out.push(b' ');
                     out.extend_from_slice(entry.head.version.as_str().as_bytes());
                 }
-                Atom::Status => out.extend_from_slice(status_code(entry.status)),
+                Atom::Status => match http::status_code(entry.status) {
+                    Some(code) => {
+                        let _ = write!(out, "{code}");
+                    }
+                    None => out.push(b'-'),
+                },
                 Atom::Method => out.extend_from_slice(entry.method()),
                 Atom::Path => out.extend_from_slice(entry.head.path.get(entry.buf)),
                 Atom::Query => out.extend_from_slice(entry.head.query.get(entry.buf)),
@@ -248,11 +250,6 @@ fn dash_or(out: &mut Vec<u8>, value: Option<&[u8]>) {
     }
 }
 
-/// `200` from `200 OK`.
-fn status_code(status: &[u8]) -> &[u8] {
-    status.split(|b| *b == b' ').next().unwrap_or(b"-")
-}
-
 fn protocol(version: Version) -> &'static str {
     version.as_str()
 }
@@ -319,11 +316,7 @@ impl AccessEntry<'_> {
 
     /// The first request header named `name` (lower-case).
     fn request_header(&self, name: &[u8]) -> Option<&[u8]> {
-        self.head
-            .headers
-            .iter()
-            .find(|h| h.name.get(self.buf).eq_ignore_ascii_case(name))
-            .map(|h| h.value.get(self.buf))
+        self.head.header(self.buf, name)
     }
 }
 
@@ -495,7 +488,13 @@ mod tests {
 
     #[test]
     fn the_default_format_is_gunicorns_combined_log() {
-        let line = render(DEFAULT_FORMAT, REQUEST, b"200 OK", &[], 13);
+        let line = render(
+            crate::config::ACCESS_LOG_DEFAULT_FORMAT,
+            REQUEST,
+            b"200 OK",
+            &[],
+            13,
+        );
         let (before_time, after_time) = line.split_once('[').unwrap();
         assert_eq!(before_time, "192.0.2.7 - alice ");
         let after = after_time.split_once("] ").unwrap().1;

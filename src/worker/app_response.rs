@@ -5,11 +5,11 @@
 
 use super::access_log::{AccessEntry, AccessLog};
 use super::out_queue::OutQueue;
-use super::wsgi::environ::Endpoint;
-use super::wsgi::file_wrapper::FileWrapper;
+use super::wsgi::file_wrapper::{regular_file_size, FileWrapper};
 use super::wsgi::start_response::StartResponse;
 use crate::http::RequestHead;
 use crate::http::{self, ResponseFraming, Version};
+use crate::listener::Endpoint;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator};
 use std::os::fd::RawFd;
@@ -145,7 +145,7 @@ impl AppResponse {
         let result = self.result.bind(py);
         if let (true, Ok(wrapper)) = (sendfile, result.cast::<FileWrapper>()) {
             if let Some((fd, offset)) = wrapper.borrow().sendfile_source(py) {
-                if let Some(size) = file_size(fd) {
+                if let Some(size) = regular_file_size(fd) {
                     let remaining = size.saturating_sub(offset);
                     return Ok(Body::File {
                         fd,
@@ -449,18 +449,5 @@ impl AppResponse {
                 );
             }
         }
-    }
-}
-
-/// The size of the regular file behind `fd`, if it is one.
-fn file_size(fd: RawFd) -> Option<u64> {
-    // SAFETY: fstat writes into a zeroed, properly sized stat buffer; `fd`
-    // is an open descriptor owned by the app's file object.
-    unsafe {
-        let mut stat: libc::stat = std::mem::zeroed();
-        if libc::fstat(fd, &mut stat) != 0 || (stat.st_mode & libc::S_IFMT) != libc::S_IFREG {
-            return None;
-        }
-        Some(stat.st_size as u64)
     }
 }

@@ -10,17 +10,18 @@
 
 use super::access_log::AccessLog;
 use super::app_response::{AppResponse, Pumped, RequestFacts, ResponseError, ResponseOptions};
-use super::forwarded::{SchemePolicy, UrlScheme};
+use super::forwarded::SchemePolicy;
 use super::out_queue::OutQueue;
 use super::request_body::{BodyError, BodyReader};
 use super::stream::Stream;
-use super::wsgi::environ::{Endpoint, EnvironTemplate, RequestInfo};
+use super::wsgi::environ::{EnvironTemplate, RequestInfo};
 use super::wsgi::hooks::{HookedRequest, Hooks, Outcome};
 use super::wsgi::input::WsgiInput;
 use super::wsgi::traceback::log_exception;
 use crate::heartbeat::Heartbeat;
-use crate::http::{self, BodyFraming, HttpDate, Limits, RequestHead, Status};
+use crate::http::{self, BodyFraming, HttpDate, Limits, RequestHead, Status, UrlScheme};
 use crate::ip_allow_list::IpAllowList;
+use crate::listener::Endpoint;
 use crate::proxy_protocol;
 use pyo3::prelude::*;
 use std::io::{self, Read};
@@ -236,8 +237,9 @@ impl Connection {
 
     /// Handles the deadline having passed.
     fn on_timeout(&mut self, py: Python<'_>, shared: &mut Shared) -> Keep {
-        let sending = matches!(self.state, State::Responding { .. })
-            || (matches!(self.state, State::Closing { .. }) && !self.out.is_empty());
+        // Queued output is a response still being sent, whatever the state
+        // (an idle connection may still hold the end of its last response).
+        let sending = matches!(self.state, State::Responding { .. }) || !self.out.is_empty();
         if sending && self.client_still_reading() {
             self.deadline = Instant::now() + shared.timeouts.send;
             return Keep::Open;
@@ -275,6 +277,20 @@ impl Connection {
         progressed
     }
 
+    /// The client took bytes: a response being sent gets a new send
+    /// timeout; an idle connection whose last response has just been
+    /// written out starts its keep-alive timeout.
+    fn refresh_send_deadline(&mut self, shared: &Shared) {
+        match self.state {
+            State::Responding { .. } => self.deadline = Instant::now() + shared.timeouts.send,
+            State::Idle if self.out.is_empty() => {
+                self.deadline = Instant::now() + shared.timeouts.keepalive
+            }
+            State::Idle => self.deadline = Instant::now() + shared.timeouts.send,
+            _ => {}
+        }
+    }
+
     /// Records the send queue size when the socket is found full.
     fn note_socket_full(&mut self) {
         self.writable = false;
@@ -296,8 +312,8 @@ impl Connection {
                 match self.out.write_to(py, &mut self.stream) {
                     Ok(n) => {
                         self.budget = self.budget.saturating_sub(n);
-                        if n > 0 && matches!(self.state, State::Responding { .. }) {
-                            self.deadline = Instant::now() + shared.timeouts.send;
+                        if n > 0 {
+                            self.refresh_send_deadline(shared);
                         }
                         if !self.out.is_empty() {
                             self.note_socket_full();
@@ -403,13 +419,24 @@ impl Connection {
                 }
             }
         } else if shared.stopping && self.served_any {
-            return Step::Close;
+            return self.close_after_output(shared);
         }
         match self.read_more() {
             Ok(true) => Step::Continue,
             Ok(false) => Step::Wait,
-            Err(()) => Step::Close,
+            Err(()) => self.close_after_output(shared),
         }
+    }
+
+    /// Ends the connection between requests (client EOF, graceful stop):
+    /// at once if nothing is queued, else once the end of the last response
+    /// is written (or the send timeout gives up on the client).
+    fn close_after_output(&mut self, shared: &Shared) -> Step {
+        if self.out.is_empty() {
+            return Step::Close;
+        }
+        self.begin_closing(shared);
+        Step::Continue
     }
 
     /// A complete head: set up the body and answer `Expect: 100-continue`.
@@ -637,7 +664,13 @@ impl Connection {
         let keepalive_enabled = !shared.timeouts.keepalive.is_zero();
         if keep_alive && keepalive_enabled && !self.peer_closed && !shared.stopping {
             self.state = State::Idle;
-            self.deadline = Instant::now() + shared.timeouts.keepalive;
+            // Up to HIGH_WATER of the response may still be queued: the
+            // keep-alive timeout starts once it is written.
+            self.deadline = Instant::now()
+                + match self.out.is_empty() {
+                    true => shared.timeouts.keepalive,
+                    false => shared.timeouts.send,
+                };
         } else {
             self.begin_closing(shared);
         }

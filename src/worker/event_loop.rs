@@ -6,8 +6,8 @@ use super::accept_interest;
 use super::connection::{Connection, Keep, Shared};
 use super::signals::{SignalPipe, WorkerSignal};
 use super::stream::Stream;
-use super::wsgi::environ::Endpoint;
 use crate::heartbeat::Phase;
+use crate::listener::Endpoint;
 use crate::listener::Listener;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
@@ -153,6 +153,7 @@ impl EventLoop {
     /// worker's exit code.
     pub fn run(&mut self, py: Python<'_>) -> i32 {
         let code = self.serve(py);
+        self.close_all(py);
         if let Some(log) = self.shared.access_log.as_mut() {
             log.flush_all();
         }
@@ -160,6 +161,21 @@ impl EventLoop {
             hooks.worker_exit(py);
         }
         code
+    }
+
+    /// Closes every connection still open (a fast stop, or the graceful
+    /// timeout expired), calling `close()` on the responses in flight.
+    fn close_all(&mut self, py: Python<'_>) {
+        if self.open > 0 {
+            log::info!(
+                "Worker (pid:{}) exiting with {} connection(s) still open",
+                std::process::id(),
+                self.open
+            );
+        }
+        for slot in 0..self.slots.len() {
+            self.close_slot(py, slot);
+        }
     }
 
     /// USR1: reopens the log files (after logrotate moved them).
@@ -174,8 +190,12 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         loop {
+            let wake_at = match self.stop_deadline {
+                Some(deadline) => next_tick.min(deadline),
+                None => next_tick,
+            };
             let timeout = match self.ready.is_empty() {
-                true => next_tick.saturating_duration_since(Instant::now()),
+                true => wake_at.saturating_duration_since(Instant::now()),
                 false => Duration::ZERO,
             };
             let poll = &mut self.poll;
@@ -264,6 +284,11 @@ impl EventLoop {
         }
         self.stop_deadline = Some(Instant::now() + self.graceful_timeout);
         self.shared.stopping = true;
+        log::debug!(
+            "Worker (pid:{}) stopping gracefully: {} connection(s) open",
+            std::process::id(),
+            self.open
+        );
         if let Some(hooks) = &self.shared.hooks {
             hooks.stopping(py);
         }

@@ -11,82 +11,18 @@
 //! even when a PROXY protocol header names another client); the scheme is
 //! decided per request by a scan of its headers, with no allocation.
 
-use super::wsgi::environ::Endpoint;
-use crate::http::RequestHead;
+use crate::config::SecureSchemeHeaders;
+use crate::http::{RequestHead, UrlScheme};
 use crate::ip_allow_list::IpAllowList;
-use std::fmt;
+use crate::listener::Endpoint;
 
-/// gunicorn's default `secure_scheme_headers`.
-pub const DEFAULT_SECURE_SCHEME_HEADERS: &str =
-    "X-FORWARDED-PROTOCOL=ssl,X-FORWARDED-PROTO=https,X-FORWARDED-SSL=on";
-
-/// `wsgi.url_scheme` of one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UrlScheme {
-    #[default]
-    Http,
-    Https,
-}
-
-/// The header fields that announce https, each with the value that means it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecureSchemeHeaders {
-    /// `(field name, value meaning https)`.
-    headers: Vec<(String, String)>,
-}
-
-/// Why a request's scheme, or a setting, is not acceptable.
+/// Why a request's scheme is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ForwardedError {
     /// Two secure-scheme headers from a trusted peer disagree (one means
     /// https, the other http): gunicorn's `InvalidSchemeHeaders`.
     #[error("contradictory scheme headers")]
     ConflictingSchemeHeaders,
-    /// A `--secure-scheme-headers` entry is not `NAME=VALUE`.
-    #[error("'{0}' is not NAME=VALUE (e.g. X-FORWARDED-PROTO=https)")]
-    BadSecureSchemeHeader(String),
-}
-
-impl SecureSchemeHeaders {
-    /// Parses `NAME=VALUE,NAME=VALUE` (an empty string means none: never
-    /// trust a header).
-    pub fn parse(text: &str) -> Result<SecureSchemeHeaders, ForwardedError> {
-        let headers = text
-            .split(',')
-            .map(str::trim)
-            .filter(|entry| !entry.is_empty())
-            .map(|entry| {
-                let bad = || ForwardedError::BadSecureSchemeHeader(entry.to_string());
-                let (name, value) = entry.split_once('=').ok_or_else(bad)?;
-                let (name, value) = (name.trim(), value.trim());
-                let is_token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-                if name.is_empty() || !name.bytes().all(is_token) || value.is_empty() {
-                    return Err(bad());
-                }
-                Ok((name.to_string(), value.to_string()))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(SecureSchemeHeaders { headers })
-    }
-
-    /// The value meaning https for a field `name` (any case), if it is one
-    /// of these headers.
-    fn https_value(&self, name: &[u8]) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_bytes())
-    }
-}
-
-impl fmt::Display for SecureSchemeHeaders {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (name, value)) in self.headers.iter().enumerate() {
-            let separator = if i == 0 { "" } else { "," };
-            write!(f, "{separator}{name}={value}")?;
-        }
-        Ok(())
-    }
 }
 
 /// `--forwarded-allow-ips` with `--secure-scheme-headers`.
@@ -118,7 +54,7 @@ impl SchemePolicy {
         buf: &[u8],
         head: &RequestHead,
     ) -> Result<UrlScheme, ForwardedError> {
-        if !trusted || self.headers.headers.is_empty() {
+        if !trusted || self.headers.is_empty() {
             return Ok(UrlScheme::Http);
         }
         self.scheme_from(
@@ -161,7 +97,7 @@ mod tests {
     fn policy(trusted: &str) -> SchemePolicy {
         SchemePolicy::new(
             IpAllowList::parse(trusted).unwrap(),
-            SecureSchemeHeaders::parse(DEFAULT_SECURE_SCHEME_HEADERS).unwrap(),
+            SecureSchemeHeaders::parse(crate::config::DEFAULT_SECURE_SCHEME_HEADERS).unwrap(),
         )
     }
 
@@ -232,27 +168,6 @@ mod tests {
                 .iter()
                 .map(|(name, value)| (name.as_bytes(), value.as_bytes()));
             assert_eq!(&policy.scheme_from(fields), expected, "{raw:?}");
-        }
-    }
-
-    #[test]
-    fn secure_scheme_headers_parse_from_name_value_pairs() {
-        let parsed = SecureSchemeHeaders::parse(" X-Scheme = https ,Front-End-Https=on").unwrap();
-        assert_eq!(parsed.to_string(), "X-Scheme=https,Front-End-Https=on");
-        assert_eq!(parsed.https_value(b"x-scheme"), Some(&b"https"[..]));
-        assert!(SecureSchemeHeaders::parse("").unwrap().headers.is_empty());
-        for bad in [
-            "X-Proto",
-            "=https",
-            "X-Proto=",
-            "X Proto=https",
-            "X-Proto:x=1",
-        ] {
-            assert_eq!(
-                SecureSchemeHeaders::parse(bad),
-                Err(ForwardedError::BadSecureSchemeHeader(bad.to_string())),
-                "{bad}"
-            );
         }
     }
 }

@@ -17,8 +17,6 @@ mod signals;
 mod stream;
 pub mod wsgi;
 
-pub use access_log::DEFAULT_FORMAT as ACCESS_LOG_DEFAULT_FORMAT;
-
 /// Exit code: the worker could not start (interpreter, sockets, signals).
 pub const WORKER_BOOT_ERROR: i32 = 3;
 /// Exit code: the application could not be imported or found.

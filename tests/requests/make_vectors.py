@@ -67,8 +67,6 @@ valid('http11_connection_close', b'GET / HTTP/1.1\r\n' + H + b'Connection: close
       req('GET', '/', host='example.com', keep_alive=False))
 valid('post_content_length', b'POST /submit HTTP/1.1\r\n' + H + b'Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\nhello=world',
       req('POST', '/submit', host='example.com', body=b'hello=world'))
-valid('post_identical_content_lengths', b'POST / HTTP/1.1\r\n' + H + b'Content-Length: 4\r\nContent-Length: 4, 4\r\n\r\nabcd',
-      req('POST', '/', host='example.com', body=b'abcd'))
 valid('post_chunked', b'POST /upload HTTP/1.1\r\n' + H + b'Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n',
       req('POST', '/upload', host='example.com', body=b'hello world'))
 valid('chunked_extension_and_trailer', b'POST / HTTP/1.1\r\n' + H + b'Transfer-Encoding: chunked\r\n\r\n' +
@@ -82,14 +80,12 @@ valid('pipelined_post_then_get', b'POST /a HTTP/1.1\r\n' + H + b'Content-Length:
       req('POST', '/a', host='example.com', body=b'GET /'), req('GET', '/b', host='example.com'))
 valid('pipelined_chunked_then_get', b'POST /a HTTP/1.1\r\n' + H + b'Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /b HTTP/1.1\r\n' + H + b'\r\n',
       req('POST', '/a', host='example.com', body=b'abc'), req('GET', '/b', host='example.com'))
-valid('absolute_form', b'GET http://origin.example:8080/p/q?x=1 HTTP/1.1\r\nHost: ignored.example\r\n\r\n',
+valid('absolute_form', b'GET http://origin.example:8080/p/q?x=1 HTTP/1.1\r\nHost: origin.example:8080\r\n\r\n',
       req('GET', '/p/q', 'x=1', host='origin.example:8080'))
-valid('absolute_form_empty_path', b'GET https://origin.example?x HTTP/1.1\r\n' + H + b'\r\n',
+valid('absolute_form_empty_path', b'GET https://origin.example?x HTTP/1.1\r\nHost: origin.example\r\n\r\n',
       req('GET', '/', 'x', host='origin.example'))
 valid('options_asterisk', b'OPTIONS * HTTP/1.1\r\n' + H + b'\r\n',
       req('OPTIONS', '*', host='example.com'))
-valid('connect_authority_form', b'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
-      req('CONNECT', '', host='example.com:443'))
 valid('leading_empty_lines', b'\r\n\r\nGET / HTTP/1.1\r\n' + H + b'\r\n',
       req('GET', '/', host='example.com'))
 valid('ipv6_host', b'GET / HTTP/1.1\r\nHost: [::1]:8000\r\n\r\n',
@@ -129,9 +125,9 @@ inv('cl_hex', P + b'Content-Length: 0x5\r\n\r\nhello', 400, 'InvalidContentLengt
 inv('cl_underscore', P + b'Content-Length: 1_0\r\n\r\n', 400, 'InvalidContentLength')
 inv('cl_inner_space', P + b'Content-Length: 1 0\r\n\r\n', 400, 'InvalidContentLength')
 inv('cl_empty', P + b'Content-Length:\r\n\r\n', 400, 'InvalidContentLength')
-inv('cl_differing_headers', P + b'Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!', 400, 'ConflictingContentLength')
-inv('cl_differing_list', P + b'Content-Length: 5, 6\r\n\r\nhello!', 400, 'ConflictingContentLength')
-inv('cl_overflow', P + b'Content-Length: 99999999999999999999\r\n\r\n', 413, 'ContentTooLarge')
+inv('cl_differing_headers', P + b'Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!', 400, 'DuplicateContentLength')
+inv('cl_differing_list', P + b'Content-Length: 5, 6\r\n\r\nhello!', 400, 'ContentLengthList')
+inv('cl_overflow', P + b'Content-Length: 99999999999999999999\r\n\r\n', 400, 'ContentLengthOverflow')
 # Field syntax
 inv('space_before_colon', G + b'Host : example.com\r\n\r\n', 400, 'WhitespaceBeforeColon')
 inv('obs_fold', G + b'Host: example.com\r\nX-Long: a\r\n  continued\r\n\r\n', 400, 'ObsFold')
@@ -185,7 +181,7 @@ inv('chunk_size_0x_prefix', C + b'0x5\r\nhello\r\n0\r\n\r\n', 400, 'InvalidChunk
 inv('chunk_size_negative', C + b'-5\r\nhello\r\n0\r\n\r\n', 400, 'InvalidChunkSize')
 inv('chunk_size_leading_space', C + b' 5\r\nhello\r\n0\r\n\r\n', 400, 'InvalidChunkSize')
 inv('chunk_size_trailing_space', C + b'5 \r\nhello\r\n0\r\n\r\n', 400, 'InvalidChunkSize')
-inv('chunk_size_overflow', C + b'1ffffffffffffffff\r\nhello\r\n0\r\n\r\n', 413, 'ContentTooLarge')
+inv('chunk_size_overflow', C + b'1ffffffffffffffff\r\nhello\r\n0\r\n\r\n', 400, 'ChunkSizeOverflow')
 inv('chunk_missing_crlf', C + b'5\r\nhelloX\r\n0\r\n\r\n', 400, 'ChunkNotTerminated')
 inv('chunk_data_longer_than_size', C + b'3\r\nhello\r\n0\r\n\r\n', 400, 'ChunkNotTerminated')
 inv('chunk_size_bare_lf', C + b'5\nhello\r\n0\r\n\r\n', 400, 'BareLf')
@@ -214,5 +210,93 @@ inv('host_empty_brackets', G + b'Host: []\r\n\r\n', 400, 'InvalidHost')
 inv('chunk_missing_last_chunk_crlf', C + b'0\r\n\r\r\n', 400, 'BareCr')
 inv('chunk_size_empty', C + b'\r\nhello\r\n0\r\n\r\n', 400, 'InvalidChunkSize')
 inv('chunk_trailer_bare_lf', C + b'0\r\nX: y\n\r\n', 400, 'BareLf')
+
+# ---------------- strictness (issue 8): each case is one decision in docs/http.md
+# Chunk extensions: chunk-ext-name is a token, chunk-ext-val a token or quoted-string
+inv('chunk_extension_without_name', C + b'2;\r\nab\r\n0\r\n\r\n', 400, 'ChunkExtensionWithoutName')
+inv('chunk_extension_value_without_name', C + b'2;=x\r\nab\r\n0\r\n\r\n', 400, 'ChunkExtensionWithoutName')
+inv('chunk_extension_last_chunk_without_name', C + b'2\r\nab\r\n0;\r\n\r\n', 400, 'ChunkExtensionWithoutName')
+inv('chunk_extension_two_names', C + b'2;a b\r\nab\r\n0\r\n\r\n', 400, 'InvalidChunkExtension')
+inv('chunk_extension_empty_value', C + b'2;a=\r\nab\r\n0\r\n\r\n', 400, 'InvalidChunkExtension')
+inv('chunk_extension_unterminated_quote', C + b'2;a="b\r\nab\r\n0\r\n\r\n', 400, 'InvalidChunkExtension')
+# Sizes too large to represent are malformed (400); 413 is for --limit-request-body
+inv('cl_overflow_by_one', P + b'Content-Length: 18446744073709551616\r\n\r\n', 400, 'ContentLengthOverflow')
+inv('chunk_size_overflow_by_one', C + b'10000000000000000\r\nhello\r\n0\r\n\r\n', 400, 'ChunkSizeOverflow')
+# Host against an absolute-form target's authority
+inv('host_empty_with_absolute_form', b'GET http://example.com/ HTTP/1.1\r\nHost:\r\n\r\n', 400, 'HostMismatch')
+inv('host_differs_from_absolute_form', b'GET http://example.com/admin HTTP/1.1\r\nHost: other.example\r\n\r\n', 400, 'HostMismatch')
+inv('host_port_differs_from_absolute_form', b'GET http://example.com:8080/ HTTP/1.1\r\nHost: example.com\r\n\r\n', 400, 'HostMismatch')
+inv('host_differs_from_absolute_form_http10', b'GET http://example.com/ HTTP/1.0\r\nHost: other.example\r\n\r\n', 400, 'HostMismatch')
+valid('absolute_form_default_port_and_case', b'GET http://Example.COM:80/x HTTP/1.1\r\nHost: example.com\r\n\r\n',
+      req('GET', '/x', host='Example.COM:80'))
+valid('absolute_form_https_default_port', b'GET https://example.com/x HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+      req('GET', '/x', host='example.com'))
+valid('host_empty_origin_form', b'GET / HTTP/1.1\r\nHost:\r\n\r\n',
+      req('GET', '/', host=''))
+# CONNECT asks for a tunnel: not implemented by a WSGI server
+inv('connect_authority_form', b'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 501, 'ConnectNotSupported')
+inv('connect_http10', b'CONNECT example.com:443 HTTP/1.0\r\n\r\n', 501, 'ConnectNotSupported')
+# Singleton fields: a second field line is refused, never joined with ","
+inv('content_type_repeated', P + b'Content-Type: text/plain\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}', 400, 'RepeatedSingletonField')
+inv('content_type_repeated_identical', P + b'Content-Type: text/plain\r\ncontent-type: text/plain\r\nContent-Length: 2\r\n\r\nhi', 400, 'RepeatedSingletonField')
+inv('authorization_repeated', G + H + b'Authorization: Basic YTpi\r\nAuthorization: Bearer x\r\n\r\n', 400, 'RepeatedSingletonField')
+inv('proxy_authorization_repeated', G + H + b'Proxy-Authorization: Basic YTpi\r\nProxy-Authorization: Basic YTpi\r\n\r\n', 400, 'RepeatedSingletonField')
+inv('cl_identical_headers', P + b'Content-Length: 4\r\nContent-Length: 4\r\n\r\nabcd', 400, 'DuplicateContentLength')
+inv('cl_identical_list', P + b'Content-Length: 5, 5\r\n\r\nhello', 400, 'ContentLengthList')
+inv('cl_trailing_comma', P + b'Content-Length: 5,\r\n\r\nhello', 400, 'ContentLengthList')
+valid('cookie_repeated_is_a_list', b'GET / HTTP/1.1\r\n' + H + b'Cookie: a=1\r\nCookie: b=2\r\n\r\n',
+      req('GET', '/', host='example.com', headers=3))
+# Trailer fields that would carry framing, routing, authentication or content metadata
+T = C + b'2\r\nab\r\n0\r\n'
+inv('trailer_content_length', T + b'Content-Length: 5\r\n\r\n', 400, 'ForbiddenTrailerField')
+inv('trailer_transfer_encoding', T + b'Transfer-Encoding: chunked\r\n\r\n', 400, 'ForbiddenTrailerField')
+inv('trailer_host', T + b'Host: evil.example\r\n\r\n', 400, 'ForbiddenTrailerField')
+inv('trailer_authorization', T + b'authorization: Basic YTpi\r\n\r\n', 400, 'ForbiddenTrailerField')
+inv('trailer_content_type', T + b'X-Ok: 1\r\nContent-Type: text/html\r\n\r\n', 400, 'ForbiddenTrailerField')
+inv('trailer_content_encoding', T + b'Content-Encoding: gzip\r\n\r\n', 400, 'ForbiddenTrailerField')
+inv('trailer_cache_control', T + b'CACHE-CONTROL: no-cache\r\n\r\n', 400, 'ForbiddenTrailerField')
+inv('trailer_cookie', T + b'Cookie: session=x\r\n\r\n', 400, 'ForbiddenTrailerField')
+inv('trailer_x_forwarded_for', T + b'X-Forwarded-For: 10.0.0.1\r\n\r\n', 400, 'ForbiddenTrailerField')
+valid('trailer_integrity_fields', b'POST / HTTP/1.1\r\n' + H + b'Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n' +
+      b'Content-Digest: sha-256=:x:\r\nContent-MD5: eA==\r\nContent-Lengthy: 1\r\nX-Checksum: 1\r\n\r\n',
+      req('POST', '/', host='example.com', body=b'ab'))
+# Head size: each field line is capped (8190), the whole head too (64 KiB)
+valid('head_12k_of_three_long_fields', b'GET / HTTP/1.1\r\n' + H + b''.join(b'X-Long-%d: ' % i + b'v' * 4000 + b'\r\n' for i in range(3)) + b'\r\n',
+      req('GET', '/', host='example.com', headers=4))
+inv('head_12k_with_one_field_over_the_limit', G + H + b'X-Long-0: ' + b'v' * 8200 + b'\r\nX-Long-1: ' + b'v' * 3500 + b'\r\n\r\n', 431, 'HeaderFieldTooLarge')
+inv('head_over_64k_of_fields_under_the_limit', G + H + b''.join(b'X-Long-%d: ' % i + b'v' * 8000 + b'\r\n' for i in range(9)) + b'\r\n', 431, 'HeadTooLarge')
+# Content-Length spelling: one SP at most before the value, none after, no leading zero
+inv('cl_leading_zero', P + b'Content-Length: 05\r\n\r\nhello', 400, 'LeadingZeroInContentLength')
+inv('cl_zero_zero', P + b'Content-Length: 00\r\n\r\n', 400, 'LeadingZeroInContentLength')
+inv('cl_tab_before_value', P + b'Content-Length:\t5\r\n\r\nhello', 400, 'WhitespaceInFramingField')
+inv('cl_two_spaces_before_value', P + b'Content-Length:  5\r\n\r\nhello', 400, 'WhitespaceInFramingField')
+inv('cl_space_after_value', P + b'Content-Length: 5 \r\n\r\nhello', 400, 'WhitespaceInFramingField')
+inv('te_tab_before_value', P + b'Transfer-Encoding:\tchunked\r\n\r\n0\r\n\r\n', 400, 'WhitespaceInFramingField')
+valid('cl_without_space', b'POST / HTTP/1.1\r\n' + H + b'Content-Length:2\r\n\r\nhi',
+      req('POST', '/', host='example.com', body=b'hi'))
+valid('cl_zero', b'POST / HTTP/1.1\r\n' + H + b'Content-Length: 0\r\n\r\n',
+      req('POST', '/', host='example.com', body=b''))
+# Bodies on methods that have none: HEAD and TRACE refused, GET and OPTIONS allowed
+inv('head_with_content_length', b'HEAD / HTTP/1.1\r\n' + H + b'Content-Length: 5\r\n\r\nhello', 400, 'BodyNotAllowed')
+inv('head_chunked', b'HEAD / HTTP/1.1\r\n' + H + b'Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'BodyNotAllowed')
+inv('trace_with_content_length', b'TRACE / HTTP/1.1\r\n' + H + b'Content-Length: 5\r\n\r\nhello', 400, 'BodyNotAllowed')
+valid('head_content_length_zero', b'HEAD / HTTP/1.1\r\n' + H + b'Content-Length: 0\r\n\r\n',
+      req('HEAD', '/', host='example.com'))
+valid('get_with_body', b'GET /search HTTP/1.1\r\n' + H + b'Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+      req('GET', '/search', host='example.com', body=b'{}'))
+valid('options_with_body', b'OPTIONS /x HTTP/1.1\r\n' + H + b'Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi',
+      req('OPTIONS', '/x', host='example.com', body=b'hi'))
+# The path: no percent-encoded control byte, no backslash (the query may have both)
+inv('path_encoded_nul', b'GET /file%00.txt HTTP/1.1\r\n' + H + b'\r\n', 400, 'EncodedControlInPath')
+inv('path_encoded_cr', b'GET /a%0db HTTP/1.1\r\n' + H + b'\r\n', 400, 'EncodedControlInPath')
+inv('path_encoded_lf', b'GET /a%0Ab HTTP/1.1\r\n' + H + b'\r\n', 400, 'EncodedControlInPath')
+inv('path_encoded_del', b'GET /a%7fb HTTP/1.1\r\n' + H + b'\r\n', 400, 'EncodedControlInPath')
+inv('absolute_form_path_encoded_lf', b'GET http://example.com/a%0a HTTP/1.1\r\n' + H + b'\r\n', 400, 'EncodedControlInPath')
+inv('path_backslash', b'GET /static\\..\\app.py HTTP/1.1\r\n' + H + b'\r\n', 400, 'BackslashInPath')
+inv('absolute_form_path_backslash', b'GET http://example.com/a\\b HTTP/1.1\r\n' + H + b'\r\n', 400, 'BackslashInPath')
+valid('query_encoded_crlf_and_backslash', b'GET /form?text=a%0D%0Ab%00&p=c:\\x HTTP/1.1\r\n' + H + b'\r\n',
+      req('GET', '/form', 'text=a%0D%0Ab%00&p=c:\\x', host='example.com'))
+valid('path_encoded_backslash_and_tab_like', b'GET /a%5Cb/%2F/%20 HTTP/1.1\r\n' + H + b'\r\n',
+      req('GET', '/a%5Cb/%2F/%20', host='example.com'))
 
 print(len(os.listdir(root + "/valid")) // 2, "valid,", len(os.listdir(root + "/invalid")) // 2, "invalid")

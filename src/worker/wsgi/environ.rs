@@ -24,25 +24,16 @@
 //! * `wsgi.url_scheme` is the template's `http` unless the connection
 //!   decided the request is https (see `worker::forwarded`).
 
-use super::super::forwarded::UrlScheme;
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
-use crate::http::{BodyFraming, RequestHead, Version};
+use crate::http::{hex_value, BodyFraming, RequestHead, UrlScheme, Version};
+use crate::listener::Endpoint;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 use std::cell::RefCell;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
-
-/// Where a connection came from and arrived at.
-#[derive(Debug, Clone)]
-pub enum Endpoint {
-    Tcp(SocketAddr),
-    /// A unix socket (REMOTE_ADDR is empty, as gunicorn's).
-    Unix,
-}
 
 /// What the environ is built from: the request head, the buffer its spans
 /// index, the connection's two ends and the request's scheme.
@@ -342,11 +333,6 @@ pub fn percent_decode_into(out: &mut Vec<u8>, raw: &[u8]) {
     }
 }
 
-/// The value of a hex digit.
-fn hex_value(byte: u8) -> Option<u8> {
-    (byte as char).to_digit(16).map(|d| d as u8)
-}
-
 /// `bytes` decoded as latin-1 (every byte is the code point of its value).
 pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
     // SAFETY: the pointer and length describe a live slice; the null errors
@@ -387,6 +373,7 @@ mod tests {
     use super::*;
     use crate::http::{HeaderSpan, Span};
     use crate::worker::wsgi::input::RequestBody;
+    use std::net::SocketAddr;
 
     /// A hand-built request: the buffer and a head of spans into it.
     struct Request {

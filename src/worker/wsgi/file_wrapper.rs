@@ -38,9 +38,7 @@ impl FileWrapper {
             .ok()?
             .extract::<RawFd>()
             .ok()?;
-        if !is_regular_file(fd) {
-            return None;
-        }
+        regular_file_size(fd)?;
         let offset = match filelike.call_method0("tell") {
             Ok(position) => position.extract::<u64>().ok()?,
             Err(_) => descriptor_offset(fd)?,
@@ -54,13 +52,15 @@ impl FileWrapper {
     }
 }
 
-/// Whether `fd` is an open descriptor of a regular file.
-fn is_regular_file(fd: RawFd) -> bool {
+/// The size of the regular file behind `fd`, or `None` when `fd` is not an
+/// open descriptor of a regular file (a pipe or socket has no size to send).
+pub fn regular_file_size(fd: RawFd) -> Option<u64> {
     // SAFETY: libc::stat is plain data; all-zero is a valid value.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat only writes into `stat`; an invalid fd yields -1.
     let ok = unsafe { libc::fstat(fd, &mut stat) } == 0;
-    ok && (stat.st_mode & libc::S_IFMT) == libc::S_IFREG
+    let regular = ok && (stat.st_mode & libc::S_IFMT) == libc::S_IFREG;
+    regular.then(|| u64::try_from(stat.st_size).unwrap_or(0))
 }
 
 /// `lseek(fd, 0, SEEK_CUR)`, when it succeeds.

@@ -9,6 +9,7 @@
 //! have grown.
 
 use super::errors::type_name;
+use crate::http;
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
@@ -48,8 +49,7 @@ impl StartResponse {
     }
     /// The status code, if start_response has been called.
     pub fn status_code(&self) -> Option<u16> {
-        let status = self.status()?;
-        std::str::from_utf8(&status[..3]).ok()?.parse().ok()
+        http::status_code(self.status()?)
     }
     /// The headers given by the app, latin-1 encoded, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
@@ -121,10 +121,8 @@ fn record_status(head: &mut Vec<u8>, status: &Bound<'_, PyAny>) -> PyResult<Rang
     let text = str_argument(status, "status")?;
     let range = push_latin1(head, &text, "status")?;
     let bytes = &head[range.clone()];
-    let well_formed = bytes.len() >= 4
-        && bytes[..3].iter().all(u8::is_ascii_digit)
-        && bytes[3] == b' '
-        && bytes[4..].iter().all(|&b| is_field_char(b));
+    // PEP 3333 asks for the reason phrase that HTTP lets a status omit.
+    let well_formed = bytes.len() > 3 && http::status_code(bytes).is_some();
     if !well_formed {
         return Err(PyValueError::new_err(format!(
             "status {:?} is not a 3-digit code, a space and a reason phrase without \
@@ -143,7 +141,7 @@ fn record_header(
     let name_text = str_argument(name, "header name")?;
     let value_text = str_argument(value, "header value")?;
     let name_range = push_latin1(head, &name_text, "header name")?;
-    if name_range.is_empty() || !head[name_range.clone()].iter().all(|&b| is_tchar(b)) {
+    if !http::is_token(&head[name_range.clone()]) {
         return Err(PyValueError::new_err(format!(
             "header name {:?} is not a token",
             &*name_text
@@ -152,7 +150,7 @@ fn record_header(
     // RFC 9110 section 5.5: surrounding SP/HTAB are not part of the value.
     let trimmed = value_text.trim_matches([' ', '\t']);
     let value_range = push_latin1(head, trimmed, "header value")?;
-    if !head[value_range.clone()].iter().all(|&b| is_field_char(b)) {
+    if !http::is_field_value(&head[value_range.clone()]) {
         return Err(PyValueError::new_err(format!(
             "header value {:?} of {:?} contains a control character",
             &*value_text, &*name_text
@@ -215,17 +213,6 @@ fn push_latin1(buf: &mut Vec<u8>, text: &str, what: &str) -> PyResult<Range<usiz
         }
     }
     Ok(start..buf.len())
-}
-
-/// `tchar` (RFC 9110 section 5.6.2): the bytes of a token.
-fn is_tchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-}
-
-/// A byte allowed in a field value or reason phrase: HTAB, SP, VCHAR or
-/// obs-text; never CR, LF, NUL or another control character.
-fn is_field_char(byte: u8) -> bool {
-    byte == b'\t' || (byte >= b' ' && byte != 0x7f)
 }
 
 #[pymethods]
