@@ -55,7 +55,7 @@ const ROOMS: &[(&str, Room)] = &[
     ("http", Http),
     ("config", Config),
     ("worker", Worker),
-    ("worker::app_threads", AppThreads), // (next) --threads, worker side
+    ("worker::app_threads", AppThreads), // --threads, worker side
     ("worker::wsgi", Wsgi),
     ("zygote", Zygote), // (next) --preload
     ("master", Master),
@@ -103,19 +103,12 @@ const DOORS: &[(Room, &str, &[&str])] = &[
 /// The rooms that speak Python (may use `pyo3`).
 const PYTHON_ROOMS: &[Room] = &[Wsgi, Zygote];
 
-/// Worker modules that still hold Python handles today: the connection and
-/// the response pump call the app on the event loop's thread. The boundary
-/// of docs/architecture.md ("The request's path") moves the app call behind
-/// the request/response unit; this list may only shrink.
-const PYTHON_TODAY: &[&str] = &[
-    "worker",
-    "worker::app_response",
-    "worker::check",
-    "worker::connection",
-    "worker::event_loop",
-    "worker::out_queue",
-    "worker::reloader",
-];
+/// Worker modules that still hold Python handles today: worker setup
+/// (starting the interpreter, loading the app and the hooks), `check`
+/// (`--check-config` imports the app) and the `--reload` watcher. The app
+/// call is behind the request/response unit (`wsgi::exchange`); this list
+/// may only shrink.
+const PYTHON_TODAY: &[&str] = &["worker", "worker::check", "worker::reloader"];
 
 /// Crates a room must not use, beyond `pyo3` outside the Python rooms.
 const BANNED_CRATES: &[(Room, &[&str])] = &[
@@ -327,8 +320,11 @@ fn find_circle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>
     None
 }
 
-/// Every module file of the library (`src/main.rs` is the program, which
-/// may use everything, and is left out).
+/// The programs, which may use everything: `src/main.rs`, and
+/// `src/wheel_main.rs`, the same program under the Python wheel's name.
+const PROGRAMS: &[&str] = &["src/main.rs", "src/wheel_main.rs"];
+
+/// Every module file of the library (the [`PROGRAMS`] are left out).
 struct SourceTree {
     files: Vec<SourceFile>,
     /// Module path -> the folder of its file, relative to the crate.
@@ -363,7 +359,10 @@ impl SourceTree {
         let mut folders = BTreeMap::new();
         for path in &paths {
             let relative = path.strip_prefix(root).unwrap().to_path_buf();
-            if relative == Path::new("src/main.rs") {
+            if PROGRAMS
+                .iter()
+                .any(|program| relative == Path::new(program))
+            {
                 continue;
             }
             let module = module_of(&relative);

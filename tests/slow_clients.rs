@@ -574,7 +574,11 @@ fn normal_requests_complete_while_clients_refuse_to_read_large_responses() {
     const PER_KIND: usize = 50;
     const SEND_TIMEOUT: Duration = Duration::from_secs(5);
     const PEAK_RSS_LIMIT_KIB: u64 = 300 * 1024;
-    let server = start_server(&["--send-timeout", "5"]);
+    // One app thread: the loop pulls all 100 responses as their sockets
+    // drain. (With --threads N a generator whose client stops reading
+    // pauses its app thread until --send-timeout; tests/threads.rs shows a
+    // list body does not.)
+    let server = start_server(&["--send-timeout", "5", "--threads", "1"]);
     let worker = worker_pid(&server);
     let baseline_rss = status_kib(worker, "VmRSS");
 

@@ -79,6 +79,17 @@ pub struct Settings {
     )]
     pub workers: u32,
 
+    /// App threads per worker, 1 to 256 (gunicorn's gthread): with more than
+    /// one, each worker calls the app from this many Python threads at once
+    /// while its event loop serves the sockets; 1 calls it from the loop.
+    #[arg(
+        long = "threads",
+        value_name = "INT",
+        value_parser = parse_threads,
+        default_value = "1"
+    )]
+    pub threads: usize,
+
     /// The socket to bind: `HOST:PORT`, `HOST` (port 8000), `[V6]:PORT` or
     /// `unix:PATH`. Repeat to bind several [default: 127.0.0.1:8000, or
     /// 0.0.0.0:$PORT when PORT is set].
@@ -611,6 +622,20 @@ fn parse_workers(text: &str) -> Result<u32, String> {
         Ok(count) => Ok(count),
         Err(_) => Err(format!(
             "'{text}' is not a whole number of workers (1 or more)"
+        )),
+    }
+}
+
+/// The most `--threads` a worker runs (each has a slot in the worker's
+/// heartbeat page).
+pub const MAX_THREADS: usize = crate::heartbeat::MAX_APP_THREADS;
+
+/// `--threads`: a whole number from 1 to [`MAX_THREADS`].
+fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(count) if (1..=MAX_THREADS).contains(&count) => Ok(count),
+        _ => Err(format!(
+            "'{text}' is not a whole number of threads from 1 to {MAX_THREADS}"
         )),
     }
 }
