@@ -45,7 +45,8 @@ fn paced_load(server: &Server, limit: usize) -> (Vec<std::thread::JoinHandle<()>
                     assert_eq!(response.status, 200);
                     let pid: i32 = response.text().parse().expect("a pid");
                     served.lock().unwrap().push((sent, pid));
-                    next += PERIOD;
+                    // A late client does not catch up in a burst.
+                    next = (next + PERIOD).max(Instant::now());
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));
                 }
             })
