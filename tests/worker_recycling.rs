@@ -20,6 +20,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{Server, ServerBuilder};
 
+/// The tests here boot workers in quick succession; they take turns, so
+/// one does not slow the other's boots down.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 const CLIENTS: usize = 4;
 const PERIOD: Duration = Duration::from_millis(20);
 
@@ -75,6 +83,7 @@ fn per_worker(served: &[(Instant, i32)]) -> BTreeMap<i32, usize> {
 #[test]
 fn under_paced_load_no_worker_serves_more_than_twice_its_max_requests() {
     const MAX_REQUESTS: usize = 20;
+    let _turn = take_turn();
     let server = ServerBuilder::new("serving:application")
         .workers(2)
         .arg("--max-requests")
@@ -119,6 +128,7 @@ const HANDOVER_LAG: Duration = Duration::from_millis(300);
 
 #[test]
 fn on_hup_each_old_worker_is_retired_as_soon_as_a_new_one_serves() {
+    let _turn = take_turn();
     let server = ServerBuilder::new("serving:application")
         .workers(2)
         .arg("--log-level")
