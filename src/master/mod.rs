@@ -103,7 +103,10 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     for listener in sockets.listeners() {
         log::info!("Listening at: {} ({pid})", listener.url());
     }
-    log::info!("Using worker: {WORKER_CLASS}");
+    match settings.threads {
+        1 => log::info!("Using worker: {WORKER_CLASS}"),
+        n => log::info!("Using worker: {WORKER_CLASS} with {n} app threads"),
+    }
     crate::proc_title::set(&format!("rgunicorn: master [{}]", settings.proc_name()));
     let lifecycle = Lifecycle {
         pid_file: settings.pid.clone(),
