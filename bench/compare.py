@@ -261,15 +261,18 @@ class Server:
         self.procs = procs
 
     def wait_ready(self, timeout=60):
+        """Whether the server came up (all its processes, and an answer)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
             if len(tree(self.proc.pid)) >= self.procs and self.answers():
-                return
+                return True
             time.sleep(0.1)
         self.stop()
-        raise SystemExit(f"error: {self.name} did not start; log:\n{open(self.log_path).read()}")
+        print(f"bench: {self.name} did not start, left out; its log:\n{open(self.log_path).read()}",
+              file=sys.stderr)
+        return False
 
     def answers(self):
         try:
@@ -375,6 +378,10 @@ def run(args):
     memory = {}  # (server, app) -> [(rss, pss)] per worker
     load_before = open("/proc/loadavg").read().split()[:3]
     started = time.monotonic()
+    estimate = len(names) * (len(scenarios) * args.rounds * (args.duration + 0.3)
+                             + len({SCENARIOS[s][0] for s in scenarios}) * 4)
+    print(f"bench: {len(names)} servers, {len(scenarios)} scenarios, {args.rounds} rounds: "
+          f"about {estimate / 60:.0f} min", file=sys.stderr)
     for app in APPS:
         app_scenarios = [s for s in scenarios if SCENARIOS[s][0] == app]
         if not app_scenarios:
@@ -385,8 +392,7 @@ def run(args):
             for name in names:
                 argv_for, procs = commands[name]
                 servers.append(Server(name, argv_for, procs, target, path))
-            for server in servers:
-                server.wait_ready()
+            servers = [server for server in servers if server.wait_ready()]
             for server in servers:  # warm-up, not recorded
                 run_wrk(server, app_scenarios[0], argparse.Namespace(**{**vars(args), "duration": 1}))
             for round_no in range(args.rounds):
