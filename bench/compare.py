@@ -633,10 +633,22 @@ def render(results, out_path, chart_path):
               "", "Reproduce: `bench/compare.sh` (installs the peers itself; a full run takes "
               "about 20 minutes). Raw wrk output of the last run is in "
               "`target/bench-logs/wrk.log`, the figures in `target/bench-logs/results.json`.", ""]
+    lines += kept_sections(out_path)
     with open(out_path, "w") as f:
         f.write("\n".join(lines))
     if chart_path:
         chart(table, servers, scenarios, chart_path, results)
+
+
+def kept_sections(path):
+    """The sections other scripts keep in the file, between their markers
+    (`<!-- bench/threads.sh: begin -->` ... `end -->`), to be written back."""
+    try:
+        text = open(path).read()
+    except OSError:
+        return []
+    found = re.finditer(r"<!-- (\S+): begin -->.*?<!-- \1: end -->", text, flags=re.S)
+    return [part for m in found for part in (m.group(0), "")]
 
 
 def chart(table, servers, scenarios, path, results):
