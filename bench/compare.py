@@ -36,6 +36,8 @@ target/bench-venv; it then re-runs itself with that virtualenv's Python.
 Usage: bench/compare.sh [options]   (see --help; a smoke run:
        bench/compare.sh --duration 2 --rounds 1 --out /tmp/bench.md)
 Raw results go to target/bench-logs/results.json (--render re-renders them).
+Sections that other scripts keep in the output between `<!-- NAME: begin -->`
+and `<!-- NAME: end -->` (bench/threads.sh's) are written back unchanged.
 """
 
 import argparse
