@@ -579,7 +579,9 @@ def render(results, out_path, chart_path):
         "takes a core, it is the figure that decides throughput. **fairness** is the "
         "connection that received the fewest bytes as a share of the mean over all 50 "
         "(server-side sockets, `ss -ti`, near the end of each keep-alive run): 1.00 is "
-        "perfectly even, a low figure means some connections starve. **errors** are "
+        "perfectly even, a low figure means some connections starve; wrk's latencies cover only "
+        "the requests that were answered, so a server that leaves most connections waiting "
+        "shows the low latencies of the few it serves. **errors** are "
         "wrk's socket errors and non-2xx responses, summed over the rounds.",
         "",
     ]
@@ -672,7 +674,10 @@ def chart(table, servers, scenarios, path, results):
             ax.set_title(f"{scenario}: {label}", fontsize=10)
             ax.tick_params(labelsize=8)
             for y, value in enumerate(values):
-                ax.text(value, y, f" {value:.3g}", va="center", fontsize=7)
+                fair = table[(names[y], scenario)]["fair"]
+                starving = field == "p99" and fair is not None and fair < 0.5
+                note = f" (fairness {fair:.2f})" if starving else ""
+                ax.text(value, y, f" {value:.3g}{note}", va="center", fontsize=7)
             if field == "p99":
                 ax.set_xscale("log")
             ax.margins(x=0.25)
