@@ -36,6 +36,8 @@ target/bench-venv; it then re-runs itself with that virtualenv's Python.
 Usage: bench/compare.sh [options]   (see --help; a smoke run:
        bench/compare.sh --duration 2 --rounds 1 --out /tmp/bench.md)
 Raw results go to target/bench-logs/results.json (--render re-renders them).
+Sections that other scripts keep in the output between `<!-- NAME: begin -->`
+and `<!-- NAME: end -->` (bench/threads.sh's) are written back unchanged.
 """
 
 import argparse
@@ -261,15 +263,18 @@ class Server:
         self.procs = procs
 
     def wait_ready(self, timeout=60):
+        """Whether the server came up (all its processes, and an answer)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
             if len(tree(self.proc.pid)) >= self.procs and self.answers():
-                return
+                return True
             time.sleep(0.1)
         self.stop()
-        raise SystemExit(f"error: {self.name} did not start; log:\n{open(self.log_path).read()}")
+        print(f"bench: {self.name} did not start, left out; its log:\n{open(self.log_path).read()}",
+              file=sys.stderr)
+        return False
 
     def answers(self):
         try:
@@ -375,6 +380,10 @@ def run(args):
     memory = {}  # (server, app) -> [(rss, pss)] per worker
     load_before = open("/proc/loadavg").read().split()[:3]
     started = time.monotonic()
+    estimate = len(names) * (len(scenarios) * args.rounds * (args.duration + 0.3)
+                             + len({SCENARIOS[s][0] for s in scenarios}) * 4)
+    print(f"bench: {len(names)} servers, {len(scenarios)} scenarios, {args.rounds} rounds: "
+          f"about {estimate / 60:.0f} min", file=sys.stderr)
     for app in APPS:
         app_scenarios = [s for s in scenarios if SCENARIOS[s][0] == app]
         if not app_scenarios:
@@ -385,8 +394,7 @@ def run(args):
             for name in names:
                 argv_for, procs = commands[name]
                 servers.append(Server(name, argv_for, procs, target, path))
-            for server in servers:
-                server.wait_ready()
+            servers = [server for server in servers if server.wait_ready()]
             for server in servers:  # warm-up, not recorded
                 run_wrk(server, app_scenarios[0], argparse.Namespace(**{**vars(args), "duration": 1}))
             for round_no in range(args.rounds):
@@ -526,11 +534,14 @@ def goals(table, memory, rg="rgunicorn"):
         check(f"{scenario} `-w 1`: CPU per request vs bjoern",
               get(w1, scenario, "cpu_us"), get("bjoern", scenario, "cpu_us"), 1.0)
     for scenario in ("1mib-response",):
-        for peer in ("bjoern", "granian", "gunicorn-sync", "gunicorn-gthread", "uwsgi", "waitress"):
-            a, b = get(w1, scenario, "rps"), get(peer, scenario, "rps")
+        # Against a peer of one process `-w 1`, of two `-w 2`.
+        for peer, mine in (("bjoern", w1), ("granian", w1), ("waitress", w1), ("gunicorn-sync", w2),
+                           ("gunicorn-gthread", w2), ("uwsgi", w2)):
+            a, b = get(mine, scenario, "rps"), get(peer, scenario, "rps")
             if a and b:
-                out.append((f"1 MiB response `-w 1`: req/s vs {peer}", f"{a:.0f} / {b:.0f} = {a / b:.2f} (goal ≥ 1)",
-                            a >= b))
+                flag = mine[len(rg) + 1:].replace("w", "-w ")
+                out.append((f"1 MiB response `{flag}`: req/s vs {peer}",
+                            f"{a:.0f} / {b:.0f} = {a / b:.2f} (goal ≥ 1)", a >= b))
     worker = memory.get(f"{w1}|hello")
     if worker:
         rss = max(x[0] for x in worker) / 1024
@@ -571,7 +582,9 @@ def render(results, out_path, chart_path):
         "takes a core, it is the figure that decides throughput. **fairness** is the "
         "connection that received the fewest bytes as a share of the mean over all 50 "
         "(server-side sockets, `ss -ti`, near the end of each keep-alive run): 1.00 is "
-        "perfectly even, a low figure means some connections starve. **errors** are "
+        "perfectly even, a low figure means some connections starve; wrk's latencies cover only "
+        "the requests that were answered, so a server that leaves most connections waiting "
+        "shows the low latencies of the few it serves. **errors** are "
         "wrk's socket errors and non-2xx responses, summed over the rounds.",
         "",
     ]
@@ -627,10 +640,22 @@ def render(results, out_path, chart_path):
               "", "Reproduce: `bench/compare.sh` (installs the peers itself; a full run takes "
               "about 20 minutes). Raw wrk output of the last run is in "
               "`target/bench-logs/wrk.log`, the figures in `target/bench-logs/results.json`.", ""]
+    lines += kept_sections(out_path)
     with open(out_path, "w") as f:
         f.write("\n".join(lines))
     if chart_path:
         chart(table, servers, scenarios, chart_path, results)
+
+
+def kept_sections(path):
+    """The sections other scripts keep in the file, between their markers
+    (`<!-- bench/threads.sh: begin -->` ... `end -->`), to be written back."""
+    try:
+        text = open(path).read()
+    except OSError:
+        return []
+    found = re.finditer(r"<!-- (\S+): begin -->.*?<!-- \1: end -->", text, flags=re.S)
+    return [part for m in found for part in (m.group(0), "")]
 
 
 def chart(table, servers, scenarios, path, results):
@@ -652,7 +677,10 @@ def chart(table, servers, scenarios, path, results):
             ax.set_title(f"{scenario}: {label}", fontsize=10)
             ax.tick_params(labelsize=8)
             for y, value in enumerate(values):
-                ax.text(value, y, f" {value:.3g}", va="center", fontsize=7)
+                fair = table[(names[y], scenario)]["fair"]
+                starving = field == "p99" and fair is not None and fair < 0.5
+                note = f" (fairness {fair:.2f})" if starving else ""
+                ax.text(value, y, f" {value:.3g}{note}", va="center", fontsize=7)
             if field == "p99":
                 ax.set_xscale("log")
             ax.margins(x=0.25)
