@@ -37,6 +37,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The loop wakes at least this often even without signals.
@@ -189,12 +190,20 @@ pub struct Arbiter {
     new_master: Option<Pid>,
     /// systemd is still to hear `READY=1` (at start, and after a reload).
     ready_pending: bool,
+    /// The TLS configuration new workers serve with (`None`: plain HTTP);
+    /// rebuilt on HUP.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Arbiter {
     /// An arbiter for the bound `sockets`, with the master's signal handlers
     /// already installed. Forks nothing yet.
-    pub fn new(settings: Settings, sockets: BoundSockets, signals: SignalQueue) -> Arbiter {
+    pub fn new(
+        settings: Settings,
+        sockets: BoundSockets,
+        signals: SignalQueue,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Arbiter {
         Arbiter {
             num_workers: settings.workers.max(1),
             settings,
@@ -210,6 +219,7 @@ impl Arbiter {
             pid_file: None,
             new_master: None,
             ready_pending: true,
+            tls,
         }
     }
 
@@ -515,6 +525,7 @@ impl Arbiter {
             master_pid: self.master_pid.as_raw(),
             heartbeat,
             age,
+            tls: self.tls.clone(),
         };
         // A panic must never unwind into the copy of the master's loop: it
         // ends this worker with a plain failure code (replaced, not halted).
@@ -779,6 +790,7 @@ impl Arbiter {
     fn reload(&mut self) {
         log::info!("Hang up: Master");
         self.reread_settings();
+        self.tls = super::tls::reload(&self.settings, &self.tls);
         if self.num_workers == 0 {
             self.num_workers = self.settings.workers.max(1);
         }

@@ -197,7 +197,7 @@ impl Connection {
         self.served_any
             && matches!(self.state, State::Idle)
             && self.rbuf.is_empty()
-            && self.out.is_empty()
+            && !self.output_waiting()
     }
 
     /// Handles a readiness event.
@@ -297,6 +297,12 @@ impl Connection {
         self.unsent_when_full = unsent_bytes(&self.stream);
     }
 
+    /// Whether bytes of a response still wait: queued, or made into TLS
+    /// records the socket has not taken yet.
+    fn output_waiting(&self) -> bool {
+        !self.out.is_empty() || self.stream.has_pending_output()
+    }
+
     /// Ends the connection now, closing any response iterable.
     pub fn abort(&mut self, py: Python<'_>) {
         if let State::Responding { response, .. } = &mut self.state {
@@ -326,6 +332,17 @@ impl Connection {
                     }
                 }
             }
+            if self.writable && self.stream.has_pending_output() {
+                match self.stream.flush_pending() {
+                    Ok(()) => self.refresh_send_deadline(shared),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.note_socket_full(),
+                    Err(e) => {
+                        log::debug!("Client went away while writing: {e}");
+                        self.abort(py);
+                        return Keep::Close;
+                    }
+                }
+            }
             let step = match self.state {
                 State::ProxyHeader => self.step_proxy_header(shared),
                 State::Idle | State::ReadingHead => self.step_head(py, shared),
@@ -337,7 +354,7 @@ impl Connection {
                 Step::Continue if self.budget == 0 => return Keep::Yield,
                 Step::Continue => continue,
                 Step::Wait => {
-                    if !self.out.is_empty() && self.writable {
+                    if self.output_waiting() && self.writable {
                         continue;
                     }
                     return Keep::Open;
@@ -432,7 +449,7 @@ impl Connection {
     /// at once if nothing is queued, else once the end of the last response
     /// is written (or the send timeout gives up on the client).
     fn close_after_output(&mut self, shared: &Shared) -> Step {
-        if self.out.is_empty() {
+        if !self.output_waiting() {
             return Step::Close;
         }
         self.begin_closing(shared);
@@ -442,9 +459,12 @@ impl Connection {
     /// A complete head: set up the body and answer `Expect: 100-continue`.
     fn on_head(&mut self, py: Python<'_>, shared: &mut Shared, head_len: usize) -> Step {
         self.request_started = Instant::now();
-        let scheme = shared
-            .scheme_policy
-            .scheme(self.scheme_trusted, &self.rbuf, &self.head);
+        let scheme = shared.scheme_policy.scheme(
+            self.scheme_trusted,
+            &self.rbuf,
+            &self.head,
+            self.stream.url_scheme(),
+        );
         self.url_scheme = match scheme {
             Ok(scheme) => scheme,
             Err(error) => {
@@ -548,6 +568,7 @@ impl Connection {
                 peer: &self.peer,
                 local: &self.local,
                 url_scheme: self.url_scheme,
+                tls: self.stream.tls_info(),
             };
             shared.environ.build(py, &request, input)
         });
@@ -562,7 +583,7 @@ impl Connection {
                         .access_log
                         .as_ref()
                         .is_some_and(|log| log.format().needs_environ()),
-                    sendfile: shared.sendfile,
+                    sendfile: shared.sendfile && self.stream.can_sendfile(),
                 };
                 AppResponse::start(py, &shared.app, environ.into_any(), facts, options)
             });
@@ -699,7 +720,7 @@ impl Connection {
     /// Flushes the final response, half-closes, drains what the client still
     /// sends, and closes on EOF or at the deadline.
     fn step_closing(&mut self, shared: &Shared) -> Step {
-        if !self.out.is_empty() {
+        if self.output_waiting() {
             return Step::Wait;
         }
         let State::Closing {

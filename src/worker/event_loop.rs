@@ -5,17 +5,20 @@
 use super::accept_interest;
 use super::connection::{Connection, Keep, Shared};
 use super::signals::{SignalPipe, WorkerSignal};
-use super::stream::Stream;
+use super::stream::{Socket, Stream};
+use super::tls_session::TlsSession;
 use crate::heartbeat::Phase;
 use crate::listener::Endpoint;
 use crate::listener::Listener;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
 use pyo3::prelude::*;
+use rustls::ServerConfig;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SIGNALS: Token = Token(0);
@@ -62,7 +65,7 @@ impl Acceptor {
     }
 
     /// Accepts one connection.
-    fn accept(&self) -> io::Result<(Stream, Endpoint, Endpoint)> {
+    fn accept(&self) -> io::Result<(Socket, Endpoint, Endpoint)> {
         match self {
             Acceptor::Tcp { listener, local } => {
                 let (stream, peer) = listener.accept()?;
@@ -72,14 +75,14 @@ impl Acceptor {
                     None => stream.local_addr()?,
                 };
                 Ok((
-                    Stream::Tcp(stream),
+                    Socket::Tcp(stream),
                     Endpoint::Tcp(peer),
                     Endpoint::Tcp(local),
                 ))
             }
             Acceptor::Unix(listener) => {
                 let (stream, _) = listener.accept()?;
-                Ok((Stream::Unix(stream), Endpoint::Unix, Endpoint::Unix))
+                Ok((Socket::Unix(stream), Endpoint::Unix, Endpoint::Unix))
             }
         }
     }
@@ -111,6 +114,8 @@ pub struct EventLoop {
     master_pid: i32,
     graceful_timeout: Duration,
     stop_deadline: Option<Instant>,
+    /// With `--certfile`: every accepted connection speaks TLS.
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl EventLoop {
@@ -122,6 +127,7 @@ impl EventLoop {
         max_connections: usize,
         master_pid: i32,
         graceful_timeout: Duration,
+        tls: Option<Arc<ServerConfig>>,
     ) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         poll.registry()
@@ -146,6 +152,7 @@ impl EventLoop {
             master_pid,
             graceful_timeout,
             stop_deadline: None,
+            tls,
         })
     }
 
@@ -313,7 +320,7 @@ impl EventLoop {
         for index in 0..self.acceptors.len() {
             loop {
                 match self.acceptors[index].accept() {
-                    Ok((stream, peer, local)) => self.add_connection(py, stream, peer, local),
+                    Ok((socket, peer, local)) => self.add_connection(py, socket, peer, local),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
                 }
@@ -355,7 +362,7 @@ impl EventLoop {
                 return;
             };
             match acceptor.accept() {
-                Ok((stream, peer, local)) => self.add_connection(py, stream, peer, local),
+                Ok((socket, peer, local)) => self.add_connection(py, socket, peer, local),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -401,7 +408,17 @@ impl EventLoop {
         }
     }
 
-    fn add_connection(&mut self, py: Python<'_>, stream: Stream, peer: Endpoint, local: Endpoint) {
+    fn add_connection(&mut self, py: Python<'_>, socket: Socket, peer: Endpoint, local: Endpoint) {
+        let stream = match &self.tls {
+            None => Stream::plain(socket),
+            Some(config) => match TlsSession::new(config.clone()) {
+                Ok(session) => Stream::tls(socket, session),
+                Err(e) => {
+                    log::warn!("cannot start a TLS session: {e}");
+                    return;
+                }
+            },
+        };
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1

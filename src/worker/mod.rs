@@ -15,6 +15,7 @@ mod reloader;
 mod request_body;
 mod signals;
 mod stream;
+mod tls_session;
 pub mod wsgi;
 
 /// Exit code: the worker could not start (interpreter, sockets, signals).
@@ -52,6 +53,9 @@ pub struct WorkerContext<'a> {
     pub heartbeat: Heartbeat,
     /// Spawn order (1 for the first worker; gunicorn's `worker.age`).
     pub age: u64,
+    /// With `--certfile`: the TLS configuration, loaded by the master;
+    /// every connection accepted is then TLS.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Runs a worker in the freshly forked child. Returns the process exit code
@@ -64,6 +68,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         master_pid,
         heartbeat,
         age,
+        tls,
     } = ctx;
     crate::proc_title::set(&format!("rgunicorn: worker [{}]", settings.proc_name()));
     let mut report = std::fs::File::from(boot_report);
@@ -190,6 +195,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             settings.worker_connections,
             master_pid,
             Duration::from_secs(settings.graceful_timeout),
+            tls,
         ) {
             Ok(event_loop) => event_loop,
             Err(e) => {

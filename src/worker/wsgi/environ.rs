@@ -22,12 +22,14 @@
 //!   its decoded length so apps that trust only `CONTENT_LENGTH` read it.
 //! * A repeated header becomes one `HTTP_*` value joined with `,`.
 //! * `wsgi.url_scheme` is the template's `http` unless the connection
-//!   decided the request is https (see `worker::forwarded`).
+//!   decided the request is https (TLS, or see `worker::forwarded`).
+//! * Over TLS, `HTTPS=on` and mod_ssl's `SSL_*` keys (see [`set_tls`]).
 
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use crate::http::{hex_value, BodyFraming, RequestHead, UrlScheme, Version};
 use crate::listener::Endpoint;
+use crate::tls_info::TlsInfo;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
@@ -43,6 +45,8 @@ pub struct RequestInfo<'a> {
     pub peer: &'a Endpoint,
     pub local: &'a Endpoint,
     pub url_scheme: UrlScheme,
+    /// Over TLS: the handshake's facts (the `HTTPS` and `SSL_*` keys).
+    pub tls: Option<&'a TlsInfo>,
 }
 
 /// Headers common enough to deserve a prebuilt, interned `HTTP_*` key:
@@ -153,6 +157,9 @@ impl EnvironTemplate {
             request.url_scheme,
         )?;
         set_remote(py, &environ, request.peer)?;
+        if let Some(tls) = request.tls {
+            set_tls(py, &environ, tls)?;
+        }
         self.set_headers(py, &environ, request)?;
         if head.framing == BodyFraming::Chunked {
             let length = input.borrow().body_len();
@@ -250,6 +257,22 @@ fn protocol(py: Python<'_>, version: Version) -> Bound<'_, PyString> {
         Version::Http10 => intern!(py, "HTTP/1.0").clone(),
         Version::Http11 => intern!(py, "HTTP/1.1").clone(),
     }
+}
+
+/// The TLS keys, named as Apache's mod_ssl (and nginx's `$ssl_*`
+/// variables) name them: `HTTPS`, `SSL_PROTOCOL`, `SSL_CIPHER`, and
+/// `SSL_CLIENT_VERIFY`, with `SSL_CLIENT_S_DN` and `SSL_CLIENT_I_DN` when
+/// the client sent a certificate.
+fn set_tls(py: Python<'_>, environ: &Bound<'_, PyDict>, tls: &TlsInfo) -> PyResult<()> {
+    environ.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
+    environ.set_item(intern!(py, "SSL_PROTOCOL"), tls.protocol)?;
+    environ.set_item(intern!(py, "SSL_CIPHER"), tls.cipher)?;
+    environ.set_item(intern!(py, "SSL_CLIENT_VERIFY"), tls.client_verify())?;
+    if let Some(client) = &tls.client {
+        environ.set_item(intern!(py, "SSL_CLIENT_S_DN"), client.subject.as_str())?;
+        environ.set_item(intern!(py, "SSL_CLIENT_I_DN"), client.issuer.as_str())?;
+    }
+    Ok(())
 }
 
 /// SERVER_NAME and SERVER_PORT, from the host when there is one.
@@ -468,6 +491,7 @@ mod tests {
             peer,
             local,
             url_scheme,
+            tls: None,
         };
         let input = Bound::new(py, WsgiInputForTests::new(body)).unwrap();
         template.build(py, &info, input).unwrap()
@@ -709,6 +733,7 @@ mod tests {
                 peer: &PEER,
                 local: &LOCAL,
                 url_scheme: UrlScheme::Http,
+                tls: None,
             };
             let body =
                 || Bound::new(py, WsgiInputForTests::new(RequestBody::Memory(vec![]))).unwrap();
@@ -736,6 +761,7 @@ mod tests {
                     peer: &PEER,
                     local: &LOCAL,
                     url_scheme: UrlScheme::Http,
+                    tls: None,
                 };
                 let input = Bound::new(py, WsgiInputForTests::new(RequestBody::Memory(vec![])));
                 let environ = template.build(py, &info, input.unwrap()).unwrap();
