@@ -153,7 +153,7 @@ fn decode_string(tag: u8, content: &[u8]) -> Option<String> {
         // TeletexString: in practice Latin-1.
         0x14 => Some(content.iter().map(|b| char::from(*b)).collect()),
         // BMPString: UCS-2 big-endian.
-        0x1E if content.len() % 2 == 0 => char::decode_utf16(
+        0x1E if content.len().is_multiple_of(2) => char::decode_utf16(
             content
                 .chunks_exact(2)
                 .map(|pair| u16::from_be_bytes([pair[0], pair[1]])),
@@ -161,7 +161,7 @@ fn decode_string(tag: u8, content: &[u8]) -> Option<String> {
         .collect::<Result<String, _>>()
         .ok(),
         // UniversalString: UCS-4 big-endian.
-        0x1C if content.len() % 4 == 0 => content
+        0x1C if content.len().is_multiple_of(4) => content
             .chunks_exact(4)
             .map(|q| char::from_u32(u32::from_be_bytes([q[0], q[1], q[2], q[3]])))
             .collect(),
