@@ -2,8 +2,10 @@
 //! TLS on top ([`super::tls_session`]), behind one type that the
 //! connection reads, writes and registers with mio. The connection sees
 //! plaintext either way; what TLS changes for it is said by
-//! [`Stream::url_scheme`], [`Stream::can_sendfile`] and the pending
-//! records ([`Stream::has_pending_output`], [`Stream::flush_pending`]).
+//! [`Stream::url_scheme`], [`Stream::tls_info`] and the pending records
+//! ([`Stream::has_pending_output`], [`Stream::flush_pending`]). sendfile
+//! cannot go through TLS (records are made in user space): a worker that
+//! serves TLS turns it off, so file bodies are read and encrypted.
 
 use super::tls_session::TlsSession;
 use crate::http::UrlScheme;
@@ -14,6 +16,7 @@ use mio::{Interest, Registry, Token};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 
 /// An accepted, non-blocking client socket.
 #[derive(Debug)]
@@ -64,14 +67,8 @@ impl Stream {
 
     /// The negotiated TLS parameters and client certificate, once the
     /// handshake is done.
-    pub fn tls_info(&self) -> Option<&TlsInfo> {
+    pub fn tls_info(&self) -> Option<&Arc<TlsInfo>> {
         self.tls.as_ref().and_then(|tls| tls.info())
-    }
-
-    /// Whether a file may go straight from its descriptor to the socket
-    /// (sendfile): not through TLS, whose records are made in user space.
-    pub fn can_sendfile(&self) -> bool {
-        self.tls.is_none()
     }
 
     /// Whether TLS records are waiting to be written (the socket was full

@@ -35,7 +35,7 @@ pub struct TlsSession {
     /// close_notify is queued: shut the socket's writing once it is out.
     closing: bool,
     /// The handshake's facts, once it is done.
-    info: Option<TlsInfo>,
+    info: Option<Arc<TlsInfo>>,
 }
 
 impl TlsSession {
@@ -51,7 +51,7 @@ impl TlsSession {
     }
 
     /// The handshake's facts, once it is done.
-    pub fn info(&self) -> Option<&TlsInfo> {
+    pub fn info(&self) -> Option<&Arc<TlsInfo>> {
         self.info.as_ref()
     }
 
@@ -125,7 +125,7 @@ impl TlsSession {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, error));
             }
             if self.info.is_none() && !self.conn.is_handshaking() {
-                self.info = Some(self.handshake_info());
+                self.info = Some(Arc::new(self.handshake_info()));
             }
             self.flush_quietly(socket)?;
         }
