@@ -100,6 +100,9 @@ pub struct Shared {
     pub proxy_protocol: Option<IpAllowList>,
     /// The `--hooks` module's hooks, if one is configured.
     pub hooks: Option<Arc<Hooks>>,
+    /// With `--certfile`: the TLS configuration every accepted connection
+    /// starts its session with.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Who is running the current exchange.

@@ -15,12 +15,10 @@ use crate::listener::Endpoint;
 use crate::listener::Listener;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
-use rustls::ServerConfig;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SIGNALS: Token = Token(0);
@@ -144,8 +142,6 @@ pub struct EventLoop {
     master_pid: i32,
     graceful_timeout: Duration,
     stop_deadline: Option<Instant>,
-    /// With `--certfile`: every accepted connection speaks TLS.
-    tls: Option<Arc<ServerConfig>>,
 }
 
 impl EventLoop {
@@ -159,7 +155,6 @@ impl EventLoop {
         max_connections: usize,
         master_pid: i32,
         graceful_timeout: Duration,
-        tls: Option<Arc<ServerConfig>>,
     ) -> io::Result<EventLoop> {
         poll.registry()
             .register(signals.receiver(), SIGNALS, Interest::READABLE)?;
@@ -185,7 +180,6 @@ impl EventLoop {
             master_pid,
             graceful_timeout,
             stop_deadline: None,
-            tls,
         })
     }
 
@@ -601,7 +595,7 @@ impl EventLoop {
     }
 
     fn add_connection(&mut self, gil: Gil<'_>, socket: Socket, peer: Endpoint, local: Endpoint) {
-        let stream = match &self.tls {
+        let stream = match &self.shared.tls {
             None => Stream::plain(socket),
             Some(config) => match TlsSession::new(config.clone()) {
                 Ok(session) => Stream::tls(socket, session),

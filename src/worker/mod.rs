@@ -235,6 +235,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 .proxy_protocol
                 .then(|| settings.proxy_allow_from.clone()),
             hooks,
+            tls,
         };
         let mut event_loop = match EventLoop::new(
             poll,
@@ -244,7 +245,6 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             settings.worker_connections,
             master_pid,
             Duration::from_secs(settings.graceful_timeout),
-            tls,
         ) {
             Ok(event_loop) => event_loop,
             Err(e) => {
