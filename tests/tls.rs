@@ -684,3 +684,33 @@ fn a_flood_of_half_client_hellos_does_not_delay_a_normal_request() {
     );
     drop(flood);
 }
+
+#[test]
+fn a_proxy_protocol_header_comes_before_the_handshake() {
+    let pki = Pki::new("tls-proxy");
+    let (cert, key) = pki.write("server", &pki.server("localhost"));
+    let server = tls_server(&cert, &key, &["--proxy-protocol"]).start();
+    let tcp = TcpStream::connect(tcp_address(&server)).unwrap();
+    tcp.set_read_timeout(Some(support::READ_TIMEOUT)).unwrap();
+    (&tcp)
+        .write_all(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n")
+        .unwrap();
+    let conn = ClientConnection::new(
+        pki.client_config(None, BOTH),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut tls = StreamOwned::new(conn, tcp);
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = tls.read_to_end(&mut received);
+    let exchange = Exchange {
+        text: String::from_utf8_lossy(&received).into_owned(),
+        server_cert: Vec::new(),
+        alpn: None,
+    };
+    assert_eq!(exchange.status(), "200", "{}", exchange.text);
+    assert_eq!(exchange.environ("REMOTE_ADDR"), Some("'203.0.113.7'"));
+    assert_eq!(exchange.environ("wsgi.url_scheme"), Some("'https'"));
+}

@@ -475,6 +475,9 @@ impl Connection {
                     if let Some(addresses) = header.addresses {
                         self.peer = Endpoint::Tcp(addresses.source);
                     }
+                    // With TLS, what follows the header is the handshake.
+                    let after_header = std::mem::take(&mut self.rbuf);
+                    self.stream.start_tls(&after_header);
                     self.state = State::Idle;
                     return Step::Continue;
                 }

@@ -597,13 +597,15 @@ impl EventLoop {
     fn add_connection(&mut self, gil: Gil<'_>, socket: Socket, peer: Endpoint, local: Endpoint) {
         let stream = match &self.shared.tls {
             None => Stream::plain(socket),
-            Some(config) => match TlsSession::new(config.clone()) {
-                Ok(session) => Stream::tls(socket, session),
-                Err(e) => {
-                    log::warn!("cannot start a TLS session: {e}");
-                    return;
+            Some(config) => {
+                match TlsSession::new(config.clone(), self.shared.proxy_protocol.is_some()) {
+                    Ok(session) => Stream::tls(socket, session),
+                    Err(e) => {
+                        log::warn!("cannot start a TLS session: {e}");
+                        return;
+                    }
                 }
-            },
+            }
         };
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);

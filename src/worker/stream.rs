@@ -80,6 +80,16 @@ impl Stream {
             .is_some_and(|tls| tls.has_pending_output())
     }
 
+    /// With `--proxy-protocol`, a TLS stream first passes the PROXY header
+    /// through as it came: once the header is read, the TLS session starts,
+    /// with `received` (the bytes read after the header) as its first input.
+    /// A plain stream keeps `received` nowhere: it is empty for one.
+    pub fn start_tls(&mut self, received: &[u8]) {
+        if let Some(tls) = &mut self.tls {
+            tls.start(&mut self.socket, received);
+        }
+    }
+
     /// Writes the waiting TLS records; `WouldBlock` when the socket is full.
     pub fn flush_pending(&mut self) -> io::Result<()> {
         match &mut self.tls {

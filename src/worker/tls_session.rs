@@ -28,6 +28,11 @@ const PLAIN_DRAIN_LIMIT: usize = 64 * 1024;
 /// A server-side TLS session.
 pub struct TlsSession {
     conn: ServerConnection,
+    /// With `--proxy-protocol`: bytes pass through as they come until the
+    /// PROXY header has been read ([`TlsSession::start`]).
+    awaiting_proxy_header: bool,
+    /// Why the records fed by [`TlsSession::start`] failed, for the next read.
+    failed: Option<rustls::Error>,
     /// The socket reached end of file.
     eof: bool,
     /// Nothing has been read yet (the first byte is checked for plain HTTP).
@@ -39,10 +44,16 @@ pub struct TlsSession {
 }
 
 impl TlsSession {
-    /// A session that starts with the handshake.
-    pub fn new(config: Arc<ServerConfig>) -> Result<TlsSession, rustls::Error> {
+    /// A session that starts with the handshake, or (`proxy_header_first`)
+    /// with a PROXY protocol header that passes through in plain text.
+    pub fn new(
+        config: Arc<ServerConfig>,
+        proxy_header_first: bool,
+    ) -> Result<TlsSession, rustls::Error> {
         Ok(TlsSession {
             conn: ServerConnection::new(config)?,
+            awaiting_proxy_header: proxy_header_first,
+            failed: None,
             eof: false,
             fresh: true,
             closing: false,
@@ -80,6 +91,10 @@ impl TlsSession {
     /// Queues close_notify and shuts writing once it (and everything before
     /// it) is written.
     pub fn close(&mut self, socket: &mut Socket) {
+        if self.awaiting_proxy_header {
+            socket.shutdown(Shutdown::Write);
+            return;
+        }
         if !self.closing {
             self.closing = true;
             self.conn.send_close_notify();
@@ -87,10 +102,46 @@ impl TlsSession {
         let _ = self.flush(socket);
     }
 
+    /// The PROXY header has been read: TLS starts, with `received` (what
+    /// came after the header) as its first records.
+    pub fn start(&mut self, socket: &mut Socket, received: &[u8]) {
+        if !self.awaiting_proxy_header {
+            return;
+        }
+        self.awaiting_proxy_header = false;
+        if received.is_empty() {
+            return;
+        }
+        self.fresh = false;
+        if received[0].is_ascii_alphabetic() {
+            self.refuse_plain_http(socket);
+            return;
+        }
+        let mut input = received;
+        while !input.is_empty() {
+            match self.conn.read_tls(&mut input) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if let Err(error) = self.conn.process_new_packets() {
+                self.failed = Some(error);
+                break;
+            }
+        }
+        let _ = self.flush_quietly(socket);
+    }
+
     /// Reads plaintext, driving the handshake as records arrive. `Ok(0)` is
     /// the end (close_notify, or EOF without it: a "ragged" EOF ends the
     /// connection the same way); `WouldBlock` when the socket has no more.
     pub fn read(&mut self, socket: &mut Socket, buf: &mut [u8]) -> io::Result<usize> {
+        if self.awaiting_proxy_header {
+            return socket.read(buf);
+        }
+        if let Some(error) = self.failed.take() {
+            let _ = self.flush(socket);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+        }
         if self.fresh {
             if looks_like_plain_http(socket)? {
                 self.refuse_plain_http(socket);
