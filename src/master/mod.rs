@@ -129,6 +129,27 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     Ok(())
 }
 
+/// `--check-config`: whether the TLS files load, as they would at a real
+/// start (relative paths taken from `--chdir`, which the master enters
+/// before loading them).
+pub fn check_tls(settings: &Settings) -> Result<(), MasterError> {
+    let mut settings = settings.clone();
+    if let Some(dir) = settings.chdir.clone() {
+        for path in [
+            &mut settings.certfile,
+            &mut settings.keyfile,
+            &mut settings.ca_certs,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = dir.join(&*path);
+        }
+    }
+    tls::load(&settings)?;
+    Ok(())
+}
+
 /// `--daemon` (not when taking over from an old master, which already
 /// is one): detaches, then applies `--umask` again over the daemon's 022.
 fn detach(settings: &Settings) -> Result<(), MasterError> {
