@@ -13,7 +13,8 @@ use rgunicorn::config::{self, ConfigError, Settings};
 use rgunicorn::worker::check::check_app;
 use rgunicorn::{logging, master};
 
-fn main() {
+/// The command (`pub` for `src/wheel_main.rs`, the wheel's copy).
+pub fn main() {
     let resolved = match config::load_resolved() {
         Ok(resolved) => resolved,
         Err(ConfigError::CommandLine(err)) => err.exit(),

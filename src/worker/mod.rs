@@ -12,6 +12,7 @@ pub mod forwarded;
 pub mod identity;
 mod reloader;
 mod request_body;
+mod route_times;
 mod signals;
 mod stream;
 mod threaded_calls;

@@ -10,6 +10,7 @@
 //! bytes are is the worker's business: any [`Chunks`].
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// A queue of response bytes the ticket carries (the worker's out queue).
 pub trait Chunks: Default + Send {
@@ -50,7 +51,12 @@ pub enum Collected {
 struct Outbox<C> {
     out: C,
     end: Option<End>,
+    /// How long the thread held the job, once it ended.
+    held: Duration,
     cancelled: bool,
+    /// The thread waits for room (only then is it signalled: a signal is
+    /// a system call).
+    thread_waiting: bool,
 }
 
 /// One exchange's shared state.
@@ -73,7 +79,9 @@ impl<C: Chunks> Ticket<C> {
             outbox: Mutex::new(Outbox {
                 out: C::default(),
                 end: None,
+                held: Duration::ZERO,
                 cancelled: false,
+                thread_waiting: false,
             }),
             room: Condvar::new(),
         })
@@ -96,8 +104,11 @@ impl<C: Chunks> Ticket<C> {
         let mut outbox = self.outbox();
         if !outbox.out.is_empty() {
             out.append(&mut outbox.out);
+            let waiting = outbox.thread_waiting;
             drop(outbox);
-            self.room.notify_one();
+            if waiting {
+                self.room.notify_one();
+            }
             return Collected::Bytes;
         }
         match outbox.end {
@@ -112,8 +123,11 @@ impl<C: Chunks> Ticket<C> {
         let mut outbox = self.outbox();
         outbox.cancelled = true;
         outbox.out.clear();
+        let waiting = outbox.thread_waiting;
         drop(outbox);
-        self.room.notify_one();
+        if waiting {
+            self.room.notify_one();
+        }
     }
 
     /// Whether the connection is gone.
@@ -121,9 +135,15 @@ impl<C: Chunks> Ticket<C> {
         self.outbox().cancelled
     }
 
-    /// Thread side: hands over `from` (and the end, if this is the last
-    /// delivery). Returns false if the connection is gone.
-    pub fn deliver(&self, from: &mut C, end: Option<End>) -> bool {
+    /// How long the thread held the job (known once it ended).
+    pub fn held(&self) -> Duration {
+        self.outbox().held
+    }
+
+    /// Thread side: hands over `from` (and the end, with how long the
+    /// thread held the job, if this is the last delivery). Returns false if
+    /// the connection is gone.
+    pub fn deliver(&self, from: &mut C, end: Option<End>, held: Duration) -> bool {
         let mut outbox = self.outbox();
         if outbox.cancelled {
             from.clear();
@@ -132,6 +152,7 @@ impl<C: Chunks> Ticket<C> {
         outbox.out.append(from);
         if end.is_some() {
             outbox.end = end;
+            outbox.held = held;
         }
         true
     }
@@ -142,10 +163,12 @@ impl<C: Chunks> Ticket<C> {
     pub fn wait_for_room(&self) -> bool {
         let mut outbox = self.outbox();
         while outbox.out.len() >= self.high_water && !outbox.cancelled {
+            outbox.thread_waiting = true;
             outbox = self
                 .room
                 .wait(outbox)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            outbox.thread_waiting = false;
         }
         !outbox.cancelled
     }
