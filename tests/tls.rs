@@ -714,3 +714,32 @@ fn a_proxy_protocol_header_comes_before_the_handshake() {
     assert_eq!(exchange.environ("REMOTE_ADDR"), Some("'203.0.113.7'"));
     assert_eq!(exchange.environ("wsgi.url_scheme"), Some("'https'"));
 }
+
+#[test]
+fn the_config_file_takes_gunicorns_tls_keys() {
+    let pki = Pki::new("tls-config-file");
+    let (cert, key) = pki.write("server", &pki.server("localhost"));
+    let config = pki.path("rgunicorn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "certfile = {:?}\nkeyfile = {:?}\nca_certs = {:?}\ncert_reqs = 1\n\
+             ciphers = \"TLS13_AES_128_GCM_SHA256:TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"\n\
+             tls_min_version = \"1.2\"\ndo_handshake_on_connect = true\nsuppress_ragged_eofs = true\n",
+            cert.display().to_string(),
+            key.display().to_string(),
+            pki.path("ca.pem").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let server = ServerBuilder::new("echo:application")
+        .arg("-c")
+        .arg(config.display().to_string())
+        .start();
+    let exchange = get(tcp_address(&server), &pki.client_config(None, BOTH), "/").unwrap();
+    assert_eq!(exchange.status(), "200", "{}", exchange.text);
+    assert_eq!(
+        exchange.environ("SSL_CIPHER"),
+        Some("'TLS13_AES_128_GCM_SHA256'")
+    );
+}
