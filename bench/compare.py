@@ -628,7 +628,8 @@ def render(results, out_path, chart_path):
         "* servers: `rgunicorn-w1` is `--workers 1`, "
         "`rgunicorn-w2` is `--workers 2`, both with `--virtualenv` set to the bench virtualenv, "
         "from which every peer runs too; "
-        + "; ".join(f"{name} {CONFIGS[name]}" for name in servers if name in CONFIGS),
+        + "; ".join(f"{name} {CONFIGS[name]}" for name in servers if name in CONFIGS)
+        + ("; over TLS each with the certificate flags above (Granian with `--workers 2`)" if tls else ""),
         "",
         "Columns: **CPU µs/req** is the server's CPU time (user + system, all its processes, "
         "from `/proc/PID/stat`) divided by the requests served: on this machine, where wrk "
