@@ -33,6 +33,13 @@ The script installs what it needs itself: wrk, libev-dev and python3-dev
 from apt when missing, and the pinned peers of bench/requirements.txt into
 target/bench-venv; it then re-runs itself with that virtualenv's Python.
 
+With --tls every server serves HTTPS with one self-signed P-256 certificate
+made with `openssl` in target/bench-logs (rgunicorn and gunicorn with
+--certfile/--keyfile, Granian with --ssl-certificate/--ssl-keyfile, at two
+workers like the rest; bjoern, uWSGI and waitress are left out), wrk
+requests https://, and the report goes to docs/benchmarks-tls.md. Its
+`Connection: close` scenario is one full TLS 1.3 handshake per request.
+
 Usage: bench/compare.sh [options]   (see --help; a smoke run:
        bench/compare.sh --duration 2 --rounds 1 --out /tmp/bench.md)
 Raw results go to target/bench-logs/results.json (--render re-renders them).
@@ -98,31 +105,59 @@ def venv_bin(name):
     return os.path.join(VENV, "bin", name)
 
 
+# With --tls: (certificate, key) paths, made by make_certificate().
+TLS = None
+# The servers --tls measures (the others have no TLS of their own here).
+TLS_PEERS = ("granian", "gunicorn-sync", "gunicorn-gthread")
+
+
+def make_certificate():
+    """A self-signed P-256 certificate for 127.0.0.1, for --tls."""
+    cert, key = os.path.join(LOGDIR, "bench-cert.pem"), os.path.join(LOGDIR, "bench-key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def tls_args(name):
+    """The TLS flags of server `name` under --tls."""
+    if TLS is None:
+        return []
+    cert, key = TLS
+    if name == "granian":
+        return ["--ssl-certificate", cert, "--ssl-keyfile", key]
+    return ["--certfile", cert, "--keyfile", key]
+
+
 def server_commands(rgunicorn_bins):
     """name -> (function(app, port) -> argv, process count when booted)."""
     servers = {}
+    granian_workers = "2" if TLS else "1"
     for label, binary in rgunicorn_bins:
         for workers in (1, 2):
             servers[f"{label}-w{workers}"] = (
                 lambda app, port, b=binary, w=workers: [
                     b, "--workers", str(w), "--bind", f"127.0.0.1:{port}", "--virtualenv", VENV,
-                    "--chdir", ROOT, "--log-level", "warning", app,
+                    "--chdir", ROOT, "--log-level", "warning", *tls_args("rgunicorn"), app,
                 ],
                 1 + workers,
             )
     servers.update({
         "bjoern": (lambda app, port: [venv_bin("python"), "-c", BJOERN_RUNNER, app, "127.0.0.1", str(port)], 1),
         "granian": (lambda app, port: [
-            venv_bin("granian"), "--interface", "wsgi", "--workers", "1", "--host", "127.0.0.1",
-            "--port", str(port), "--no-ws", "--log-level", "warning", app,
-        ], 2),
+            venv_bin("granian"), "--interface", "wsgi", "--workers", granian_workers, "--host", "127.0.0.1",
+            "--port", str(port), "--no-ws", "--log-level", "warning", *tls_args("granian"), app,
+        ], 1 + int(granian_workers)),
         "gunicorn-sync": (lambda app, port: [
             venv_bin("gunicorn"), "--workers", "2", "--worker-class", "sync",
-            "--bind", f"127.0.0.1:{port}", "--chdir", ROOT, "--log-level", "warning", app,
+            "--bind", f"127.0.0.1:{port}", "--chdir", ROOT, "--log-level", "warning",
+            *tls_args("gunicorn"), app,
         ], 3),
         "gunicorn-gthread": (lambda app, port: [
             venv_bin("gunicorn"), "--workers", "2", "--worker-class", "gthread", "--threads", "4",
-            "--bind", f"127.0.0.1:{port}", "--chdir", ROOT, "--log-level", "warning", app,
+            "--bind", f"127.0.0.1:{port}", "--chdir", ROOT, "--log-level", "warning",
+            *tls_args("gunicorn"), app,
         ], 3),
         "uwsgi": (lambda app, port: [
             venv_bin("uwsgi"), "--master", "--processes", "2", "--http11-socket", f"127.0.0.1:{port}",
@@ -140,7 +175,8 @@ def server_commands(rgunicorn_bins):
 
 
 def ensure_tools():
-    """Installs wrk, libev-dev (bjoern) and python3-dev (uWSGI) when missing."""
+    """Installs wrk, libev-dev (bjoern), python3-dev (uWSGI) and openssl (--tls)
+    when missing."""
     missing = []
     if not shutil.which("wrk"):
         missing.append("wrk")
@@ -148,6 +184,8 @@ def ensure_tools():
         missing.append("libev-dev")
     if not shutil.which("gcc"):
         missing.append("gcc")
+    if not shutil.which("openssl"):
+        missing.append("openssl")  # --tls makes its certificate with it
     include = sysconfig.get_paths()["include"]
     if not os.path.exists(os.path.join(include, "Python.h")):
         missing.append("python3-dev")
@@ -278,8 +316,12 @@ class Server:
 
     def answers(self):
         try:
-            url = f"http://127.0.0.1:{self.port}{self.path}"
-            with urllib.request.urlopen(url, timeout=2) as r:
+            url = f"{scheme()}://127.0.0.1:{self.port}{self.path}"
+            context = None
+            if TLS:
+                import ssl
+                context = ssl.create_default_context(cafile=TLS[0])
+            with urllib.request.urlopen(url, timeout=2, context=context) as r:
                 return r.status == 200
         except Exception:
             return False
@@ -333,6 +375,10 @@ def connection_shares(port):
     return min(counts) / mean if mean else None
 
 
+def scheme():
+    return "https" if TLS else "http"
+
+
 def run_wrk(server, scenario, args):
     _, mode, lua = SCENARIOS[scenario]
     argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
@@ -340,7 +386,7 @@ def run_wrk(server, scenario, args):
         argv += ["-H", "Connection: close"]
     if lua:
         argv += ["-s", os.path.join(LOGDIR, lua)]
-    argv.append(f"http://127.0.0.1:{server.port}{server.path}")
+    argv.append(f"{scheme()}://127.0.0.1:{server.port}{server.path}")
     shares = {}
     timer = None
     if mode == "keepalive":
@@ -375,6 +421,8 @@ def run(args):
     commands = server_commands(bins)
     names = [n for n in commands if not args.servers or n in args.servers
              or n.rsplit("-w", 1)[0] in args.servers]
+    if TLS:
+        names = [n for n in names if n in TLS_PEERS or n.rsplit("-w", 1)[0] in [b[0] for b in bins]]
     scenarios = [s for s in SCENARIOS if not args.scenarios or s in args.scenarios]
     runs = {}  # (server, scenario) -> [result]
     memory = {}  # (server, app) -> [(rss, pss)] per worker
@@ -421,6 +469,7 @@ def run(args):
         "settings": {k: getattr(args, k) for k in ("duration", "rounds", "connections", "threads")},
         "servers": names,
         "scenarios": scenarios,
+        "tls": bool(TLS),
         "runs": {f"{s}|{c}": r for (s, c), r in runs.items()},
         "memory": {f"{s}|{a}": m for (s, a), m in memory.items()},
     }
@@ -555,13 +604,28 @@ def render(results, out_path, chart_path):
     servers, scenarios, s = results["servers"], results["scenarios"], results["settings"]
     v = results["versions"]
     rg = next((n[:-3] for n in servers if n.endswith("-w1")), "rgunicorn")
-    lines = [
+    tls = results.get("tls", False)
+    intro = [
         "# Benchmarks",
         "",
         "rgunicorn against bjoern, Granian, gunicorn (sync and gthread), uWSGI and",
         "waitress, measured in one run of `bench/compare.sh` (bench/compare.py) on",
         "127.0.0.1. Compare the ratios, which come from one run on one machine.",
         "",
+    ]
+    if tls:
+        intro = [
+            "# Benchmarks over TLS",
+            "",
+            "HTTPS: rgunicorn (rustls) against Granian (`--ssl-certificate`) and gunicorn",
+            "(`--certfile`, sync and gthread), measured in one run of `bench/compare.sh --tls`",
+            "(bench/compare.py) on 127.0.0.1 with one self-signed P-256 certificate. wrk's",
+            "OpenSSL negotiates TLS 1.3 with every server; with `Connection: close` each",
+            "request is a full handshake (wrk does not resume sessions), so its req/s are",
+            "handshakes per second. Granian runs `--workers 2` here, like the others.",
+            "",
+        ]
+    lines = intro + [
         f"* date: {results['date']}; the run took {results['seconds'] // 60} min",
         f"* machine: {results['machine']}; load average before / after: "
         f"{' '.join(results['load_before'])} / {' '.join(results['load_after'])}",
@@ -572,10 +636,11 @@ def render(results, out_path, chart_path):
         f"(wrk {v['wrk']}), {s['rounds']} rounds, the servers in turns (the order rotating "
         "each round) after a 1 s warm-up each; every figure is the median over the rounds. "
         "wrk shares the 2 cores with the server.",
-        "* servers: `rgunicorn-w1` is `--workers 1` (against bjoern's single process), "
+        "* servers: `rgunicorn-w1` is `--workers 1`, "
         "`rgunicorn-w2` is `--workers 2`, both with `--virtualenv` set to the bench virtualenv, "
         "from which every peer runs too; "
-        + "; ".join(f"{name} {CONFIGS[name]}" for name in servers if name in CONFIGS),
+        + "; ".join(f"{name} {CONFIGS[name]}" for name in servers if name in CONFIGS)
+        + ("; over TLS each with the certificate flags above (Granian with `--workers 2`)" if tls else ""),
         "",
         "Columns: **CPU µs/req** is the server's CPU time (user + system, all its processes, "
         "from `/proc/PID/stat`) divided by the requests served: on this machine, where wrk "
@@ -599,10 +664,10 @@ def render(results, out_path, chart_path):
             lines.append(f"| {server} | {fmt(r['rps'], 0)} | {fmt(r['cpu_us'])} | {fmt(r['p50'], 2)} "
                          f"| {fmt(r['p99'], 2)} | {fmt(r['fair'], 2)} | {r['errors']} |")
         lines.append("")
-    lines += ["## Ratios, rgunicorn `-w 1` / peer (same run)", "",
+    w1 = f"{rg}-w2" if tls else f"{rg}-w1"
+    lines += [f"## Ratios, rgunicorn `-w {w1[-1]}` / peer (same run)", "",
               "Below 1 is better for CPU and p99, above 1 for req/s.", "",
               "| scenario | peer | req/s | CPU µs/req | p99 |", "| --- | --- | ---: | ---: | ---: |"]
-    w1 = f"{rg}-w1"
     for scenario in scenarios:
         mine = table.get((w1, scenario))
         if not mine:
@@ -628,7 +693,7 @@ def render(results, out_path, chart_path):
                 continue
             lines.append(f"| {server} | {app} | {len(m)} | {max(x[0] for x in m) / 1024:.1f} "
                          f"| {max(x[1] for x in m) / 1024:.1f} | {sum(x[1] for x in m) / 1024:.1f} |")
-    checked = goals(table, results["memory"], rg)
+    checked = [] if tls else goals(table, results["memory"], rg)
     if checked:
         lines += ["", "## The goals of issue 14, checked in this run", "",
                   "| goal | figures (rgunicorn / reference) | met |", "| --- | --- | --- |"]
@@ -702,7 +767,10 @@ def main():
     parser.add_argument("--also", action="append", metavar="LABEL=BINARY",
                         help="another rgunicorn build to measure alongside (e.g. base=/tmp/rg-main), "
                              "as LABEL-w1 and LABEL-w2")
-    parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    parser.add_argument("--tls", action="store_true",
+                        help="HTTPS: rgunicorn, Granian and gunicorn with one self-signed certificate "
+                             "(default --out docs/benchmarks-tls.md, no chart)")
+    parser.add_argument("--out", default=None, help="default docs/benchmarks.md")
     parser.add_argument("--chart", default=None,
                         help="the PNG chart (default: benchmarks.png beside --out; 'none' for no chart)")
     parser.add_argument("--render", action="store_true",
@@ -712,6 +780,12 @@ def main():
         ensure_tools()
         ensure_venv()
         os.execv(venv_bin("python"), [venv_bin("python"), os.path.abspath(__file__), *sys.argv[1:]])
+    global TLS
+    if args.tls:
+        os.makedirs(LOGDIR, exist_ok=True)
+        TLS = make_certificate()
+        args.chart = args.chart or "none"
+    args.out = args.out or os.path.join(ROOT, "docs", "benchmarks-tls.md" if args.tls else "benchmarks.md")
     chart_path = None if args.chart == "none" else (
         args.chart or os.path.join(os.path.dirname(os.path.abspath(args.out)), "benchmarks.png"))
     if args.render:

@@ -52,6 +52,8 @@ const ROOMS: &[(&str, Room)] = &[
     ("os_error", Foundation),
     ("proc_title", Foundation),
     ("proxy_protocol", Foundation),
+    ("tls_info", Foundation),
+    ("x509_name", Foundation),
     ("http", Http),
     ("config", Config),
     ("worker", Worker),
@@ -116,6 +118,7 @@ const BANNED_CRATES: &[(Room, &[&str])] = &[
         Http,
         &["mio", "nix", "libc", "signal_hook", "rustls", "socket2"],
     ),
+    (Config, &["rustls"]),
     (Wsgi, &["rustls"]),
 ];
 
