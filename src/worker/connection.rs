@@ -476,8 +476,10 @@ impl Connection {
                         self.peer = Endpoint::Tcp(addresses.source);
                     }
                     // With TLS, what follows the header is the handshake.
-                    let after_header = std::mem::take(&mut self.rbuf);
-                    self.stream.start_tls(&after_header);
+                    if self.stream.awaits_tls() {
+                        let after_header = std::mem::take(&mut self.rbuf);
+                        self.stream.start_tls(&after_header);
+                    }
                     self.state = State::Idle;
                     return Step::Continue;
                 }

@@ -80,10 +80,17 @@ impl Stream {
             .is_some_and(|tls| tls.has_pending_output())
     }
 
-    /// With `--proxy-protocol`, a TLS stream first passes the PROXY header
-    /// through as it came: once the header is read, the TLS session starts,
-    /// with `received` (the bytes read after the header) as its first input.
-    /// A plain stream keeps `received` nowhere: it is empty for one.
+    /// Whether the TLS session waits for [`Stream::start_tls`]: with
+    /// `--proxy-protocol`, a TLS stream passes the PROXY header through as
+    /// it came.
+    pub fn awaits_tls(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|tls| tls.awaits_proxy_header())
+    }
+
+    /// Starts the TLS session after the PROXY header, with `received` (the
+    /// bytes read after the header) as its first input.
     pub fn start_tls(&mut self, received: &[u8]) {
         if let Some(tls) = &mut self.tls {
             tls.start(&mut self.socket, received);

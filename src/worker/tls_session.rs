@@ -66,6 +66,11 @@ impl TlsSession {
         self.info.as_ref()
     }
 
+    /// Whether bytes still pass through until the PROXY header is read.
+    pub fn awaits_proxy_header(&self) -> bool {
+        self.awaiting_proxy_header
+    }
+
     /// Whether records are waiting for the socket.
     pub fn has_pending_output(&self) -> bool {
         self.conn.wants_write()
