@@ -13,7 +13,8 @@ use rgunicorn::config::{self, ConfigError, Settings};
 use rgunicorn::worker::check::check_app;
 use rgunicorn::{logging, master};
 
-fn main() {
+/// The command (`pub` for `src/wheel_main.rs`, the wheel's copy).
+pub fn main() {
     let resolved = match config::load_resolved() {
         Ok(resolved) => resolved,
         Err(ConfigError::CommandLine(err)) => err.exit(),
@@ -32,6 +33,9 @@ fn main() {
     }
     raise_open_files_limit();
     if settings.check_config {
+        if let Err(err) = master::check_tls(&settings) {
+            exit_with_error(&err, 1);
+        }
         check_config(&settings);
     }
     if let Err(err) = master::run(settings) {

@@ -52,6 +52,8 @@ const ROOMS: &[(&str, Room)] = &[
     ("os_error", Foundation),
     ("proc_title", Foundation),
     ("proxy_protocol", Foundation),
+    ("tls_info", Foundation),
+    ("x509_name", Foundation),
     ("http", Http),
     ("config", Config),
     ("worker", Worker),
@@ -116,6 +118,7 @@ const BANNED_CRATES: &[(Room, &[&str])] = &[
         Http,
         &["mio", "nix", "libc", "signal_hook", "rustls", "socket2"],
     ),
+    (Config, &["rustls"]),
     (Wsgi, &["rustls"]),
 ];
 
@@ -320,8 +323,11 @@ fn find_circle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>
     None
 }
 
-/// Every module file of the library (`src/main.rs` is the program, which
-/// may use everything, and is left out).
+/// The programs, which may use everything: `src/main.rs`, and
+/// `src/wheel_main.rs`, the same program under the Python wheel's name.
+const PROGRAMS: &[&str] = &["src/main.rs", "src/wheel_main.rs"];
+
+/// Every module file of the library (the [`PROGRAMS`] are left out).
 struct SourceTree {
     files: Vec<SourceFile>,
     /// Module path -> the folder of its file, relative to the crate.
@@ -356,7 +362,10 @@ impl SourceTree {
         let mut folders = BTreeMap::new();
         for path in &paths {
             let relative = path.strip_prefix(root).unwrap().to_path_buf();
-            if relative == Path::new("src/main.rs") {
+            if PROGRAMS
+                .iter()
+                .any(|program| relative == Path::new(program))
+            {
                 continue;
             }
             let module = module_of(&relative);

@@ -100,6 +100,9 @@ pub struct Shared {
     pub proxy_protocol: Option<IpAllowList>,
     /// The `--hooks` module's hooks, if one is configured.
     pub hooks: Option<Arc<Hooks>>,
+    /// With `--certfile`: the TLS configuration every accepted connection
+    /// starts its session with.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Who is running the current exchange.
@@ -246,7 +249,7 @@ impl Connection {
         self.served_any
             && matches!(self.state, State::Idle)
             && self.rbuf.is_empty()
-            && self.out.is_empty()
+            && !self.output_waiting()
     }
 
     /// What closing this connection now would cost, cheapest first, for
@@ -255,7 +258,7 @@ impl Connection {
     pub fn eviction_cost(&self) -> Option<(EvictionCost, Instant)> {
         let waiting = matches!(self.state, State::Idle | State::ProxyHeader)
             && self.rbuf.is_empty()
-            && self.out.is_empty();
+            && !self.output_waiting();
         match (waiting, self.served_any) {
             (false, _) => None,
             (true, true) => Some((EvictionCost::KeptAlive, self.waiting_since)),
@@ -311,7 +314,7 @@ impl Connection {
                 running: Running::Threaded(_),
                 ..
             }
-        ) && self.out.is_empty();
+        ) && !self.output_waiting();
         if waiting_for_app_thread {
             // The app's own time is --timeout's business (the master).
             self.deadline = Instant::now() + shared.timeouts.send;
@@ -319,7 +322,7 @@ impl Connection {
         }
         // Queued output is a response still being sent, whatever the state
         // (an idle connection may still hold the end of its last response).
-        let sending = matches!(self.state, State::Responding { .. }) || !self.out.is_empty();
+        let sending = matches!(self.state, State::Responding { .. }) || self.output_waiting();
         if sending && self.client_still_reading() {
             self.deadline = Instant::now() + shared.timeouts.send;
             return Keep::Open;
@@ -377,6 +380,12 @@ impl Connection {
         self.unsent_when_full = unsent_bytes(&self.stream);
     }
 
+    /// Whether bytes of a response still wait: queued, or made into TLS
+    /// records the socket has not taken yet.
+    fn output_waiting(&self) -> bool {
+        !self.out.is_empty() || self.stream.has_pending_output()
+    }
+
     /// Ends the connection now, closing any response iterable (on an app
     /// thread: telling it to).
     pub fn abort(&mut self, gil: Gil<'_>) {
@@ -410,6 +419,17 @@ impl Connection {
                     }
                 }
             }
+            if self.writable && self.stream.has_pending_output() {
+                match self.stream.flush_pending() {
+                    Ok(()) => self.refresh_send_deadline(shared),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.note_socket_full(),
+                    Err(e) => {
+                        log::debug!("Client went away while writing: {e}");
+                        self.abort(gil);
+                        return Keep::Close;
+                    }
+                }
+            }
             let step = match self.state {
                 State::ProxyHeader => self.step_proxy_header(shared),
                 State::Idle | State::ReadingHead => self.step_head(gil, shared),
@@ -421,7 +441,7 @@ impl Connection {
                 Step::Continue if self.budget == 0 => return Keep::Yield,
                 Step::Continue => continue,
                 Step::Wait => {
-                    if !self.out.is_empty() && self.writable {
+                    if self.output_waiting() && self.writable {
                         continue;
                     }
                     return Keep::Open;
@@ -454,6 +474,11 @@ impl Connection {
                     self.rbuf.drain(..header.len);
                     if let Some(addresses) = header.addresses {
                         self.peer = Endpoint::Tcp(addresses.source);
+                    }
+                    // With TLS, what follows the header is the handshake.
+                    if self.stream.awaits_tls() {
+                        let after_header = std::mem::take(&mut self.rbuf);
+                        self.stream.start_tls(&after_header);
                     }
                     self.state = State::Idle;
                     return Step::Continue;
@@ -516,7 +541,7 @@ impl Connection {
     /// at once if nothing is queued, else once the end of the last response
     /// is written (or the send timeout gives up on the client).
     fn close_after_output(&mut self, shared: &Shared) -> Step {
-        if self.out.is_empty() {
+        if !self.output_waiting() {
             return Step::Close;
         }
         self.begin_closing(shared);
@@ -526,9 +551,12 @@ impl Connection {
     /// A complete head: set up the body and answer `Expect: 100-continue`.
     fn on_head(&mut self, gil: Gil<'_>, shared: &mut Shared, head_len: usize) -> Step {
         self.request_started = Instant::now();
-        let scheme = shared
-            .scheme_policy
-            .scheme(self.scheme_trusted, &self.rbuf, &self.head);
+        let scheme = shared.scheme_policy.scheme(
+            self.scheme_trusted,
+            &self.rbuf,
+            &self.head,
+            self.stream.url_scheme(),
+        );
         self.url_scheme = match scheme {
             Ok(scheme) => scheme,
             Err(error) => {
@@ -634,6 +662,7 @@ impl Connection {
                         peer: &self.peer,
                         local: &self.local,
                         url_scheme: self.url_scheme,
+                        tls: self.stream.tls_info().map(|info| &**info),
                     },
                     facts,
                     started: self.request_started,
@@ -656,6 +685,7 @@ impl Connection {
                         peer: self.peer.clone(),
                         local: self.local.clone(),
                         url_scheme: self.url_scheme,
+                        tls: self.stream.tls_info().cloned(),
                         facts,
                         started: self.request_started,
                     },
@@ -699,6 +729,7 @@ impl Connection {
                         peer: &self.peer,
                         local: &self.local,
                         url_scheme: self.url_scheme,
+                        tls: self.stream.tls_info().map(|info| &**info),
                     },
                     facts: *facts,
                     started: self.request_started,
@@ -798,7 +829,7 @@ impl Connection {
     /// Flushes the final response, half-closes, drains what the client still
     /// sends, and closes on EOF or at the deadline.
     fn step_closing(&mut self, shared: &Shared) -> Step {
-        if !self.out.is_empty() {
+        if self.output_waiting() {
             return Step::Wait;
         }
         let State::Closing {

@@ -7,7 +7,8 @@
 use super::accept_interest;
 use super::connection::{AppCalls, Connection, EvictionCost, Keep, Shared};
 use super::signals::{SignalPipe, WorkerSignal};
-use super::stream::Stream;
+use super::stream::{Socket, Stream};
+use super::tls_session::TlsSession;
 use super::wsgi::gil::Gil;
 use crate::heartbeat::Phase;
 use crate::listener::Endpoint;
@@ -77,7 +78,7 @@ impl Acceptor {
     }
 
     /// Accepts one connection.
-    fn accept(&self) -> io::Result<(Stream, Endpoint, Endpoint)> {
+    fn accept(&self) -> io::Result<(Socket, Endpoint, Endpoint)> {
         match self {
             Acceptor::Tcp { listener, local } => {
                 let (stream, peer) = listener.accept()?;
@@ -87,14 +88,14 @@ impl Acceptor {
                     None => stream.local_addr()?,
                 };
                 Ok((
-                    Stream::Tcp(stream),
+                    Socket::Tcp(stream),
                     Endpoint::Tcp(peer),
                     Endpoint::Tcp(local),
                 ))
             }
             Acceptor::Unix(listener) => {
                 let (stream, _) = listener.accept()?;
-                Ok((Stream::Unix(stream), Endpoint::Unix, Endpoint::Unix))
+                Ok((Socket::Unix(stream), Endpoint::Unix, Endpoint::Unix))
             }
         }
     }
@@ -380,7 +381,7 @@ impl EventLoop {
         for index in 0..self.acceptors.len() {
             loop {
                 match self.acceptors[index].accept() {
-                    Ok((stream, peer, local)) => self.add_connection(gil, stream, peer, local),
+                    Ok((socket, peer, local)) => self.add_connection(gil, socket, peer, local),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
                 }
@@ -633,7 +634,19 @@ impl EventLoop {
         self.resume_accepting();
     }
 
-    fn add_connection(&mut self, gil: Gil<'_>, stream: Stream, peer: Endpoint, local: Endpoint) {
+    fn add_connection(&mut self, gil: Gil<'_>, socket: Socket, peer: Endpoint, local: Endpoint) {
+        let stream = match &self.shared.tls {
+            None => Stream::plain(socket),
+            Some(config) => {
+                match TlsSession::new(config.clone(), self.shared.proxy_protocol.is_some()) {
+                    Ok(session) => Stream::tls(socket, session),
+                    Err(e) => {
+                        log::warn!("cannot start a TLS session: {e}");
+                        return;
+                    }
+                }
+            }
+        };
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1

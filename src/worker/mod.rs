@@ -16,6 +16,7 @@ mod route_times;
 mod signals;
 mod stream;
 mod threaded_calls;
+mod tls_session;
 pub mod wsgi;
 
 /// Exit code: the worker could not start (interpreter, sockets, signals).
@@ -57,6 +58,9 @@ pub struct WorkerContext<'a> {
     pub heartbeat: Heartbeat,
     /// Spawn order (1 for the first worker; gunicorn's `worker.age`).
     pub age: u64,
+    /// With `--certfile`: the TLS configuration, loaded by the master;
+    /// every connection accepted is then TLS.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Runs a worker in the freshly forked child. Returns the process exit code
@@ -69,6 +73,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         master_pid,
         heartbeat,
         age,
+        tls,
     } = ctx;
     crate::proc_title::set(&format!("rgunicorn: worker [{}]", settings.proc_name()));
     let mut report = std::fs::File::from(boot_report);
@@ -144,7 +149,9 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             keep_environ: access_log
                 .as_ref()
                 .is_some_and(|log| log.lock().is_ok_and(|log| log.format().needs_environ())),
-            sendfile: !settings.no_sendfile,
+            // sendfile cannot go through TLS: file bodies are then read
+            // and encrypted like any other body.
+            sendfile: !settings.no_sendfile && tls.is_none(),
         };
         let multithread = settings.threads > 1;
         let mut contexts = Vec::with_capacity(settings.threads);
@@ -229,6 +236,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 .proxy_protocol
                 .then(|| settings.proxy_allow_from.clone()),
             hooks,
+            tls,
         };
         let mut event_loop = match EventLoop::new(
             poll,

@@ -43,6 +43,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The loop wakes at least this often even without signals.
@@ -195,12 +196,20 @@ pub struct Arbiter {
     new_master: Option<Pid>,
     /// systemd is still to hear `READY=1` (at start, and after a reload).
     ready_pending: bool,
+    /// The TLS configuration new workers serve with (`None`: plain HTTP);
+    /// rebuilt on HUP.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Arbiter {
     /// An arbiter for the bound `sockets`, with the master's signal handlers
     /// already installed. Forks nothing yet.
-    pub fn new(settings: Settings, sockets: BoundSockets, signals: SignalQueue) -> Arbiter {
+    pub fn new(
+        settings: Settings,
+        sockets: BoundSockets,
+        signals: SignalQueue,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Arbiter {
         Arbiter {
             num_workers: settings.workers.max(1),
             settings,
@@ -216,6 +225,7 @@ impl Arbiter {
             pid_file: None,
             new_master: None,
             ready_pending: true,
+            tls,
         }
     }
 

@@ -117,6 +117,7 @@ impl Arbiter {
             master_pid: self.master_pid.as_raw(),
             heartbeat,
             age,
+            tls: self.tls.clone(),
         };
         // A panic must never unwind into the copy of the master's loop: it
         // ends this worker with a plain failure code (replaced, not halted).
