@@ -16,9 +16,11 @@ pub mod listener;
 pub mod local_time;
 pub mod logging;
 pub mod master;
+pub mod metrics;
 pub mod os_error;
 pub mod proc_title;
 pub mod proxy_protocol;
+pub mod statsd;
 pub mod worker;
 
 /// The version string reported by `--version` and the `Server` header.

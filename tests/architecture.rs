@@ -48,10 +48,11 @@ const ROOMS: &[(&str, Room)] = &[
     ("listener", Foundation),
     ("local_time", Foundation),
     ("logging", Foundation),
-    ("metrics", Foundation), // (next) shared-memory counters
+    ("metrics", Foundation),
     ("os_error", Foundation),
     ("proc_title", Foundation),
     ("proxy_protocol", Foundation),
+    ("statsd", Foundation),
     ("http", Http),
     ("config", Config),
     ("worker", Worker),

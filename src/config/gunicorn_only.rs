@@ -12,7 +12,6 @@ use std::ffi::OsString;
 /// Why each kind of gunicorn-only flag does not carry over.
 const TLS: &str =
     "rgunicorn does not terminate TLS: put a proxy (nginx, HAProxy, a load balancer) in front";
-const STATSD: &str = "rgunicorn has no statsd client: read the access log or the proxy's metrics";
 const LOGGING: &str =
     "rgunicorn writes its own logs: use --error-logfile, --access-logfile and --access-logformat";
 
@@ -87,9 +86,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     both("ciphers", "ciphers", true, TLS),
     both("do_handshake_on_connect", "do-handshake-on-connect", false, TLS),
     both("suppress_ragged_eofs", "suppress-ragged-eofs", false, TLS),
-    both("statsd_host", "statsd-host", true, STATSD),
-    both("statsd_prefix", "statsd-prefix", true, STATSD),
-    both("dogstatsd_tags", "dogstatsd-tags", true, STATSD),
     both("logconfig", "log-config", true, LOGGING),
     both("logconfig_dict", "log-config-dict", true, LOGGING),
     both("logconfig_json", "log-config-json", true, LOGGING),
@@ -260,7 +256,6 @@ mod tests {
             (&["--threads", "4"], "--threads 4: gunicorn's flag does not apply"),
             (&["--preload"], "--preload: gunicorn's flag does not apply: the master never starts Python"),
             (&["--certfile=/x.pem"], "--certfile /x.pem: gunicorn's flag does not apply: rgunicorn does not terminate TLS"),
-            (&["-w", "2", "--statsd-host", "h:1"], "--statsd-host h:1"),
         ];
         for (words, start) in cases {
             let error = run(words).unwrap_err();

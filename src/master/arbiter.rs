@@ -18,7 +18,10 @@
 //! `STOPPING=1` on a stop; USR1 reopens the log here and in every worker;
 //! USR2 starts a new master on the same sockets (binary upgrade).
 
+use super::exposition;
+use super::metrics_endpoint::{MetricsEndpoint, Page, PLAIN_TEXT, PROMETHEUS_TEXT};
 use super::pidfile::{PidFile, PidFileError};
+use super::scoreboard::{Ending, LiveWorker, Scoreboard};
 use super::signals::{self, MasterSignal, SignalQueue};
 use super::sockets::BoundSockets;
 use super::systemd::{Notification, Notifier};
@@ -26,6 +29,7 @@ use super::upgrade::{self, LaunchCommand};
 use crate::config::Settings;
 use crate::heartbeat::{Heartbeat, Phase};
 use crate::listener::Listener;
+use crate::metrics::WorkerMetrics;
 use crate::os_error::os_error_text;
 use crate::worker::{self, WorkerContext, APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::errno::Errno;
@@ -35,7 +39,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, pipe2, ForkResult, Pid};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -121,10 +125,20 @@ struct WorkerRecord {
     replaced: bool,
     /// When it was sent SIGABRT for exceeding `--timeout`.
     aborted_at: Option<Instant>,
+    /// Its number among the live workers (1, 2, ...; reused once free).
+    slot: u32,
+    /// Its request counters (with `--metrics-bind` or `--statsd-host`).
+    metrics: Option<WorkerMetrics>,
 }
 
 impl WorkerRecord {
-    fn new(age: u64, boot_report: OwnedFd, heartbeat: Heartbeat) -> WorkerRecord {
+    fn new(
+        age: u64,
+        boot_report: OwnedFd,
+        heartbeat: Heartbeat,
+        slot: u32,
+        metrics: Option<WorkerMetrics>,
+    ) -> WorkerRecord {
         WorkerRecord {
             age,
             booted_at: Instant::now(),
@@ -134,6 +148,8 @@ impl WorkerRecord {
             heartbeat,
             replaced: false,
             aborted_at: None,
+            slot,
+            metrics,
         }
     }
 }
@@ -189,6 +205,10 @@ pub struct Arbiter {
     new_master: Option<Pid>,
     /// systemd is still to hear `READY=1` (at start, and after a reload).
     ready_pending: bool,
+    /// `--metrics-bind`: served from this loop (see `metrics_endpoint`).
+    metrics_endpoint: Option<MetricsEndpoint>,
+    /// Retired counts and restarts, for `/metrics` and `/status`.
+    scoreboard: Scoreboard,
 }
 
 impl Arbiter {
@@ -210,7 +230,18 @@ impl Arbiter {
             pid_file: None,
             new_master: None,
             ready_pending: true,
+            metrics_endpoint: None,
+            scoreboard: Scoreboard::new(),
         }
+    }
+
+    /// Serves `--metrics-bind` from the loop: a scrape wakes it.
+    pub fn with_metrics_endpoint(mut self, endpoint: MetricsEndpoint) -> io::Result<Arbiter> {
+        if let Some(signals) = self.signals.as_mut() {
+            signals.watch(endpoint.as_raw_fd())?;
+        }
+        self.metrics_endpoint = Some(endpoint);
+        Ok(self)
     }
 
     /// Sets the pid file, systemd notifier and upgrade command.
@@ -240,6 +271,7 @@ impl Arbiter {
         loop {
             let timeout = self.next_timeout();
             let signals = self.wait_for_signals(timeout)?;
+            self.serve_metrics();
             for (signal, name) in signals {
                 if signal != MasterSignal::Child {
                     log::info!("Handling signal: {name}");
@@ -268,6 +300,52 @@ impl Arbiter {
             self.manage_workers();
             self.retire_replaced_workers();
             self.notify_ready_once_serving();
+            self.send_statsd_gauges();
+        }
+    }
+
+    /// Answers the scrapes that are ready, from the workers' pages.
+    fn serve_metrics(&mut self) {
+        let Some(mut endpoint) = self.metrics_endpoint.take() else {
+            return;
+        };
+        endpoint.serve(|path| {
+            let page = |content_type, body| Some(Page { content_type, body });
+            match path {
+                "/metrics" => page(
+                    PROMETHEUS_TEXT,
+                    exposition::prometheus_text(&self.snapshot()),
+                ),
+                "/status" => page(PLAIN_TEXT, exposition::status_table(&self.snapshot())),
+                _ => None,
+            }
+        });
+        self.metrics_endpoint = Some(endpoint);
+    }
+
+    fn snapshot(&self) -> super::scoreboard::Snapshot {
+        let live = self.workers.iter().filter_map(|(pid, w)| {
+            Some(LiveWorker {
+                pid: pid.as_raw(),
+                slot: w.slot,
+                phase: w.heartbeat.phase(),
+                leaving: w.replaced || w.stopping_since.is_some(),
+                booted_at: w.booted_at,
+                request: w.heartbeat.request(),
+                metrics: w.metrics.as_ref()?,
+            })
+        });
+        self.scoreboard.snapshot(live, self.sockets.listeners())
+    }
+
+    /// gunicorn's `gunicorn.workers` gauge, once per turn of the loop.
+    fn send_statsd_gauges(&self) {
+        if let Some(statsd) = crate::statsd::client() {
+            statsd.send_one(
+                "gunicorn.workers",
+                self.workers.len(),
+                crate::statsd::Kind::Gauge,
+            );
         }
     }
 
@@ -453,6 +531,11 @@ impl Arbiter {
     fn spawn_worker(&mut self) -> io::Result<()> {
         let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         let heartbeat = Heartbeat::new()?;
+        let counting = self.metrics_endpoint.is_some() || crate::statsd::client().is_some();
+        let metrics = counting.then(WorkerMetrics::new).transpose()?;
+        let slot = (1..)
+            .find(|n| self.workers.values().all(|w| w.slot != *n))
+            .expect("a free slot number");
         // `--reuse-port`: the worker's own sockets, closed here after the fork.
         let own_listeners = self.sockets.worker_listeners()?;
         let _ = io::stderr().flush();
@@ -477,7 +560,7 @@ impl Arbiter {
                 self.next_age += 1;
                 self.workers.insert(
                     child,
-                    WorkerRecord::new(self.next_age, report_read, heartbeat),
+                    WorkerRecord::new(self.next_age, report_read, heartbeat, slot, metrics),
                 );
                 log::info!("Booting worker with pid: {child}");
                 Ok(())
@@ -485,10 +568,18 @@ impl Arbiter {
             ForkResult::Child => {
                 drop(report_read);
                 drop(self.signals.take());
+                if let Some(endpoint) = self.metrics_endpoint.take() {
+                    endpoint.close_in_child();
+                }
                 blocked.reset_in_child();
                 let age = self.next_age + 1;
-                let code =
-                    self.become_worker(report_write, heartbeat, own_listeners.as_deref(), age);
+                let code = self.become_worker(
+                    report_write,
+                    heartbeat,
+                    metrics,
+                    own_listeners.as_deref(),
+                    age,
+                );
                 let _ = io::stderr().flush();
                 // SAFETY: `_exit` ends the child without running the master's
                 // atexit handlers or destructors (which would kill "its"
@@ -504,6 +595,7 @@ impl Arbiter {
         &mut self,
         boot_report: OwnedFd,
         heartbeat: Heartbeat,
+        metrics: Option<WorkerMetrics>,
         own_listeners: Option<&[Listener]>,
         age: u64,
     ) -> i32 {
@@ -514,6 +606,7 @@ impl Arbiter {
             boot_report,
             master_pid: self.master_pid.as_raw(),
             heartbeat,
+            metrics,
             age,
         };
         // A panic must never unwind into the copy of the master's loop: it
@@ -574,6 +667,16 @@ impl Arbiter {
             }
             (None, Some(signal)) => log::error!("Worker (pid:{pid}) was sent {}!", signal.as_str()),
             (None, None) => {}
+        }
+        if let Some(metrics) = &record.metrics {
+            let ending = Ending {
+                timed_out: record.aborted_at.is_some(),
+                replaced: record.replaced,
+                reached_max_requests: record.heartbeat.phase() == Phase::Retiring,
+                asked_to_stop: record.stopping_since.is_some(),
+                killed_by_someone_else: signal == Some(Signal::SIGKILL) && !record.killed,
+            };
+            self.scoreboard.retire(metrics, ending);
         }
         let reload_failed = self
             .reload_from_age
@@ -1020,7 +1123,7 @@ mod tests {
     fn record_with_report(report: &[u8]) -> WorkerRecord {
         let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
         std::fs::File::from(write).write_all(report).unwrap();
-        WorkerRecord::new(1, read, Heartbeat::new().unwrap())
+        WorkerRecord::new(1, read, Heartbeat::new().unwrap(), 1, None)
     }
 
     #[test]
@@ -1044,7 +1147,7 @@ mod tests {
         let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
         let mut writer = std::fs::File::from(write);
         writer.write_all(b"partial line").unwrap();
-        let record = WorkerRecord::new(1, read, Heartbeat::new().unwrap());
+        let record = WorkerRecord::new(1, read, Heartbeat::new().unwrap(), 1, None);
         assert_eq!(read_boot_report(record), "partial line");
     }
 

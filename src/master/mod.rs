@@ -8,10 +8,14 @@
 
 pub mod arbiter;
 pub mod daemon;
+mod exposition;
+pub mod metrics_endpoint;
 pub mod pidfile;
 mod reconfigure;
+pub mod scoreboard;
 pub mod signals;
 pub mod sockets;
+pub mod status_command;
 pub mod systemd;
 pub mod upgrade;
 
@@ -19,6 +23,7 @@ use crate::config::Settings;
 use crate::listener::Listener;
 use crate::os_error::os_error_text;
 use arbiter::{Arbiter, ArbiterError, Lifecycle};
+use metrics_endpoint::MetricsEndpoint;
 use nix::unistd::getppid;
 use pidfile::PidFileError;
 use signals::SignalQueue;
@@ -42,6 +47,12 @@ pub enum MasterError {
     /// A `--bind` address could not be bound.
     #[error(transparent)]
     Sockets(#[from] SocketError),
+    /// `--metrics-bind` could not be bound.
+    #[error("--metrics-bind: {0}")]
+    MetricsBind(SocketError),
+    /// `--statsd-host` does not resolve, or no UDP socket can reach it.
+    #[error("--statsd-host: cannot send to {address}: {reason}")]
+    Statsd { address: String, reason: String },
     /// `--pid` names a running server, or cannot be written.
     #[error(transparent)]
     PidFile(#[from] PidFileError),
@@ -96,12 +107,22 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     let signals = SignalQueue::install().map_err(|e| MasterError::Signals(os_error_text(&e)))?;
     let upgraded = !upgrade_fds.fds.is_empty();
     let sockets = open_sockets(&settings, upgrade_fds, systemd_fds)?;
+    let metrics_endpoint = settings
+        .metrics_bind
+        .as_ref()
+        .map(MetricsEndpoint::bind)
+        .transpose()
+        .map_err(MasterError::MetricsBind)?;
+    connect_statsd(&settings)?;
     if let Some((uid, gid)) = crate::config::worker_owner(settings.user.as_ref(), settings.group) {
         sockets.chown_unix_socket_files(uid, gid);
     }
     let pid = std::process::id();
     for listener in sockets.listeners() {
         log::info!("Listening at: {} ({pid})", listener.url());
+    }
+    if let Some(endpoint) = &metrics_endpoint {
+        log::info!("Serving metrics at: {}/metrics ({pid})", endpoint.url());
     }
     log::info!("Using worker: {WORKER_CLASS}");
     crate::proc_title::set(&format!("rgunicorn: master [{}]", settings.proc_name()));
@@ -111,9 +132,35 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
         launch: Some(launch),
         upgraded_from: upgraded.then(getppid),
     };
-    Arbiter::new(settings, sockets, signals)
-        .with_lifecycle(lifecycle)
-        .run()?;
+    let mut arbiter = Arbiter::new(settings, sockets, signals).with_lifecycle(lifecycle);
+    if let Some(endpoint) = metrics_endpoint {
+        arbiter = arbiter
+            .with_metrics_endpoint(endpoint)
+            .map_err(|e| MasterError::Signals(os_error_text(&e)))?;
+    }
+    arbiter.run()?;
+    Ok(())
+}
+
+/// `--statsd-host`: opens the client the master and its workers send on.
+fn connect_statsd(settings: &Settings) -> Result<(), MasterError> {
+    let Some(address) = &settings.statsd_host else {
+        return Ok(());
+    };
+    let crate::config::BindAddress::Tcp { host, port } = address else {
+        unreachable!("--statsd-host is never a unix socket (refused when parsed)")
+    };
+    let statsd = crate::statsd::Statsd::connect(
+        host,
+        *port,
+        &settings.statsd_prefix,
+        &settings.dogstatsd_tags,
+    )
+    .map_err(|e| MasterError::Statsd {
+        address: address.to_string(),
+        reason: os_error_text(&e),
+    })?;
+    crate::statsd::install(statsd);
     Ok(())
 }
 

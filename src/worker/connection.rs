@@ -13,6 +13,7 @@ use super::app_response::{AppResponse, Pumped, RequestFacts, ResponseError, Resp
 use super::forwarded::SchemePolicy;
 use super::out_queue::OutQueue;
 use super::request_body::{BodyError, BodyReader};
+use super::request_metrics::RequestMetrics;
 use super::stream::Stream;
 use super::wsgi::environ::{EnvironTemplate, RequestInfo};
 use super::wsgi::hooks::{HookedRequest, Hooks, Outcome};
@@ -70,6 +71,8 @@ pub struct Shared {
     pub stopping: bool,
     /// The liveness slot shared with the master.
     pub heartbeat: Heartbeat,
+    /// Where requests are counted (`--metrics-bind`, `--statsd-host`).
+    pub metrics: RequestMetrics,
     /// Requests answered so far.
     pub requests_done: u64,
     /// After this many requests the worker asks to be replaced (0 = never).
@@ -156,6 +159,19 @@ pub struct Connection {
     scheme_trusted: bool,
     /// The current request's `wsgi.url_scheme`.
     url_scheme: UrlScheme,
+    /// Where this connection's requests are counted.
+    metrics: RequestMetrics,
+    /// Whether a request's head is complete and its response is not.
+    in_flight: bool,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.in_flight {
+            self.metrics.request_ended();
+        }
+        self.metrics.connection_closed();
+    }
 }
 
 impl Connection {
@@ -183,6 +199,26 @@ impl Connection {
             served_any: false,
             request_started: Instant::now(),
             unsent_when_full: None,
+            metrics: {
+                shared.metrics.connection_opened();
+                shared.metrics
+            },
+            in_flight: false,
+        }
+    }
+
+    /// Counts a response that is complete (queued): the app's, with its
+    /// duration, or the server's own (`duration` None).
+    fn count_response(&mut self, status: u16, body_bytes: u64, duration: Option<Duration>) {
+        let method = match self.in_flight {
+            true => self.head.method.get(&self.rbuf),
+            // The head did not parse: no method to trust.
+            false => b"",
+        };
+        self.metrics
+            .response_sent(method, status, body_bytes, duration);
+        if std::mem::take(&mut self.in_flight) {
+            self.metrics.request_ended();
         }
     }
 
@@ -442,6 +478,8 @@ impl Connection {
     /// A complete head: set up the body and answer `Expect: 100-continue`.
     fn on_head(&mut self, py: Python<'_>, shared: &mut Shared, head_len: usize) -> Step {
         self.request_started = Instant::now();
+        self.in_flight = true;
+        self.metrics.request_started();
         let scheme = shared
             .scheme_policy
             .scheme(self.scheme_trusted, &self.rbuf, &self.head);
@@ -617,8 +655,9 @@ impl Connection {
                 Step::Wait
             }
             Ok(Pumped::Done { keep_alive }) => {
+                let (status, body_sent) = (response.status_code(py), response.body_sent());
+                let elapsed = self.request_started.elapsed();
                 if let Some(log) = shared.access_log.as_mut() {
-                    let elapsed = self.request_started.elapsed();
                     response.log_access(py, log, &self.peer, &self.rbuf, &self.head, elapsed);
                 }
                 if let (Some(hooks), Some(hooked)) = (shared.hooks.as_ref(), hooked.take()) {
@@ -626,6 +665,7 @@ impl Connection {
                     hooks.after_request(py, hooked, Outcome::Completed { body_sent });
                 }
                 let request_end = *request_end;
+                self.count_response(status, body_sent, Some(elapsed));
                 self.finish_request(shared, request_end, keep_alive)
             }
             Err(error) => {
@@ -685,6 +725,7 @@ impl Connection {
         let date = shared.date.now();
         self.out
             .append_with(|buf| http::write_error_response(buf, status, true, date));
+        self.count_response(status, 0, None);
         self.begin_closing(shared);
     }
 
