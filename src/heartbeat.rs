@@ -1,4 +1,4 @@
-//! The heartbeat a worker shares with its master: one page of anonymous
+//! The heartbeat a worker shares with its master: one mapping of anonymous
 //! shared memory per worker, mapped by the master before the fork, so proving
 //! liveness costs the worker an atomic store (no file on a slow disk, no
 //! syscall beyond the vDSO clock read).
@@ -6,16 +6,26 @@
 //! The worker records when it last went round its event loop, what phase it
 //! is in (booting does not count against `--timeout`), and which request it
 //! is serving, so the master can name that request when it kills a stuck
-//! worker. The master only reads.
+//! worker. With `--threads N` the loop keeps beating while the app threads
+//! work, so each app thread has its own entry: since when it has been inside
+//! the application (0 while it is not) and for which request. A thread
+//! inside the app for longer than `--timeout` is stuck even though the loop
+//! still beats. The master only reads; a worker that changes phase (serving,
+//! retiring) also wakes it with SIGCHLD, so a handover does not wait for the
+//! master's next tick.
 
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Bytes of the request description kept (method, space, target).
+/// Words of the request description kept (method, space, target).
 const REQUEST_WORDS: usize = 32;
-const REQUEST_BYTES: usize = REQUEST_WORDS * 8 - 1;
+
+/// The most app threads a worker can have (`--threads`): one entry each.
+pub const MAX_APP_THREADS: usize = 256;
+/// Words of an app thread's request description (method, space, target).
+const THREAD_REQUEST_WORDS: usize = 16;
 
 /// Where a worker is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +58,28 @@ struct Slot {
     /// Byte 0: length; then the bytes, packed little-endian into words so
     /// they can be stored without tearing a word.
     request: [AtomicU64; REQUEST_WORDS],
+    threads: [ThreadSlot; MAX_APP_THREADS],
+}
+
+/// One app thread's entry.
+#[repr(C)]
+struct ThreadSlot {
+    /// When the thread last went into the application (monotonic ms), or 0
+    /// while it is outside it (waiting for work or for a slow client).
+    in_app_since_ms: AtomicU64,
+    /// Its current request, encoded as [`Slot::request`].
+    request: [AtomicU64; THREAD_REQUEST_WORDS],
+}
+
+/// An app thread found inside the application for too long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StuckThread {
+    /// The thread's number in its worker (1-based, as in its name).
+    pub number: usize,
+    /// How long it has been inside the application.
+    pub for_how_long: Duration,
+    /// The request it serves, e.g. `GET /slow`.
+    pub request: String,
 }
 
 /// One worker's shared slot. Created by the master; inherited by the worker.
@@ -140,29 +172,91 @@ impl Heartbeat {
 
     /// Records the request about to be handed to the application.
     pub fn set_request(&self, method: &[u8], target: &[u8]) {
-        let mut bytes = [0u8; REQUEST_WORDS * 8];
-        let mut len = 0;
-        for part in [method, b" ", target] {
-            let take = part.len().min(REQUEST_BYTES - len);
-            bytes[1 + len..1 + len + take].copy_from_slice(&part[..take]);
-            len += take;
-        }
-        bytes[0] = len as u8;
-        for (word, chunk) in self.slot().request.iter().zip(bytes.chunks_exact(8)) {
-            let value = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
-            word.store(value, Ordering::Relaxed);
-        }
+        store_request(&self.slot().request, method, target);
     }
 
     /// The request last recorded, e.g. `GET /slow?x=1` (lossy UTF-8).
     pub fn request(&self) -> String {
-        let mut bytes = [0u8; REQUEST_WORDS * 8];
-        for (word, chunk) in self.slot().request.iter().zip(bytes.chunks_exact_mut(8)) {
-            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
-        }
-        let len = (bytes[0] as usize).min(REQUEST_BYTES);
-        String::from_utf8_lossy(&bytes[1..1 + len]).into_owned()
+        load_request(&self.slot().request)
     }
+
+    fn thread(&self, index: usize) -> &ThreadSlot {
+        &self.slot().threads[index.min(MAX_APP_THREADS - 1)]
+    }
+
+    /// App thread `index` (0-based) starts on a request: records it and
+    /// that the thread is inside the application from now.
+    pub fn thread_starts(&self, index: usize, method: &[u8], target: &[u8]) {
+        let thread = self.thread(index);
+        store_request(&thread.request, method, target);
+        thread
+            .in_app_since_ms
+            .store(monotonic_ms().max(1), Ordering::Release);
+    }
+
+    /// App thread `index` goes back into the application (to pull the next
+    /// part of a response) from now.
+    pub fn thread_enters_app(&self, index: usize) {
+        self.thread(index)
+            .in_app_since_ms
+            .store(monotonic_ms().max(1), Ordering::Release);
+    }
+
+    /// App thread `index` is outside the application (done, or waiting for
+    /// its client to read).
+    pub fn thread_leaves_app(&self, index: usize) {
+        self.thread(index)
+            .in_app_since_ms
+            .store(0, Ordering::Release);
+    }
+
+    /// The app thread that has been inside the application longest, if that
+    /// is more than `limit`.
+    pub fn stuck_thread(&self, limit: Duration) -> Option<StuckThread> {
+        let now = monotonic_ms();
+        let (index, since) = self
+            .slot()
+            .threads
+            .iter()
+            .enumerate()
+            .map(|(index, t)| (index, t.in_app_since_ms.load(Ordering::Acquire)))
+            .filter(|&(_, since)| since != 0)
+            .min_by_key(|&(_, since)| since)?;
+        let for_how_long = Duration::from_millis(now.saturating_sub(since));
+        (for_how_long > limit).then(|| StuckThread {
+            number: index + 1,
+            for_how_long,
+            request: load_request(&self.thread(index).request),
+        })
+    }
+}
+
+/// Stores `METHOD TARGET` (truncated to fit) into `words`: byte 0 is the
+/// length, then the bytes, packed little-endian so no word tears.
+fn store_request(words: &[AtomicU64], method: &[u8], target: &[u8]) {
+    let mut bytes = [0u8; REQUEST_WORDS * 8];
+    let capacity = words.len() * 8 - 1;
+    let mut len = 0;
+    for part in [method, b" ", target] {
+        let take = part.len().min(capacity - len);
+        bytes[1 + len..1 + len + take].copy_from_slice(&part[..take]);
+        len += take;
+    }
+    bytes[0] = len as u8;
+    for (word, chunk) in words.iter().zip(bytes.chunks_exact(8)) {
+        let value = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
+        word.store(value, Ordering::Relaxed);
+    }
+}
+
+/// Reads what [`store_request`] stored (lossy UTF-8).
+fn load_request(words: &[AtomicU64]) -> String {
+    let mut bytes = [0u8; REQUEST_WORDS * 8];
+    for (word, chunk) in words.iter().zip(bytes.chunks_exact_mut(8)) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+    }
+    let len = (bytes[0] as usize).min(words.len() * 8 - 1);
+    String::from_utf8_lossy(&bytes[1..1 + len]).into_owned()
 }
 
 impl Drop for Heartbeat {
@@ -224,8 +318,21 @@ mod tests {
         assert_eq!(heartbeat.request(), "GET /slow?x=1");
         let long = vec![b'a'; 1000];
         heartbeat.set_request(b"POST", &long);
-        assert_eq!(heartbeat.request().len(), REQUEST_BYTES);
+        assert_eq!(heartbeat.request().len(), REQUEST_WORDS * 8 - 1);
         assert!(heartbeat.request().starts_with("POST aaa"));
+    }
+
+    #[test]
+    fn a_thread_inside_the_app_too_long_is_named_with_its_request() {
+        let heartbeat = Heartbeat::new().unwrap();
+        assert_eq!(heartbeat.stuck_thread(Duration::ZERO), None);
+        heartbeat.thread_starts(2, b"GET", b"/stuck");
+        std::thread::sleep(Duration::from_millis(5));
+        let stuck = heartbeat.stuck_thread(Duration::ZERO).unwrap();
+        assert_eq!((stuck.number, stuck.request.as_str()), (3, "GET /stuck"));
+        assert_eq!(heartbeat.stuck_thread(Duration::from_secs(60)), None);
+        heartbeat.thread_leaves_app(2);
+        assert_eq!(heartbeat.stuck_thread(Duration::ZERO), None);
     }
 
     #[test]

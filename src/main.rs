@@ -44,6 +44,7 @@ fn main() {
     if let Err(err) = logging::init(settings.log_level) {
         exit_with_error(&err, 1);
     }
+    raise_open_files_limit();
     if settings.check_config {
         check_config(&settings);
     }
@@ -77,6 +78,27 @@ fn check_config(settings: &Settings) -> ! {
         },
         Err(err) => exit_with_error(&format!("cannot fork to check the app: {err}"), 1),
     }
+}
+
+/// Raises the soft open-files limit (`RLIMIT_NOFILE`) to the hard limit,
+/// as most servers do: each connection is a descriptor, and the workers
+/// inherit the limit. Logged at debug level; a failure only logs.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(err) => {
+            log::debug!("Cannot read the open files limit: {err}");
+            return;
+        }
+    };
+    if soft < hard {
+        if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            log::debug!("Open files limit: {soft} (cannot raise it to {hard}: {err})");
+            return;
+        }
+    }
+    log::debug!("Open files limit: {hard}");
 }
 
 /// Prints `Error: <message>` as one line on stderr (and on the original

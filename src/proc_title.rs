@@ -14,16 +14,19 @@
 //! every argv and environment string that follows argv[0] contiguously.
 //! Environment strings inside the area are first copied to the heap and
 //! `environ` is pointed at the copies, so `getenv` (and Python's
-//! `os.environ` in the workers) keep working. The program's own argv must be
-//! read before that (`std::env::args` reads the overwritten memory after).
+//! `os.environ` in the workers) keep working. The program's own argv is
+//! copied first: [`original_args`] returns it (`std::env::args` reads the
+//! overwritten memory after).
 //! Titles longer than the area are truncated.
 //!
 //! The master claims the area before forking; workers inherit the claim and
 //! write their own title into their copy of the memory.
 
+use std::ffi::OsString;
 use std::ffi::{c_char, c_int, CStr, CString};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// `argc` and `argv` as glibc passed them to the `.init_array` functions.
 static ARGC: AtomicUsize = AtomicUsize::new(0);
@@ -33,6 +36,10 @@ static ENVP: AtomicPtr<*mut c_char> = AtomicPtr::new(std::ptr::null_mut());
 /// The claimed area, `(start address, length)`; `None` until claimed, or
 /// when there is none.
 static AREA: Mutex<Option<Option<(usize, usize)>>> = Mutex::new(None);
+
+/// The command line as the kernel passed it, copied when the area is
+/// claimed (before the first title overwrites it).
+static ORIGINAL_ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
 
 /// Called by glibc before `main` with the process's arguments.
 extern "C" fn capture_arguments(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c_char) {
@@ -50,6 +57,16 @@ static CAPTURE_ARGUMENTS: extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_cha
 extern "C" {
     /// glibc's current environment array.
     static mut environ: *mut *mut c_char;
+}
+
+/// The process's command line (argv) as it was at start, even after a
+/// title has overwritten the memory `std::env::args` reads: what the app
+/// sees as `sys.argv`, as gunicorn's workers see gunicorn's command line.
+pub fn original_args() -> Vec<OsString> {
+    match ORIGINAL_ARGS.get() {
+        Some(args) => args.clone(),
+        None => std::env::args_os().collect(),
+    }
 }
 
 /// Sets this process's title: `comm` (truncated to 15 bytes by the kernel)
@@ -127,6 +144,21 @@ fn claim_area() -> Option<(usize, usize)> {
     if argc == 0 || argv.is_null() {
         return None;
     }
+    let mut arguments = Vec::with_capacity(argc);
+    // SAFETY: as below: `argc` valid pointers to NUL-terminated strings,
+    // not yet overwritten (this runs once, under the AREA lock, before the
+    // first title is written).
+    unsafe {
+        for index in 0..argc {
+            let argument = *argv.add(index);
+            if argument.is_null() {
+                break;
+            }
+            arguments
+                .push(std::ffi::OsStr::from_bytes(CStr::from_ptr(argument).to_bytes()).to_owned());
+        }
+    }
+    let _ = ORIGINAL_ARGS.set(arguments);
     let mut strings = Vec::new();
     // SAFETY: glibc passed `argv` with `argc` valid pointers to
     // NUL-terminated strings (then a null), and `envp` as a null-terminated

@@ -56,7 +56,7 @@ const ROOMS: &[(&str, Room)] = &[
     ("http", Http),
     ("config", Config),
     ("worker", Worker),
-    ("worker::app_threads", AppThreads), // (next) --threads, worker side
+    ("worker::app_threads", AppThreads), // --threads, worker side
     ("worker::wsgi", Wsgi),
     ("zygote", Zygote), // (next) --preload
     ("master", Master),
@@ -104,19 +104,12 @@ const DOORS: &[(Room, &str, &[&str])] = &[
 /// The rooms that speak Python (may use `pyo3`).
 const PYTHON_ROOMS: &[Room] = &[Wsgi, Zygote];
 
-/// Worker modules that still hold Python handles today: the connection and
-/// the response pump call the app on the event loop's thread. The boundary
-/// of docs/architecture.md ("The request's path") moves the app call behind
-/// the request/response unit; this list may only shrink.
-const PYTHON_TODAY: &[&str] = &[
-    "worker",
-    "worker::app_response",
-    "worker::check",
-    "worker::connection",
-    "worker::event_loop",
-    "worker::out_queue",
-    "worker::reloader",
-];
+/// Worker modules that still hold Python handles today: worker setup
+/// (starting the interpreter, loading the app and the hooks), `check`
+/// (`--check-config` imports the app) and the `--reload` watcher. The app
+/// call is behind the request/response unit (`wsgi::exchange`); this list
+/// may only shrink.
+const PYTHON_TODAY: &[&str] = &["worker", "worker::check", "worker::reloader"];
 
 /// Crates a room must not use, beyond `pyo3` outside the Python rooms.
 const BANNED_CRATES: &[(Room, &[&str])] = &[

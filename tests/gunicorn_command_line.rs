@@ -82,10 +82,6 @@ fn gunicorn_flags_that_do_not_carry_over_stop_the_start_with_the_reason() {
             &["-k", "gevent"],
             "--worker-class gevent: gunicorn's flag does not apply",
         ),
-        (
-            &["--threads", "8"],
-            "--threads 8: gunicorn's flag does not apply",
-        ),
         (&["--preload"], "--preload: gunicorn's flag does not apply"),
         (
             &["--certfile", "/etc/x.pem"],

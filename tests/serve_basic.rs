@@ -206,7 +206,13 @@ fn responses_carry_date_and_server_headers() {
 
 #[test]
 fn two_workers_serve_concurrently() {
-    let server = ServerBuilder::new("echo:application").workers(2).start();
+    // One app thread per worker (also under RGUNICORN_TEST_EXTRA_ARGS=
+    // --threads N), so only the other worker can answer meanwhile.
+    let server = ServerBuilder::new("echo:application")
+        .workers(2)
+        .arg("--threads")
+        .arg("1")
+        .start();
     let pids = server.worker_pids();
     assert_eq!(pids.len(), 2);
     assert_ne!(pids[0], pids[1]);

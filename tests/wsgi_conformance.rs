@@ -89,7 +89,16 @@ fn environ_has_every_pep3333_key_with_the_right_type() {
     assert_eq!(env.repr("wsgi.version"), "(1, 0)");
     assert_eq!(env.kind("wsgi.version"), "tuple");
     env.assert_str("wsgi.url_scheme", "http");
-    assert_eq!(env.repr("wsgi.multithread"), "False");
+    // True only with app threads (tests/threads.rs checks both; this file
+    // also runs under RGUNICORN_TEST_EXTRA_ARGS="--threads 4").
+    let threaded = std::env::var("RGUNICORN_TEST_EXTRA_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip_while(|word| *word != "--threads")
+        .nth(1)
+        .is_some_and(|count| count != "1");
+    let multithread = if threaded { "True" } else { "False" };
+    assert_eq!(env.repr("wsgi.multithread"), multithread);
     assert_eq!(env.repr("wsgi.multiprocess"), "True");
     assert_eq!(env.repr("wsgi.run_once"), "False");
     assert_eq!(env.repr("wsgi.input_terminated"), "True");

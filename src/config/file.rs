@@ -243,8 +243,8 @@ mod tests {
                 "rgunicorn.toml:1: unknown setting 'xyzzy' (see docs/settings.md)",
             ),
             (
-                "threads = 4",
-                "rgunicorn.toml:1: gunicorn setting 'threads' is not supported by rgunicorn",
+                "worker_class = \"gevent\"",
+                "rgunicorn.toml:1: gunicorn setting 'worker_class' is not supported by rgunicorn",
             ),
             (
                 "[server]\nworkers = 2",

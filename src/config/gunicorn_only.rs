@@ -3,8 +3,9 @@
 //! line carried over must fail loudly where something does not apply, with
 //! the reason, rather than with a bare "unexpected argument" (or clap's
 //! "similar argument" tip, which offers `--reload` for `--preload`).
-//! gunicorn's default worker class, `-k sync`, is what rgunicorn's workers
-//! stand in for: it is accepted and dropped.
+//! gunicorn's default worker class, `-k sync`, and its threaded one,
+//! `-k gthread` (whose thread count is `--threads`, a setting of ours), are
+//! what rgunicorn's workers stand in for: they are accepted and dropped.
 
 use super::ConfigError;
 use std::ffi::OsString;
@@ -72,8 +73,7 @@ const fn flag_only(flag: &'static str, takes_value: bool, why: &'static str) -> 
 /// Every gunicorn setting rgunicorn does not take: the one list that both
 /// the command line ([`check`]) and the config file consult.
 pub const GUNICORN_ONLY: &[GunicornOnly] = &[
-    GunicornOnly { short: Some('k'), ..both("worker_class", "worker-class", true, "rgunicorn has one kind of worker, an event loop per process serving many connections; only `sync` (gunicorn's default) carries over") },
-    both("threads", "threads", true, "rgunicorn's workers are single-threaded event loops that serve many connections each: drop it and size --workers to the cores"),
+    GunicornOnly { short: Some('k'), ..both("worker_class", "worker-class", true, "rgunicorn has one kind of worker, an event loop per process serving many connections (with --threads N app threads); only `sync` and `gthread` carry over") },
     both("preload_app", "preload", false, "the master never starts Python; every worker imports the app itself (HUP then always loads new code)"),
     both("paste", "paste", true, "PasteDeploy configurations are not supported: name the WSGI callable as APP_MODULE"),
     flag_only("paster", true, "PasteDeploy configurations are not supported: name the WSGI callable as APP_MODULE"),
@@ -156,7 +156,7 @@ pub fn hooks_called_by(caller: HookCaller) -> impl Iterator<Item = &'static str>
 }
 
 /// Checks `args` (one source's words, without the program name) for
-/// gunicorn-only flags: returns them without `-k sync`, or a one-line
+/// gunicorn-only flags: returns them without `-k sync`/`-k gthread`, or a one-line
 /// error for the first flag that does not carry over.
 pub fn check(args: Vec<OsString>) -> Result<Vec<OsString>, ConfigError> {
     let mut kept = Vec::with_capacity(args.len());
@@ -180,7 +180,7 @@ pub fn check(args: Vec<OsString>) -> Result<Vec<OsString>, ConfigError> {
             (true, None) => words.next().and_then(|v| v.into_string().ok()),
             (false, _) => None,
         };
-        if flag == "worker-class" && value.as_deref().is_some_and(is_sync) {
+        if flag == "worker-class" && value.as_deref().is_some_and(is_carried_over_class) {
             continue;
         }
         let shown = match &value {
@@ -195,9 +195,16 @@ pub fn check(args: Vec<OsString>) -> Result<Vec<OsString>, ConfigError> {
     Ok(kept)
 }
 
-/// `sync`, or its full class path.
-fn is_sync(class: &str) -> bool {
-    matches!(class, "sync" | "gunicorn.workers.sync.SyncWorker")
+/// `sync` or `gthread`, or their full class paths: rgunicorn's worker is
+/// both (threads come from `--threads`).
+fn is_carried_over_class(class: &str) -> bool {
+    matches!(
+        class,
+        "sync"
+            | "gunicorn.workers.sync.SyncWorker"
+            | "gthread"
+            | "gunicorn.workers.gthread.ThreadWorker"
+    )
 }
 
 /// The gunicorn-only flag `word` names, with an inline value
@@ -239,11 +246,17 @@ mod tests {
     }
 
     #[test]
-    fn sync_worker_class_is_accepted_and_dropped() {
+    fn sync_and_gthread_worker_classes_are_accepted_and_dropped() {
         for words in [
             &["-k", "sync", "app:a"][..],
             &["--worker-class=sync", "app:a"],
             &["-ksync", "app:a"],
+            &["-k", "gthread", "app:a"],
+            &[
+                "--worker-class",
+                "gunicorn.workers.gthread.ThreadWorker",
+                "app:a",
+            ],
         ] {
             assert_eq!(run(words), Ok(vec!["app:a".to_string()]), "{words:?}");
         }
@@ -252,8 +265,7 @@ mod tests {
     #[test]
     fn flags_that_do_not_carry_over_say_why() {
         let cases: &[(&[&str], &str)] = &[
-            (&["-k", "gthread"], "--worker-class gthread: gunicorn's flag does not apply: rgunicorn has one kind of worker"),
-            (&["--threads", "4"], "--threads 4: gunicorn's flag does not apply"),
+            (&["-k", "gevent"], "--worker-class gevent: gunicorn's flag does not apply: rgunicorn has one kind of worker"),
             (&["--preload"], "--preload: gunicorn's flag does not apply: the master never starts Python"),
             (&["--certfile=/x.pem"], "--certfile /x.pem: gunicorn's flag does not apply: rgunicorn does not terminate TLS"),
         ];

@@ -79,6 +79,17 @@ pub struct Settings {
     )]
     pub workers: u32,
 
+    /// App threads per worker, 1 to 256 (gunicorn's gthread): with more than
+    /// one, each worker calls the app from this many Python threads at once
+    /// while its event loop serves the sockets; 1 calls it from the loop.
+    #[arg(
+        long = "threads",
+        value_name = "INT",
+        value_parser = parse_threads,
+        default_value = "1"
+    )]
+    pub threads: usize,
+
     /// The socket to bind: `HOST:PORT`, `HOST` (port 8000), `[V6]:PORT` or
     /// `unix:PATH`. Repeat to bind several [default: 127.0.0.1:8000, or
     /// 0.0.0.0:$PORT when PORT is set].
@@ -194,11 +205,18 @@ pub struct Settings {
     #[arg(long = "keep-alive", value_name = "INT", default_value_t = 2)]
     pub keepalive: u64,
 
-    /// The most simultaneous client connections one worker holds.
+    /// The most simultaneous client connections one worker holds. At the
+    /// cap the worker closes the connections that cost least to close
+    /// (kept alive between requests, then those that have sent nothing yet,
+    /// the longest waiting first) and keeps accepting; only when every
+    /// connection is in the middle of a request does it stop accepting
+    /// until one closes. A waiting connection holds no read buffer, so the
+    /// cost of the cap is mostly descriptors: the master raises the
+    /// open-files limit to its hard limit at start.
     #[arg(
         long = "worker-connections",
         value_name = "INT",
-        default_value_t = 1000
+        default_value_t = 10000
     )]
     pub worker_connections: usize,
 
@@ -652,6 +670,20 @@ fn parse_workers(text: &str) -> Result<u32, String> {
     }
 }
 
+/// The most `--threads` a worker runs (each has a slot in the worker's
+/// heartbeat page).
+pub const MAX_THREADS: usize = crate::heartbeat::MAX_APP_THREADS;
+
+/// `--threads`: a whole number from 1 to [`MAX_THREADS`].
+fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(count) if (1..=MAX_THREADS).contains(&count) => Ok(count),
+        _ => Err(format!(
+            "'{text}' is not a whole number of threads from 1 to {MAX_THREADS}"
+        )),
+    }
+}
+
 /// `--backlog`: a whole number, at least 1.
 fn parse_backlog(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u32>() {
@@ -726,7 +758,7 @@ mod tests {
         assert_eq!(settings.backlog, 2048);
         assert_eq!(settings.log_level, LogLevel::Info);
         assert_eq!(settings.keepalive, 2);
-        assert_eq!(settings.worker_connections, 1000);
+        assert_eq!(settings.worker_connections, 10000);
         assert_eq!(settings.graceful_timeout, 30);
         assert_eq!(settings.limit_request_line, 4094);
         assert_eq!(settings.limit_request_fields, 100);

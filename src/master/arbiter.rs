@@ -768,6 +768,19 @@ impl Arbiter {
                     );
                     to_abort.push(*pid);
                 }
+                Phase::Serving | Phase::Retiring if !timeout.is_zero() => {
+                    if let Some(stuck) = worker.heartbeat.stuck_thread(timeout) {
+                        log::error!(
+                            target: crate::logging::CRITICAL,
+                            "WORKER TIMEOUT (pid:{pid}) while serving {} (app thread {}, inside \
+                             the application for {}s)",
+                            stuck.request,
+                            stuck.number,
+                            stuck.for_how_long.as_secs()
+                        );
+                        to_abort.push(*pid);
+                    }
+                }
                 _ => {}
             }
         }
@@ -812,28 +825,41 @@ impl Arbiter {
         }
     }
 
-    /// Once enough newer workers serve, TERMs the workers being replaced
-    /// (by HUP or max-requests), so capacity never dips.
+    /// TERMs workers being replaced (by HUP or max-requests) one for one as
+    /// their successors serve, so capacity never dips below the wanted
+    /// number and no old worker serves longer than it takes one successor
+    /// to boot. Workers that reached max-requests go first, then the oldest.
     fn retire_replaced_workers(&mut self) {
-        let serving = self
+        let active = |w: &&WorkerRecord| w.stopping_since.is_none();
+        let serving_successors = self
             .workers
             .values()
-            .filter(|w| {
-                w.stopping_since.is_none() && !w.replaced && w.heartbeat.phase() == Phase::Serving
-            })
+            .filter(active)
+            .filter(|w| !w.replaced && w.heartbeat.phase() == Phase::Serving)
             .count();
-        if serving < self.num_workers as usize {
-            return;
-        }
-        self.reload_from_age = None;
-        let replaced: Vec<Pid> = self
+        let mut replaced: Vec<(bool, u64, Pid)> = self
             .workers
             .iter()
             .filter(|(_, w)| w.replaced && w.stopping_since.is_none())
-            .map(|(pid, _)| *pid)
+            .map(|(pid, w)| (w.heartbeat.phase() != Phase::Retiring, w.age, *pid))
             .collect();
-        for pid in replaced {
+        if replaced.is_empty() {
+            if serving_successors >= self.num_workers as usize {
+                self.reload_from_age = None;
+            }
+            return;
+        }
+        // Retiring k of them leaves serving_successors + (replaced - k)
+        // workers, which must stay at least the wanted number.
+        let can_retire = (serving_successors + replaced.len())
+            .saturating_sub(self.num_workers as usize)
+            .min(replaced.len());
+        replaced.sort();
+        for (_, _, pid) in replaced.into_iter().take(can_retire) {
             self.retire_worker(pid);
+        }
+        if serving_successors >= self.num_workers as usize {
+            self.reload_from_age = None;
         }
     }
 

@@ -124,7 +124,10 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     if let Some(endpoint) = &metrics_endpoint {
         log::info!("Serving metrics at: {}/metrics ({pid})", endpoint.url());
     }
-    log::info!("Using worker: {WORKER_CLASS}");
+    match settings.threads {
+        1 => log::info!("Using worker: {WORKER_CLASS}"),
+        n => log::info!("Using worker: {WORKER_CLASS} with {n} app threads"),
+    }
     crate::proc_title::set(&format!("rgunicorn: master [{}]", settings.proc_name()));
     let lifecycle = Lifecycle {
         pid_file: settings.pid.clone(),

@@ -7,13 +7,13 @@
 //! non-blocking writes, so a slow log reader never stalls serving, and
 //! flushes completely (blocking) when the worker exits.
 
-use crate::http::{self, RequestHead, Version};
+use super::wsgi::access_entry::{AccessEntry, AccessRecorder};
+use crate::http::{self, Version};
 use crate::listener::Endpoint;
 use crate::local_time::LocalTime;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::time::Duration;
 
 /// Lines kept while the log cannot be written; beyond this the oldest
 /// pending bytes are dropped (and the loss logged) rather than growing.
@@ -289,24 +289,17 @@ fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Looks up an environ variable as bytes, for `{name}e` atoms.
-pub type EnvironLookup<'a> = &'a dyn Fn(&str) -> Option<Vec<u8>>;
+/// The exchanges record into the worker's one access log.
+impl AccessRecorder for std::sync::Mutex<AccessLog> {
+    fn needs_environ(&self) -> bool {
+        self.lock().is_ok_and(|log| log.format().needs_environ())
+    }
 
-/// Everything one access log line is made from.
-pub struct AccessEntry<'a> {
-    pub peer: &'a Endpoint,
-    /// The buffer the head's spans index.
-    pub buf: &'a [u8],
-    pub head: &'a RequestHead,
-    /// The status line given by the app, e.g. `200 OK`.
-    pub status: &'a [u8],
-    /// The app's response headers.
-    pub response_headers: &'a [(&'a [u8], &'a [u8])],
-    /// Body bytes sent (after framing decisions, excluding chunk framing).
-    pub body_bytes: u64,
-    pub elapsed: Duration,
-    /// Looks up an environ variable (only when the format needs it).
-    pub environ: Option<EnvironLookup<'a>>,
+    fn record(&self, entry: &AccessEntry<'_>) {
+        if let Ok(mut log) = self.lock() {
+            log.record(entry);
+        }
+    }
 }
 
 impl AccessEntry<'_> {
@@ -452,7 +445,9 @@ fn set_nonblocking(file: &File, nonblocking: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::RequestHead;
     use crate::http::{parse_head, Limits, Status};
+    use std::time::Duration;
 
     fn render(
         format: &str,

@@ -4,30 +4,38 @@
 //! `--proxy-protocol` a connection first reads the PROXY header, whose client
 //! address then stands for the peer of every request.
 //!
+//! The connection owns bytes, framing and timeouts; what happens between a
+//! complete request and its response's bytes is an exchange
+//! (`exchange.rs`), run by the loop itself or, with `--threads`, by an app
+//! thread. The two meet at one interface: a complete request handed over,
+//! framed response bytes and how the response ended handed back.
+//!
 //! Sockets are edge-triggered: the connection remembers whether the socket
 //! was last seen readable/writable and keeps going until it would block, so
 //! work is never left waiting for an event that will not come.
 
 use super::access_log::AccessLog;
-use super::app_response::{AppResponse, Pumped, RequestFacts, ResponseError, ResponseOptions};
+use super::app_threads::{Collected, End};
 use super::forwarded::SchemePolicy;
-use super::out_queue::OutQueue;
 use super::request_body::{BodyError, BodyReader};
 use super::request_metrics::RequestMetrics;
 use super::stream::Stream;
-use super::wsgi::environ::{EnvironTemplate, RequestInfo};
-use super::wsgi::hooks::{HookedRequest, Hooks, Outcome};
-use super::wsgi::input::WsgiInput;
-use super::wsgi::traceback::log_exception;
+use super::threaded_calls::{self, AppCallThreads, CallJob, CallTicket};
+use super::wsgi::environ::RequestInfo;
+use super::wsgi::exchange::{AppContext, Exchange, OwnedRequest, Progress, Request};
+use super::wsgi::gil::Gil;
+use super::wsgi::hooks::Hooks;
+use super::wsgi::out_queue::OutQueue;
+use super::wsgi::response::{PumpUntil, RequestFacts};
 use crate::heartbeat::Heartbeat;
 use crate::http::{self, BodyFraming, HttpDate, Limits, RequestHead, Status, UrlScheme};
 use crate::ip_allow_list::IpAllowList;
 use crate::listener::Endpoint;
 use crate::proxy_protocol;
-use pyo3::prelude::*;
 use std::io::{self, Read};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Bytes read from the socket at a time.
@@ -56,10 +64,18 @@ pub struct Timeouts {
     pub linger: Duration,
 }
 
+/// Who runs a worker's exchanges.
+pub enum AppCalls {
+    /// The event loop itself, which holds the GIL (one app thread).
+    Inline(AppContext),
+    /// The app-thread pool (`--threads` > 1).
+    Threads(AppCallThreads),
+}
+
 /// What every connection of a worker shares.
 pub struct Shared {
-    pub app: Py<PyAny>,
-    pub environ: EnvironTemplate,
+    pub calls: AppCalls,
+    /// The date cache for the server's own error responses.
     pub date: HttpDate,
     pub limits: Limits,
     pub timeouts: Timeouts,
@@ -70,24 +86,34 @@ pub struct Shared {
     /// The worker is stopping gracefully: finish the current request, then close.
     pub stopping: bool,
     /// The liveness slot shared with the master.
-    pub heartbeat: Heartbeat,
+    pub heartbeat: Arc<Heartbeat>,
     /// Where requests are counted (`--metrics-bind`, `--statsd-host`).
     pub metrics: RequestMetrics,
     /// Requests answered so far.
     pub requests_done: u64,
     /// After this many requests the worker asks to be replaced (0 = never).
     pub max_requests: u64,
-    /// Where access log lines go (`--access-logfile`), if anywhere.
-    pub access_log: Option<AccessLog>,
-    /// Whether `wsgi.file_wrapper` files go out with sendfile(2).
-    pub sendfile: bool,
+    /// Where access log lines go (`--access-logfile`), if anywhere (the
+    /// exchanges write them; the loop flushes them).
+    pub access_log: Option<Arc<Mutex<AccessLog>>>,
     /// Who may set the scheme, and through which headers.
     pub scheme_policy: SchemePolicy,
     /// With `--proxy-protocol`: the peers allowed to send a PROXY header
     /// (`--proxy-allow-from`); every connection must start with one.
     pub proxy_protocol: Option<IpAllowList>,
     /// The `--hooks` module's hooks, if one is configured.
-    pub hooks: Option<Hooks>,
+    pub hooks: Option<Arc<Hooks>>,
+}
+
+/// Who is running the current exchange.
+enum Running {
+    /// The loop, with the GIL; `facts` are the request's.
+    Inline {
+        exchange: Exchange,
+        facts: RequestFacts,
+    },
+    /// An app thread, meeting the connection at the ticket.
+    Threaded(CallTicket),
 }
 
 enum State {
@@ -106,17 +132,26 @@ enum State {
         body_pos: usize,
         started: Instant,
     },
-    /// The app has been called; `request_end` is where the next request
-    /// starts in `rbuf`.
+    /// The request has been handed to an exchange; `request_end` is where
+    /// the next request starts in `rbuf`.
     Responding {
-        response: AppResponse,
+        running: Running,
         request_end: usize,
-        /// The request as the `--hooks` see it, if any hook wants it.
-        hooked: Option<HookedRequest>,
     },
     /// Flushing a final response, then half-closing and draining the client
     /// so it reads the response instead of a reset.
     Closing { half_closed: bool, drained: usize },
+}
+
+/// What closing a waiting connection costs, in the order the connection
+/// cap closes them (as nginx reuses its connections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EvictionCost {
+    /// Kept alive between requests: the client has had every response and
+    /// reconnects when it needs to.
+    KeptAlive,
+    /// Accepted, but not one byte received yet.
+    Silent,
 }
 
 /// Whether the event loop should keep the connection.
@@ -133,6 +168,8 @@ pub enum Keep {
 
 /// One client connection.
 pub struct Connection {
+    /// Its slot in the event loop (named in its exchanges' tickets).
+    slot: usize,
     stream: Stream,
     peer: Endpoint,
     local: Endpoint,
@@ -152,6 +189,10 @@ pub struct Connection {
     served_any: bool,
     /// When the current request's head was complete.
     request_started: Instant,
+    /// When the connection last began waiting for a request (accepted, or
+    /// back to idle after a response): the age used to pick which cheap
+    /// connection to close first at the connection cap.
+    waiting_since: Instant,
     /// Bytes in the kernel's send queue when the socket was last found full
     /// (see [`Connection::client_still_reading`]).
     unsent_when_full: Option<usize>,
@@ -176,12 +217,19 @@ impl Drop for Connection {
 
 impl Connection {
     /// A freshly accepted connection, waiting for its first request.
-    pub fn new(stream: Stream, peer: Endpoint, local: Endpoint, shared: &Shared) -> Connection {
+    pub fn new(
+        slot: usize,
+        stream: Stream,
+        peer: Endpoint,
+        local: Endpoint,
+        shared: &Shared,
+    ) -> Connection {
         let state = match shared.proxy_protocol {
             Some(_) => State::ProxyHeader,
             None => State::Idle,
         };
         Connection {
+            slot,
             scheme_trusted: shared.scheme_policy.trusts(&peer),
             url_scheme: UrlScheme::Http,
             stream,
@@ -198,6 +246,7 @@ impl Connection {
             budget: TURN_BUDGET,
             served_any: false,
             request_started: Instant::now(),
+            waiting_since: Instant::now(),
             unsent_when_full: None,
             metrics: {
                 shared.metrics.connection_opened();
@@ -236,23 +285,42 @@ impl Connection {
             && self.out.is_empty()
     }
 
-    /// Handles a readiness event.
+    /// What closing this connection now would cost, cheapest first, for
+    /// the connection cap: `None` for a connection in the middle of a
+    /// request or response (never closed to make room).
+    pub fn eviction_cost(&self) -> Option<(EvictionCost, Instant)> {
+        let waiting = matches!(self.state, State::Idle | State::ProxyHeader)
+            && self.rbuf.is_empty()
+            && self.out.is_empty();
+        match (waiting, self.served_any) {
+            (false, _) => None,
+            (true, true) => Some((EvictionCost::KeptAlive, self.waiting_since)),
+            (true, false) => Some((EvictionCost::Silent, self.waiting_since)),
+        }
+    }
+
+    /// Whether the connection's current exchange is the one `ticket` is for.
+    pub fn holds(&self, ticket: &CallTicket) -> bool {
+        matches!(&self.state, State::Responding { running: Running::Threaded(t), .. } if Arc::ptr_eq(t, ticket))
+    }
+
+    /// Handles a readiness event (or news from its exchange).
     pub fn on_event(
         &mut self,
-        py: Python<'_>,
+        gil: Gil<'_>,
         shared: &mut Shared,
         readable: bool,
         writable: bool,
     ) -> Keep {
         self.readable |= readable;
         self.writable |= writable;
-        self.drive(py, shared)
+        self.drive(gil, shared)
     }
 
     /// Enforces the deadline and the minimum body rate.
-    pub fn check_timers(&mut self, py: Python<'_>, shared: &mut Shared, now: Instant) -> Keep {
+    pub fn check_timers(&mut self, gil: Gil<'_>, shared: &mut Shared, now: Instant) -> Keep {
         if now >= self.deadline {
-            return self.on_timeout(py, shared);
+            return self.on_timeout(gil, shared);
         }
         if let State::ReadingBody {
             reader, started, ..
@@ -264,7 +332,7 @@ impl Connection {
                 if rate < shared.body_min_rate as f64 {
                     log::info!("Request body arriving at {rate:.0} B/s, below --body-min-rate; answering 408");
                     self.fail(shared, 408);
-                    return self.drive(py, shared);
+                    return self.drive(gil, shared);
                 }
             }
         }
@@ -272,7 +340,19 @@ impl Connection {
     }
 
     /// Handles the deadline having passed.
-    fn on_timeout(&mut self, py: Python<'_>, shared: &mut Shared) -> Keep {
+    fn on_timeout(&mut self, gil: Gil<'_>, shared: &mut Shared) -> Keep {
+        let waiting_for_app_thread = matches!(
+            self.state,
+            State::Responding {
+                running: Running::Threaded(_),
+                ..
+            }
+        ) && self.out.is_empty();
+        if waiting_for_app_thread {
+            // The app's own time is --timeout's business (the master).
+            self.deadline = Instant::now() + shared.timeouts.send;
+            return Keep::Open;
+        }
         // Queued output is a response still being sent, whatever the state
         // (an idle connection may still hold the end of its last response).
         let sending = matches!(self.state, State::Responding { .. }) || !self.out.is_empty();
@@ -283,17 +363,17 @@ impl Connection {
         match &mut self.state {
             State::ProxyHeader if !self.rbuf.is_empty() => {
                 self.reject_proxy_header(shared, "incomplete PROXY header at the timeout");
-                self.drive(py, shared)
+                self.drive(gil, shared)
             }
             State::ProxyHeader | State::Idle | State::Closing { .. } => Keep::Close,
             State::ReadingHead | State::ReadingBody { .. } => {
                 log::debug!("Request timed out before it was complete");
                 self.fail(shared, 408);
-                self.drive(py, shared)
+                self.drive(gil, shared)
             }
-            State::Responding { response, .. } => {
+            State::Responding { .. } => {
                 log::info!("Client stopped reading its response; closing the connection");
-                response.close(py);
+                self.abort(gil);
                 Keep::Close
             }
         }
@@ -333,19 +413,23 @@ impl Connection {
         self.unsent_when_full = unsent_bytes(&self.stream);
     }
 
-    /// Ends the connection now, closing any response iterable.
-    pub fn abort(&mut self, py: Python<'_>) {
-        if let State::Responding { response, .. } = &mut self.state {
-            response.close(py);
+    /// Ends the connection now, closing any response iterable (on an app
+    /// thread: telling it to).
+    pub fn abort(&mut self, gil: Gil<'_>) {
+        if let State::Responding { running, .. } = &mut self.state {
+            match running {
+                Running::Inline { exchange, .. } => gil.with(|py| exchange.abort(py)),
+                Running::Threaded(ticket) => ticket.cancel(),
+            }
         }
     }
 
     /// Runs the state machine until it must wait for the socket.
-    fn drive(&mut self, py: Python<'_>, shared: &mut Shared) -> Keep {
+    fn drive(&mut self, gil: Gil<'_>, shared: &mut Shared) -> Keep {
         self.budget = TURN_BUDGET;
         loop {
             if !self.out.is_empty() && self.writable {
-                match self.out.write_to(py, &mut self.stream) {
+                match self.out.write_to(&mut self.stream) {
                     Ok(n) => {
                         self.budget = self.budget.saturating_sub(n);
                         if n > 0 {
@@ -357,16 +441,16 @@ impl Connection {
                     }
                     Err(e) => {
                         log::debug!("Client went away while writing: {e}");
-                        self.abort(py);
+                        self.abort(gil);
                         return Keep::Close;
                     }
                 }
             }
             let step = match self.state {
                 State::ProxyHeader => self.step_proxy_header(shared),
-                State::Idle | State::ReadingHead => self.step_head(py, shared),
-                State::ReadingBody { .. } => self.step_body(py, shared),
-                State::Responding { .. } => self.step_response(py, shared),
+                State::Idle | State::ReadingHead => self.step_head(gil, shared),
+                State::ReadingBody { .. } => self.step_body(gil, shared),
+                State::Responding { .. } => self.step_response(gil, shared),
                 State::Closing { .. } => self.step_closing(shared),
             };
             match step {
@@ -379,7 +463,7 @@ impl Connection {
                     return Keep::Open;
                 }
                 Step::Close => {
-                    self.abort(py);
+                    self.abort(gil);
                     return Keep::Close;
                 }
             }
@@ -439,14 +523,14 @@ impl Connection {
     }
 
     /// Parses the head from what has arrived, or reads more.
-    fn step_head(&mut self, py: Python<'_>, shared: &mut Shared) -> Step {
+    fn step_head(&mut self, gil: Gil<'_>, shared: &mut Shared) -> Step {
         if !self.rbuf.is_empty() {
             if matches!(self.state, State::Idle) {
                 self.state = State::ReadingHead;
                 self.deadline = Instant::now() + shared.timeouts.head;
             }
             match http::parse_head(&self.rbuf, &mut self.head, &shared.limits) {
-                Ok(Status::Complete(head_len)) => return self.on_head(py, shared, head_len),
+                Ok(Status::Complete(head_len)) => return self.on_head(gil, shared, head_len),
                 Ok(Status::Partial) => {}
                 Err(error) => {
                     log::debug!("Invalid request from {:?}: {error}", self.peer);
@@ -476,7 +560,7 @@ impl Connection {
     }
 
     /// A complete head: set up the body and answer `Expect: 100-continue`.
-    fn on_head(&mut self, py: Python<'_>, shared: &mut Shared, head_len: usize) -> Step {
+    fn on_head(&mut self, gil: Gil<'_>, shared: &mut Shared, head_len: usize) -> Step {
         self.request_started = Instant::now();
         self.in_flight = true;
         self.metrics.request_started();
@@ -506,11 +590,11 @@ impl Connection {
             started: Instant::now(),
         };
         self.deadline = Instant::now() + shared.timeouts.body_idle;
-        self.step_body(py, shared)
+        self.step_body(gil, shared)
     }
 
     /// Feeds arrived bytes to the body reader, or reads more.
-    fn step_body(&mut self, py: Python<'_>, shared: &mut Shared) -> Step {
+    fn step_body(&mut self, gil: Gil<'_>, shared: &mut Shared) -> Step {
         let State::ReadingBody {
             reader,
             head_len,
@@ -526,7 +610,7 @@ impl Connection {
         }
         if reader.is_complete() {
             let body_pos = *body_pos;
-            return self.call_app(py, shared, body_pos);
+            return self.call_app(gil, shared, body_pos);
         }
         // An incomplete body consumed everything after the head: keep only
         // the head (its spans index the buffer) and read more.
@@ -556,9 +640,12 @@ impl Connection {
         Step::Continue
     }
 
-    /// The whole request has arrived: build the environ and call the app.
-    fn call_app(&mut self, py: Python<'_>, shared: &mut Shared, request_end: usize) -> Step {
-        let State::ReadingBody { reader, .. } = std::mem::replace(&mut self.state, State::Idle)
+    /// The whole request has arrived: hand it to an exchange, run here or
+    /// on an app thread.
+    fn call_app(&mut self, gil: Gil<'_>, shared: &mut Shared, request_end: usize) -> Step {
+        let State::ReadingBody {
+            reader, head_len, ..
+        } = std::mem::replace(&mut self.state, State::Idle)
         else {
             unreachable!("call_app outside ReadingBody")
         };
@@ -576,111 +663,133 @@ impl Connection {
             self.head.target.get(&self.rbuf),
         );
         shared.heartbeat.beat();
-        let mut hooked = shared.hooks.as_ref().and_then(|hooks| {
-            hooks.before_request(py, &self.rbuf, &self.head, &self.peer, self.url_scheme)
-        });
-        let environ = Bound::new(py, WsgiInput::new(body)).and_then(|input| {
-            let request = RequestInfo {
-                buf: &self.rbuf,
-                head: &self.head,
-                peer: &self.peer,
-                local: &self.local,
-                url_scheme: self.url_scheme,
-            };
-            shared.environ.build(py, &request, input)
-        });
-        let started = environ
-            .map_err(ResponseError::AppRaised)
-            .and_then(|environ| {
-                if let Some(hooked) = hooked.as_mut() {
-                    hooked.keep_environ(&environ);
-                }
-                let options = ResponseOptions {
-                    keep_environ: shared
-                        .access_log
-                        .as_ref()
-                        .is_some_and(|log| log.format().needs_environ()),
-                    sendfile: shared.sendfile,
+        let running = match &mut shared.calls {
+            AppCalls::Inline(context) => {
+                let request = Request {
+                    info: RequestInfo {
+                        buf: &self.rbuf,
+                        head: &self.head,
+                        peer: &self.peer,
+                        local: &self.local,
+                        url_scheme: self.url_scheme,
+                    },
+                    facts,
+                    started: self.request_started,
                 };
-                AppResponse::start(py, &shared.app, environ.into_any(), facts, options)
-            });
-        if let (Some(hooks), Some(hooked)) = (shared.hooks.as_ref(), hooked.as_mut()) {
-            hooks.app_returned(hooked);
-        }
-        match started {
-            Ok(response) => {
-                self.state = State::Responding {
-                    response,
-                    request_end,
-                    hooked,
-                };
-                self.deadline = Instant::now() + shared.timeouts.send;
-                Step::Continue
-            }
-            Err(error) => {
-                self.log_app_error(py, &error);
-                self.fail(shared, 500);
-                if let (Some(hooks), Some(hooked)) = (shared.hooks.as_ref(), hooked) {
-                    hooks.after_request(py, hooked, Outcome::ServerError);
+                match gil.with(|py| Exchange::start(py, context, &request, body)) {
+                    Ok(exchange) => Running::Inline { exchange, facts },
+                    Err(_) => {
+                        self.fail(shared, 500);
+                        return Step::Continue;
+                    }
                 }
-                Step::Continue
             }
-        }
+            AppCalls::Threads(threads) => {
+                let ticket = threaded_calls::ticket(self.slot);
+                threads.submit(CallJob {
+                    ticket: Arc::clone(&ticket),
+                    request: OwnedRequest {
+                        buf: self.rbuf[..head_len].to_vec(),
+                        head: self.head.clone(),
+                        peer: self.peer.clone(),
+                        local: self.local.clone(),
+                        url_scheme: self.url_scheme,
+                        facts,
+                        started: self.request_started,
+                    },
+                    body,
+                });
+                Running::Threaded(ticket)
+            }
+        };
+        self.state = State::Responding {
+            running,
+            request_end,
+        };
+        self.deadline = Instant::now() + shared.timeouts.send;
+        Step::Continue
     }
 
-    /// Pulls more of the response from the app.
-    fn step_response(&mut self, py: Python<'_>, shared: &mut Shared) -> Step {
+    /// Takes more of the response from the exchange: pumps it here, or
+    /// collects what its app thread delivered.
+    fn step_response(&mut self, gil: Gil<'_>, shared: &mut Shared) -> Step {
         if !self.out.is_empty() {
-            // Write what is queued before pulling more.
+            // Write what is queued before taking more.
             return Step::Wait;
         }
         let State::Responding {
-            response,
+            running,
             request_end,
-            hooked,
         } = &mut self.state
         else {
             unreachable!("step_response outside Responding")
         };
-        let socket = self.stream.as_raw_fd();
-        let sent_before = response.body_sent();
-        let pumped = response.pump(py, &mut self.out, socket, shared.date.now());
-        if response.body_sent() > sent_before {
-            self.deadline = Instant::now() + shared.timeouts.send;
-        }
-        match pumped {
-            Ok(Pumped::Queued) => Step::Continue,
-            Ok(Pumped::WouldBlock) => {
-                self.note_socket_full();
-                Step::Wait
+        let request_end = *request_end;
+        let end = match running {
+            Running::Inline { exchange, facts } => {
+                let AppCalls::Inline(context) = &mut shared.calls else {
+                    unreachable!("an inline exchange without the inline context")
+                };
+                let request = Request {
+                    info: RequestInfo {
+                        buf: &self.rbuf,
+                        head: &self.head,
+                        peer: &self.peer,
+                        local: &self.local,
+                        url_scheme: self.url_scheme,
+                    },
+                    facts: *facts,
+                    started: self.request_started,
+                };
+                let out = &mut self.out;
+                let pumped =
+                    gil.with(|py| exchange.pump(py, context, &request, out, PumpUntil::HighWater));
+                match pumped {
+                    Ok(Progress::More) => {
+                        self.deadline = Instant::now() + shared.timeouts.send;
+                        return Step::Continue;
+                    }
+                    Ok(Progress::Complete {
+                        keep_alive,
+                        status,
+                        body_bytes,
+                    }) => End::Complete {
+                        keep_alive,
+                        status,
+                        body_bytes,
+                    },
+                    Ok(Progress::Broken) => End::Broken,
+                    Err(_) => End::ServerError,
+                }
             }
-            Ok(Pumped::Done { keep_alive }) => {
-                let (status, body_sent) = (response.status_code(py), response.body_sent());
-                let elapsed = self.request_started.elapsed();
-                if let Some(log) = shared.access_log.as_mut() {
-                    response.log_access(py, log, &self.peer, &self.rbuf, &self.head, elapsed);
+            Running::Threaded(ticket) => match ticket.collect(&mut self.out) {
+                Collected::Bytes => {
+                    self.deadline = Instant::now() + shared.timeouts.send;
+                    return Step::Continue;
                 }
-                if let (Some(hooks), Some(hooked)) = (shared.hooks.as_ref(), hooked.take()) {
-                    let body_sent = response.body_sent();
-                    hooks.after_request(py, hooked, Outcome::Completed { body_sent });
-                }
-                let request_end = *request_end;
-                self.count_response(status, body_sent, Some(elapsed));
+                Collected::Nothing => return Step::Wait,
+                Collected::End(end) => end,
+            },
+        };
+        match end {
+            End::Complete {
+                keep_alive,
+                status,
+                body_bytes,
+            } => {
+                let duration = self.request_started.elapsed();
+                self.count_response(status, body_bytes, Some(duration));
                 self.finish_request(shared, request_end, keep_alive)
             }
-            Err(error) => {
-                let head_sent = response.head_sent();
-                response.close(py);
-                self.log_app_error(py, &error);
-                if head_sent {
-                    // The client has part of the response: send what is
-                    // queued, then close so it sees the response end early.
-                    self.begin_closing(shared);
-                    Step::Continue
-                } else {
-                    self.fail(shared, 500);
-                    Step::Continue
-                }
+            End::Broken => {
+                // The client has part of the response: send what is
+                // queued, then close so it sees the response end early.
+                self.begin_closing(shared);
+                Step::Continue
+            }
+            End::ServerError => {
+                self.fail(shared, 500);
+                Step::Continue
             }
         }
     }
@@ -704,6 +813,7 @@ impl Connection {
         let keepalive_enabled = !shared.timeouts.keepalive.is_zero();
         if keep_alive && keepalive_enabled && !self.peer_closed && !shared.stopping {
             self.state = State::Idle;
+            self.waiting_since = Instant::now();
             // Up to HIGH_WATER of the response may still be queued: the
             // keep-alive timeout starts once it is written.
             self.deadline = Instant::now()
@@ -719,9 +829,6 @@ impl Connection {
 
     /// Queues an error response of the server's own and closes after it.
     fn fail(&mut self, shared: &mut Shared, status: u16) {
-        if let State::Responding { response, .. } = &mut self.state {
-            debug_assert!(!response.head_sent());
-        }
         let date = shared.date.now();
         self.out
             .append_with(|buf| http::write_error_response(buf, status, true, date));
@@ -801,22 +908,17 @@ impl Connection {
                 match e.kind() {
                     io::ErrorKind::WouldBlock => {
                         self.readable = false;
+                        if self.rbuf.is_empty() {
+                            // A waiting connection holds no read buffer:
+                            // thousands of idle ones cost little memory.
+                            self.rbuf = Vec::new();
+                        }
                         Ok(false)
                     }
                     io::ErrorKind::Interrupted => Ok(true),
                     _ => Err(()),
                 }
             }
-        }
-    }
-
-    fn log_app_error(&self, py: Python<'_>, error: &ResponseError) {
-        let target = String::from_utf8_lossy(self.head.target.get(&self.rbuf));
-        match error {
-            ResponseError::AppRaised(e) => {
-                log_exception(py, e, &format!("Error handling request {target}"))
-            }
-            other => log::error!("Error handling request {target}: {other}"),
         }
     }
 }

@@ -1,17 +1,19 @@
 //! The worker's mio event loop: accepts on the shared listening sockets,
 //! hands readiness to each connection's state machine, enforces deadlines,
-//! and acts on signals. The GIL is held throughout except around `poll`.
+//! and acts on signals. With one app thread it holds the GIL throughout
+//! except around `poll`; with `--threads` it runs without it, and app
+//! threads wake it when an exchange has news for a connection.
 
 use super::accept_interest;
-use super::connection::{Connection, Keep, Shared};
+use super::connection::{AppCalls, Connection, EvictionCost, Keep, Shared};
 use super::signals::{SignalPipe, WorkerSignal};
 use super::stream::Stream;
+use super::wsgi::gil::Gil;
 use crate::heartbeat::Phase;
 use crate::listener::Endpoint;
 use crate::listener::Listener;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
-use pyo3::prelude::*;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -23,11 +25,18 @@ const SIGNALS: Token = Token(0);
 const LISTENER_BASE: usize = 1;
 /// Connection slot `i` has token `CONNECTION_BASE + i`.
 const CONNECTION_BASE: usize = 1 << 16;
+/// App threads wake the loop with this token (`--threads`).
+pub const WAKER: Token = Token(CONNECTION_BASE - 1);
 /// How often deadlines and the master's liveness are checked.
 const TICK: Duration = Duration::from_millis(250);
 /// The most connections accepted per wake-up: the listener is
 /// level-triggered, so the rest are reported again (or go to a sibling).
 const ACCEPT_BATCH: usize = 16;
+/// How long accepting pauses when the process (EMFILE) or the system
+/// (ENFILE) is out of file descriptors: the pending connections wait in
+/// the backlog (or go to a sibling) instead of waking this worker in a
+/// loop of failing accepts.
+const DESCRIPTOR_BACKOFF: Duration = Duration::from_millis(250);
 
 /// A listening socket adopted by this worker.
 enum Acceptor {
@@ -84,6 +93,20 @@ impl Acceptor {
         }
     }
 
+    /// Whether a connection is waiting in the backlog (so closing one of
+    /// ours to make room for it is worth it).
+    fn has_pending(&self) -> bool {
+        let mut listener = libc::pollfd {
+            fd: self.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one valid pollfd for an open
+        // socket; a zero timeout never blocks.
+        let ready = unsafe { libc::poll(&mut listener, 1, 0) };
+        ready > 0 && listener.revents & libc::POLLIN != 0
+    }
+
     fn raw_fd(&self) -> RawFd {
         match self {
             Acceptor::Tcp { listener, .. } => listener.as_raw_fd(),
@@ -100,9 +123,16 @@ pub struct EventLoop {
     free_slots: Vec<usize>,
     open: usize,
     max_connections: usize,
-    /// Accepting paused at the connection cap (listeners out of the poll);
-    /// resumed when a connection closes.
+    /// Accepting paused (listeners out of the poll): at the connection cap
+    /// with every connection busy, or while the app threads are full,
+    /// resumed when there is room again; or out of file descriptors,
+    /// resumed at `accept_resume_at` (or when a connection closes).
     accept_paused: bool,
+    /// When a descriptor back-off ends.
+    accept_resume_at: Option<Instant>,
+    /// Whether the current run of descriptor back-offs has been logged
+    /// (one warning per run, not one per failed accept).
+    descriptor_shortage_logged: bool,
     /// Connections that used up their turn with work left (see
     /// [`Keep::Yield`]), served again after the next poll.
     ready: VecDeque<usize>,
@@ -114,8 +144,10 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// Adopts the listening sockets and registers everything with a new poll.
+    /// Adopts the listening sockets and registers everything with `poll`
+    /// (new, or holding only the app threads' waker).
     pub fn new(
+        poll: Poll,
         listeners: &[Listener],
         mut signals: SignalPipe,
         shared: Shared,
@@ -123,7 +155,6 @@ impl EventLoop {
         master_pid: i32,
         graceful_timeout: Duration,
     ) -> io::Result<EventLoop> {
-        let poll = Poll::new()?;
         poll.registry()
             .register(signals.receiver(), SIGNALS, Interest::READABLE)?;
         let mut acceptors = Vec::with_capacity(listeners.len());
@@ -140,6 +171,8 @@ impl EventLoop {
             open: 0,
             max_connections: max_connections.max(1),
             accept_paused: false,
+            accept_resume_at: None,
+            descriptor_shortage_logged: false,
             ready: VecDeque::new(),
             signals,
             shared,
@@ -149,23 +182,34 @@ impl EventLoop {
         })
     }
 
-    /// Serves until stopped, then writes out the access log. Returns the
+    /// Serves until stopped, lets the app threads finish (within the
+    /// graceful timeout), then writes out the access log. Returns the
     /// worker's exit code.
-    pub fn run(&mut self, py: Python<'_>) -> i32 {
-        let code = self.serve(py);
-        self.close_all(py);
-        if let Some(log) = self.shared.access_log.as_mut() {
-            log.flush_all();
+    pub fn run(&mut self, gil: Gil<'_>) -> i32 {
+        let code = self.serve(gil);
+        self.close_all(gil);
+        if let AppCalls::Threads(threads) = &mut self.shared.calls {
+            threads.stop(self.stop_deadline.unwrap_or_else(Instant::now));
         }
+        self.with_access_log(|log| log.flush_all());
         if let Some(hooks) = &self.shared.hooks {
-            hooks.worker_exit(py);
+            gil.with(|py| hooks.worker_exit(py));
         }
         code
     }
 
+    fn with_access_log(&self, f: impl FnOnce(&mut super::access_log::AccessLog)) {
+        if let Some(log) = &self.shared.access_log {
+            if let Ok(mut log) = log.lock() {
+                f(&mut log);
+            }
+        }
+    }
+
     /// Closes every connection still open (a fast stop, or the graceful
-    /// timeout expired), calling `close()` on the responses in flight.
-    fn close_all(&mut self, py: Python<'_>) {
+    /// timeout expired), calling `close()` on the responses in flight (on
+    /// an app thread: telling it to).
+    fn close_all(&mut self, gil: Gil<'_>) {
         if self.open > 0 {
             log::info!(
                 "Worker (pid:{}) exiting with {} connection(s) still open",
@@ -174,73 +218,75 @@ impl EventLoop {
             );
         }
         for slot in 0..self.slots.len() {
-            self.close_slot(py, slot);
+            self.close_slot(gil, slot);
         }
     }
 
     /// USR1: reopens the log files (after logrotate moved them).
     fn reopen_logs(&mut self) {
         log::info!("Reopening logs");
-        if let Some(log) = self.shared.access_log.as_mut() {
-            log.reopen();
-        }
+        self.with_access_log(|log| log.reopen());
     }
 
-    fn serve(&mut self, py: Python<'_>) -> i32 {
+    fn serve(&mut self, gil: Gil<'_>) -> i32 {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let wake_at = match self.stop_deadline {
-                Some(deadline) => next_tick.min(deadline),
-                None => next_tick,
-            };
+            let wake_at = [self.stop_deadline, self.accept_resume_at]
+                .into_iter()
+                .flatten()
+                .fold(next_tick, Instant::min);
             let timeout = match self.ready.is_empty() {
                 true => wake_at.saturating_duration_since(Instant::now()),
                 false => Duration::ZERO,
             };
             let poll = &mut self.poll;
-            let polled = py.detach(|| poll.poll(&mut events, Some(timeout)));
+            let polled = gil.without(|| poll.poll(&mut events, Some(timeout)));
             if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
                     return 1;
                 }
             }
-            if let Some(hooks) = &self.shared.hooks {
-                hooks.run_pending_signals(py);
+            if let Some(hooks) = self.shared.hooks.as_ref().filter(|h| h.handles_signals()) {
+                gil.with(|py| hooks.run_pending_signals(py));
             }
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => {
-                        if self.on_signals(py) {
+                        if self.on_signals(gil) {
                             return 0;
                         }
                     }
+                    WAKER => self.on_app_news(gil),
                     Token(t) if t >= CONNECTION_BASE => self.on_connection_event(
-                        py,
+                        gil,
                         t - CONNECTION_BASE,
                         event.is_readable(),
                         event.is_writable(),
                     ),
-                    Token(t) => self.accept_from(py, t - LISTENER_BASE),
+                    Token(t) => self.accept_from(gil, t - LISTENER_BASE),
                 }
             }
-            self.serve_ready(py);
+            self.serve_ready(gil);
+            if self.accept_resume_at.is_some_and(|at| Instant::now() >= at) {
+                self.accept_resume_at = None;
+                self.resume_accepting();
+            }
             self.shared.heartbeat.beat();
             self.check_max_requests();
-            if let Some(log) = self.shared.access_log.as_mut() {
-                log.flush();
-            }
+            self.with_access_log(|log| log.flush());
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + TICK;
-                self.expire_deadlines(py);
-                super::reloader::on_tick(py, &self.shared.heartbeat);
+                self.expire_deadlines(gil);
+                let heartbeat = &self.shared.heartbeat;
+                gil.with(|py| super::reloader::on_tick(py, heartbeat));
                 if !self.master_alive() {
                     log::info!(
                         "Parent changed, shutting down: worker {}",
                         std::process::id()
                     );
-                    self.begin_graceful_stop(py);
+                    self.begin_graceful_stop(gil);
                 }
             }
             if let Some(deadline) = self.stop_deadline {
@@ -252,18 +298,18 @@ impl EventLoop {
     }
 
     /// Handles pending signals. Returns true to exit at once.
-    fn on_signals(&mut self, py: Python<'_>) -> bool {
+    fn on_signals(&mut self, gil: Gil<'_>) -> bool {
         let mut exit_now = false;
         for signal in self.signals.drain() {
             match signal {
                 WorkerSignal::FastStop => {
                     if let Some(hooks) = &self.shared.hooks {
-                        hooks.worker_int(py);
+                        gil.with(|py| hooks.worker_int(py));
                     }
                     exit_now = true;
                 }
                 WorkerSignal::GracefulStop => {
-                    self.begin_graceful_stop(py);
+                    self.begin_graceful_stop(gil);
                 }
                 WorkerSignal::ReopenLogs => {
                     if let Err(e) = crate::logging::reopen() {
@@ -278,7 +324,7 @@ impl EventLoop {
 
     /// Stops accepting, closes idle connections, and lets the others finish
     /// their current request within the graceful timeout.
-    fn begin_graceful_stop(&mut self, py: Python<'_>) {
+    fn begin_graceful_stop(&mut self, gil: Gil<'_>) {
         if self.stop_deadline.is_some() {
             return;
         }
@@ -290,9 +336,9 @@ impl EventLoop {
             self.open
         );
         if let Some(hooks) = &self.shared.hooks {
-            hooks.stopping(py);
+            gil.with(|py| hooks.stopping(py));
         }
-        self.drain_backlog(py);
+        self.drain_backlog(gil);
         for acceptor in self.acceptors.drain(..) {
             if !self.accept_paused {
                 let _ = accept_interest::remove(&self.poll, acceptor.raw_fd());
@@ -300,7 +346,7 @@ impl EventLoop {
         }
         for slot in 0..self.slots.len() {
             if matches!(&self.slots[slot], Some(c) if c.is_idle()) {
-                self.close_slot(py, slot);
+                self.close_slot(gil, slot);
             }
         }
     }
@@ -309,11 +355,11 @@ impl EventLoop {
     /// graceful stop serves the clients that were queued (on Kubernetes, the
     /// ones routed here before the endpoint was removed) instead of
     /// resetting them when the sockets close.
-    fn drain_backlog(&mut self, py: Python<'_>) {
+    fn drain_backlog(&mut self, gil: Gil<'_>) {
         for index in 0..self.acceptors.len() {
             loop {
                 match self.acceptors[index].accept() {
-                    Ok((stream, peer, local)) => self.add_connection(py, stream, peer, local),
+                    Ok((stream, peer, local)) => self.add_connection(gil, stream, peer, local),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
                 }
@@ -333,7 +379,25 @@ impl EventLoop {
                 "Autorestarting worker after current request: served {} requests",
                 self.shared.requests_done
             );
-            self.shared.heartbeat.set_phase(Phase::Retiring);
+            self.announce_phase(Phase::Retiring);
+            self.yield_accepts_to_siblings();
+        }
+    }
+
+    /// Moves to `phase` in the heartbeat and wakes the master (SIGCHLD: a
+    /// child's state changed), so it acts now rather than at its next
+    /// tick: boots a successor for a retiring worker, or retires the
+    /// worker that a newly serving one replaces. A handover then takes one
+    /// boot, not a boot plus up to two master ticks.
+    pub fn announce_phase(&self, phase: Phase) {
+        self.shared.heartbeat.set_phase(phase);
+        if phase == Phase::Serving {
+            log::debug!("Worker (pid:{}) serving", std::process::id());
+        }
+        // SAFETY: kill has no memory preconditions; a master that is gone
+        // (ESRCH) is noticed by the tick's parent check.
+        unsafe {
+            libc::kill(self.master_pid, libc::SIGCHLD);
         }
     }
 
@@ -342,29 +406,142 @@ impl EventLoop {
         unsafe { libc::getppid() == self.master_pid }
     }
 
-    /// Accepts a batch of pending connections on listener `index`, up to
-    /// the connection cap; at the cap, stops polling the listeners so the
-    /// backlog waits for a sibling or for a free slot here.
-    fn accept_from(&mut self, py: Python<'_>, index: usize) {
+    /// Accepts a batch of pending connections on listener `index`. While
+    /// the app threads are full it stops polling the listeners, so the
+    /// backlog waits for a sibling or for a free thread here. At the
+    /// connection cap it first closes the cheapest waiting connections (see
+    /// [`EventLoop::evict_waiting`]); only when every connection is busy
+    /// does it stop polling the listeners, so the backlog waits for a
+    /// sibling or for a free slot here. Out of file descriptors, it pauses
+    /// accepting for [`DESCRIPTOR_BACKOFF`].
+    fn accept_from(&mut self, gil: Gil<'_>, index: usize) {
+        self.accept_batch(gil, index);
+        if self.shared.heartbeat.phase() == Phase::Retiring {
+            self.yield_accepts_to_siblings();
+        }
+    }
+
+    /// A retiring worker (max-requests reached, its successor booting)
+    /// goes to the back of each listener's queue of exclusive waiters
+    /// after every batch it accepts: the kernel offers a new connection to
+    /// the first waiting worker in that queue, so every other worker,
+    /// including the successor once it polls, is offered it first. The
+    /// retiring worker still accepts when all of them are busy, so
+    /// capacity does not dip while the successor boots.
+    fn yield_accepts_to_siblings(&mut self) {
+        if self.accept_paused {
+            return;
+        }
+        for (index, acceptor) in self.acceptors.iter().enumerate() {
+            let token = Token(LISTENER_BASE + index);
+            let requeued = accept_interest::remove(&self.poll, acceptor.raw_fd())
+                .and_then(|()| accept_interest::add(&self.poll, acceptor.raw_fd(), token));
+            if let Err(e) = requeued {
+                log::error!("cannot requeue a listener: {e}");
+            }
+        }
+    }
+
+    fn accept_batch(&mut self, gil: Gil<'_>, index: usize) {
         for _ in 0..ACCEPT_BATCH {
-            if self.open >= self.max_connections {
+            if !self.app_threads_have_room() {
                 self.pause_accepting();
                 return;
             }
             let Some(acceptor) = self.acceptors.get(index) else {
                 return;
             };
+            if self.open >= self.max_connections {
+                if !acceptor.has_pending() {
+                    return;
+                }
+                if self.evict_waiting(gil, 1) == 0 {
+                    self.pause_accepting();
+                    return;
+                }
+            }
+            let Some(acceptor) = self.acceptors.get(index) else {
+                return;
+            };
             match acceptor.accept() {
-                Ok((stream, peer, local)) => self.add_connection(py, stream, peer, local),
+                Ok((stream, peer, local)) => {
+                    self.descriptor_shortage_logged = false;
+                    self.add_connection(gil, stream, peer, local)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    self.back_off_descriptors(&e);
+                    return;
+                }
                 Err(e) => {
-                    // EMFILE, ECONNABORTED, ...: the loop keeps serving.
+                    // ECONNABORTED, ...: the loop keeps serving.
                     log::warn!("accept failed: {e}");
                     return;
                 }
             }
         }
+    }
+
+    /// Whether a new connection may be taken: below the connection cap, and
+    /// the app threads (if any) not full.
+    fn has_room(&self) -> bool {
+        self.open < self.max_connections && self.app_threads_have_room()
+    }
+
+    /// Whether the app threads (if any) can take another request.
+    fn app_threads_have_room(&self) -> bool {
+        match &self.shared.calls {
+            AppCalls::Inline(_) => true,
+            AppCalls::Threads(threads) => threads.has_room(),
+        }
+    }
+
+    /// Closes up to `wanted` of the connections that cost least to close,
+    /// to make room at the connection cap: first those kept alive between
+    /// requests, then those that have sent nothing yet, the longest
+    /// waiting first of each. A connection in the middle of a request or a
+    /// response is never closed. Returns how many were closed.
+    fn evict_waiting(&mut self, gil: Gil<'_>, wanted: usize) -> usize {
+        let mut candidates: Vec<(EvictionCost, Instant, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, connection)| {
+                let (cost, since) = connection.as_ref()?.eviction_cost()?;
+                Some((cost, since, slot))
+            })
+            .collect();
+        let evicted = wanted.min(candidates.len());
+        if evicted == 0 {
+            return 0;
+        }
+        if evicted < candidates.len() {
+            candidates.select_nth_unstable(evicted - 1);
+        }
+        log::debug!(
+            "At --worker-connections {}: closing {evicted} waiting connection(s)",
+            self.max_connections
+        );
+        for (_, _, slot) in candidates.drain(..evicted) {
+            self.close_slot(gil, slot);
+        }
+        evicted
+    }
+
+    /// Out of file descriptors: stops accepting for [`DESCRIPTOR_BACKOFF`]
+    /// (the connections wait in the backlog, or a sibling takes them) and
+    /// warns once per shortage, however many back-offs it lasts.
+    fn back_off_descriptors(&mut self, error: &io::Error) {
+        if !self.descriptor_shortage_logged {
+            self.descriptor_shortage_logged = true;
+            log::warn!(
+                "accept failed: {error}; pausing accepting for {} ms at a time until descriptors free up",
+                DESCRIPTOR_BACKOFF.as_millis()
+            );
+        }
+        self.pause_accepting();
+        self.accept_resume_at = Some(Instant::now() + DESCRIPTOR_BACKOFF);
     }
 
     fn pause_accepting(&mut self) {
@@ -377,7 +554,7 @@ impl EventLoop {
     }
 
     fn resume_accepting(&mut self) {
-        if self.accept_paused {
+        if self.accept_paused && self.has_room() {
             self.accept_paused = false;
             for (index, acceptor) in self.acceptors.iter().enumerate() {
                 if let Err(e) = accept_interest::add(
@@ -392,21 +569,36 @@ impl EventLoop {
     }
 
     /// Gives each connection that yielded its turn another one.
-    fn serve_ready(&mut self, py: Python<'_>) {
+    fn serve_ready(&mut self, gil: Gil<'_>) {
         for _ in 0..self.ready.len() {
             let Some(slot) = self.ready.pop_front() else {
                 break;
             };
-            self.on_connection_event(py, slot, false, false);
+            self.on_connection_event(gil, slot, false, false);
         }
     }
 
-    fn add_connection(&mut self, py: Python<'_>, stream: Stream, peer: Endpoint, local: Endpoint) {
+    /// App threads have news: run the connections whose exchanges have
+    /// bytes or ended, and accept again if the threads have room.
+    fn on_app_news(&mut self, gil: Gil<'_>) {
+        let AppCalls::Threads(threads) = &self.shared.calls else {
+            return;
+        };
+        for ticket in threads.take_news() {
+            let slot = ticket.slot();
+            if matches!(&self.slots.get(slot), Some(Some(c)) if c.holds(&ticket)) {
+                self.on_connection_event(gil, slot, false, false);
+            }
+        }
+        self.resume_accepting();
+    }
+
+    fn add_connection(&mut self, gil: Gil<'_>, stream: Stream, peer: Endpoint, local: Endpoint) {
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        let mut connection = Connection::new(stream, peer, local, &self.shared);
+        let mut connection = Connection::new(slot, stream, peer, local, &self.shared);
         let token = Token(CONNECTION_BASE + slot);
         if let Err(e) = self.poll.registry().register(
             connection.stream(),
@@ -420,43 +612,41 @@ impl EventLoop {
         self.slots[slot] = Some(connection);
         self.open += 1;
         // Data may already be waiting: the edge came before registration.
-        self.on_connection_event(py, slot, true, true);
+        self.on_connection_event(gil, slot, true, true);
     }
 
-    fn on_connection_event(&mut self, py: Python<'_>, slot: usize, readable: bool, writable: bool) {
+    fn on_connection_event(&mut self, gil: Gil<'_>, slot: usize, readable: bool, writable: bool) {
         let Some(Some(connection)) = self.slots.get_mut(slot) else {
             return;
         };
-        match connection.on_event(py, &mut self.shared, readable, writable) {
+        match connection.on_event(gil, &mut self.shared, readable, writable) {
             Keep::Open => {}
             Keep::Yield => self.ready.push_back(slot),
-            Keep::Close => self.close_slot(py, slot),
+            Keep::Close => self.close_slot(gil, slot),
         }
     }
 
     /// Times out connections whose deadline has passed.
-    fn expire_deadlines(&mut self, py: Python<'_>) {
+    fn expire_deadlines(&mut self, gil: Gil<'_>) {
         let now = Instant::now();
         for slot in 0..self.slots.len() {
             let Some(connection) = self.slots[slot].as_mut() else {
                 continue;
             };
-            if connection.check_timers(py, &mut self.shared, now) == Keep::Close {
-                self.close_slot(py, slot);
+            if connection.check_timers(gil, &mut self.shared, now) == Keep::Close {
+                self.close_slot(gil, slot);
             }
         }
     }
 
-    fn close_slot(&mut self, py: Python<'_>, slot: usize) {
+    fn close_slot(&mut self, gil: Gil<'_>, slot: usize) {
         if let Some(mut connection) = self.slots[slot].take() {
-            connection.abort(py);
+            connection.abort(gil);
             let _ = self.poll.registry().deregister(connection.stream());
             drop(connection);
             self.free_slots.push(slot);
             self.open -= 1;
-            if self.open < self.max_connections {
-                self.resume_accepting();
-            }
+            self.resume_accepting();
         }
     }
 }

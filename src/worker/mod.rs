@@ -4,18 +4,18 @@
 
 mod accept_interest;
 mod access_log;
-mod app_response;
+mod app_threads;
 pub mod check;
 mod connection;
 mod event_loop;
 pub mod forwarded;
 pub mod identity;
-mod out_queue;
 mod reloader;
 mod request_body;
 mod request_metrics;
 mod signals;
 mod stream;
+mod threaded_calls;
 pub mod wsgi;
 
 /// Exit code: the worker could not start (interpreter, sockets, signals).
@@ -27,13 +27,17 @@ use crate::config::Settings;
 use crate::heartbeat::{Heartbeat, Phase};
 use crate::http::{HttpDate, Limits};
 use crate::listener::Listener;
-use connection::{Shared, Timeouts};
+use connection::{AppCalls, Shared, Timeouts};
 use event_loop::EventLoop;
 use pyo3::prelude::*;
 use signals::SignalPipe;
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use wsgi::exchange::AppContext;
+use wsgi::gil::Gil;
+use wsgi::response::ResponseOptions;
 
 /// What the master hands a worker at fork time.
 pub struct WorkerContext<'a> {
@@ -106,7 +110,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         return fail(WORKER_BOOT_ERROR, &e.to_string());
     }
     Python::attach(|py| {
-        let mut hooks = match wsgi::hooks::load(py, settings, master_pid, age) {
+        let hooks = match wsgi::hooks::load(py, settings, master_pid, age) {
             Ok(hooks) => hooks,
             Err(e) => return fail(WORKER_BOOT_ERROR, &e.to_string()),
         };
@@ -120,16 +124,10 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 return fail(APP_LOAD_ERROR, &wsgi::traceback::one_line(py, &e));
             }
         };
-        let app = match hooks.as_mut() {
-            None => app,
-            Some(hooks) => {
-                hooks.post_worker_init(py, &app);
-                match hooks.app_to_call(py, app) {
-                    Ok(app) => app,
-                    Err(e) => return fail(WORKER_BOOT_ERROR, &wsgi::traceback::one_line(py, &e)),
-                }
-            }
-        };
+        if let Some(hooks) = &hooks {
+            hooks.post_worker_init(py, &app);
+        }
+        let hooks = hooks.map(Arc::new);
         reloader::start(py, settings);
         if let Err(e) = dump_tracebacks_on_abort(py) {
             log::warn!(
@@ -137,22 +135,72 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 wsgi::traceback::one_line(py, &e)
             );
         }
-        let environ = match wsgi::environ::EnvironTemplate::new(py) {
-            Ok(environ) => environ,
-            Err(e) => return fail(WORKER_BOOT_ERROR, &wsgi::traceback::one_line(py, &e)),
-        };
         let access_log = match &settings.access_logfile {
             None => None,
             Some(target) => {
                 match access_log::AccessLog::open(target, &settings.access_log_format) {
-                    Ok(log) => Some(log),
+                    Ok(log) => Some(Arc::new(Mutex::new(log))),
                     Err(e) => return fail(WORKER_BOOT_ERROR, &e.to_string()),
                 }
             }
         };
+        let options = ResponseOptions {
+            keep_environ: access_log
+                .as_ref()
+                .is_some_and(|log| log.lock().is_ok_and(|log| log.format().needs_environ())),
+            sendfile: !settings.no_sendfile,
+        };
+        let multithread = settings.threads > 1;
+        let mut contexts = Vec::with_capacity(settings.threads);
+        for _ in 0..settings.threads {
+            let environ = wsgi::environ::EnvironTemplate::new(py).and_then(|environ| {
+                environ.set_multithread(py, multithread)?;
+                Ok(environ)
+            });
+            match environ {
+                Ok(environ) => contexts.push(AppContext {
+                    app: app.clone_ref(py),
+                    environ,
+                    date: HttpDate::new(),
+                    hooks: hooks.clone(),
+                    access_log: access_log
+                        .clone()
+                        .map(|log| log as Arc<dyn wsgi::access_entry::AccessRecorder>),
+                    options,
+                }),
+                Err(e) => return fail(WORKER_BOOT_ERROR, &wsgi::traceback::one_line(py, &e)),
+            }
+        }
+        let heartbeat = Arc::new(heartbeat);
+        let poll = match mio::Poll::new() {
+            Ok(poll) => poll,
+            Err(e) => {
+                return fail(
+                    WORKER_BOOT_ERROR,
+                    &format!("cannot start the event loop: {e}"),
+                )
+            }
+        };
+        let calls = match multithread {
+            false => AppCalls::Inline(contexts.pop().expect("one context per thread")),
+            true => {
+                let started =
+                    mio::Waker::new(poll.registry(), event_loop::WAKER).and_then(|waker| {
+                        threaded_calls::start(contexts, waker, Arc::clone(&heartbeat))
+                    });
+                match started {
+                    Ok(threads) => AppCalls::Threads(threads),
+                    Err(e) => {
+                        return fail(
+                            WORKER_BOOT_ERROR,
+                            &format!("cannot start the app threads: {e}"),
+                        )
+                    }
+                }
+            }
+        };
         let shared = Shared {
-            app,
-            environ,
+            calls,
             date: HttpDate::new(),
             limits: Limits {
                 underscores: settings.header_map,
@@ -178,7 +226,6 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 settings.max_requests_jitter,
             ),
             access_log,
-            sendfile: !settings.no_sendfile,
             scheme_policy: forwarded::SchemePolicy::new(
                 settings.forwarded_allow_ips.clone(),
                 settings.secure_scheme_headers.clone(),
@@ -188,8 +235,8 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 .then(|| settings.proxy_allow_from.clone()),
             hooks,
         };
-        shared.heartbeat.set_phase(Phase::Serving);
         let mut event_loop = match EventLoop::new(
+            poll,
             listeners,
             signals,
             shared,
@@ -205,7 +252,13 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 )
             }
         };
-        let code = event_loop.run(py);
+        // Serving once the listeners are in the poll: the master may now
+        // retire the worker this one replaces.
+        event_loop.announce_phase(Phase::Serving);
+        let code = match multithread {
+            false => event_loop.run(Gil::Held(py)),
+            true => py.detach(|| event_loop.run(Gil::Released)),
+        };
         finish_python(py);
         code
     })

@@ -209,13 +209,15 @@ impl ServerBuilder {
 
 /// The command under test: the freshly built `rgunicorn`, or the program
 /// named by `RGUNICORN_TEST_BIN` (e.g. a `gunicorn` executable, to check
-/// that a test encodes gunicorn's behaviour) with the extra arguments in
-/// `RGUNICORN_TEST_EXTRA_ARGS` (e.g. `--worker-class gthread`).
+/// that a test encodes gunicorn's behaviour), with the extra arguments in
+/// `RGUNICORN_TEST_EXTRA_ARGS` first (e.g. `--threads 4`, to run a test
+/// file against the app-thread pool; a test's own arguments come later and
+/// win).
 fn server_command() -> Command {
-    let Some(bin) = std::env::var_os("RGUNICORN_TEST_BIN") else {
-        return Command::new(env!("CARGO_BIN_EXE_rgunicorn"));
+    let mut command = match std::env::var_os("RGUNICORN_TEST_BIN") {
+        Some(bin) => Command::new(bin),
+        None => Command::new(env!("CARGO_BIN_EXE_rgunicorn")),
     };
-    let mut command = Command::new(bin);
     let extra = std::env::var("RGUNICORN_TEST_EXTRA_ARGS").unwrap_or_default();
     command.args(extra.split_whitespace());
     command

@@ -88,6 +88,15 @@ impl EnvironTemplate {
         EnvironTemplate::with_script_name(py, script_name.as_bytes())
     }
 
+    /// Sets `wsgi.multithread` (true when the app is called from several
+    /// threads at once, `--threads` > 1).
+    pub fn set_multithread(&self, py: Python<'_>, multithread: bool) -> PyResult<()> {
+        self.template.bind(py).set_item(
+            intern!(py, "wsgi.multithread"),
+            PyBool::new(py, multithread),
+        )
+    }
+
     /// Builds the template for an app mounted at `script_name` (raw bytes,
     /// as in the environment; a trailing `/` is dropped).
     pub fn with_script_name(py: Python<'_>, script_name: &[u8]) -> PyResult<EnvironTemplate> {

@@ -79,7 +79,8 @@ impl WsgiInput {
                 PyBytes::new(py, &bytes[start as usize..start as usize + len])
             }
             RequestBody::File(file, _) => PyBytes::new_with(py, len, |buf| {
-                file.read_exact_at(buf, start)
+                // The disk may block: other app threads run meanwhile.
+                py.detach(|| file.read_exact_at(buf, start))
                     .map_err(|e| PyOSError::new_err(format!("reading the request body: {e}")))
             })?,
         };
@@ -88,7 +89,7 @@ impl WsgiInput {
     }
 
     /// The length of the next line (through its `\n`), at most `limit`.
-    fn line_len(&self, limit: usize) -> PyResult<usize> {
+    fn line_len(&self, py: Python<'_>, limit: usize) -> PyResult<usize> {
         let start = self.position;
         match &self.body {
             RequestBody::Memory(bytes) => {
@@ -103,7 +104,8 @@ impl WsgiInput {
                 let mut scanned = 0;
                 while scanned < limit {
                     let want = (limit - scanned).min(LINE_SCAN_CHUNK);
-                    file.read_exact_at(&mut chunk[..want], start + scanned as u64)
+                    let part = &mut chunk[..want];
+                    py.detach(|| file.read_exact_at(part, start + scanned as u64))
                         .map_err(|e| {
                             PyOSError::new_err(format!("reading the request body: {e}"))
                         })?;
@@ -135,7 +137,7 @@ impl WsgiInput {
         py: Python<'py>,
         size: Option<i64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let len = self.line_len(self.clamp(size))?;
+        let len = self.line_len(py, self.clamp(size))?;
         self.take(py, len)
     }
 
@@ -151,7 +153,7 @@ impl WsgiInput {
         let lines = PyList::empty(py);
         let mut total = 0u64;
         while self.remaining() > 0 && limit.is_none_or(|limit| total < limit) {
-            let len = self.line_len(self.clamp(None))?;
+            let len = self.line_len(py, self.clamp(None))?;
             lines.append(self.take(py, len)?)?;
             total += len as u64;
         }
@@ -166,7 +168,7 @@ impl WsgiInput {
         if self.remaining() == 0 {
             return Ok(None);
         }
-        let len = self.line_len(self.clamp(None))?;
+        let len = self.line_len(py, self.clamp(None))?;
         self.take(py, len).map(Some)
     }
 }

@@ -223,11 +223,13 @@ fn c_path(path: &Path) -> Result<CString, InterpreterError> {
 }
 
 /// Runs `Py_InitializeFromConfig` with `program` as program name and
-/// executable, this process's arguments as `sys.argv`, and no signal
+/// executable, the command line rgunicorn was started with (captured
+/// before the process title overwrote it) as `sys.argv`, and no signal
 /// handlers; then releases the GIL.
 fn initialize(program: &Path, unbuffered_stdio: bool) -> Result<(), InterpreterError> {
     let program = c_path(program)?;
-    let args: Vec<CString> = std::env::args_os()
+    let args: Vec<CString> = crate::proc_title::original_args()
+        .into_iter()
         .filter_map(|arg| CString::new(arg.as_bytes()).ok())
         .collect();
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();

@@ -14,15 +14,14 @@
 //! back in `post_request`), except `cfg`, a read-only [`Config`].
 //!
 //! This file owns loading and calling; beside it: `config` (the `cfg`
-//! mirror), `objects` (`req` and `resp`), `recording_app` (the app wrapper
-//! `post_request` needs), `abort` (the `worker_abort` SIGABRT handler) and
-//! `error_log` (the Python logging bridge, with error_logger.py).
+//! mirror), `objects` (`req` and `resp`), `abort` (the `worker_abort`
+//! SIGABRT handler) and `error_log` (the Python logging bridge, with
+//! error_logger.py).
 
 mod abort;
 mod config;
 mod error_log;
 mod objects;
-mod recording_app;
 
 pub use error_log::LOGGER_NAME;
 
@@ -37,7 +36,6 @@ use error_log::error_logger;
 use objects::{request_object, response_object};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use recording_app::RecordingApp;
 
 /// The hook names looked up in the module, in the order they run.
 const HOOK_NAMES: [&str; 7] = [
@@ -83,6 +81,12 @@ impl HookedRequest {
     pub fn keep_environ(&mut self, environ: &Bound<'_, PyAny>) {
         self.environ = Some(environ.clone().unbind());
     }
+
+    /// Keeps the `start_response` the app was given, so `resp` can show the
+    /// status and headers it chose.
+    pub fn keep_start_response(&mut self, py: Python<'_>, start_response: &Py<StartResponse>) {
+        self.start_response = Some(start_response.clone_ref(py));
+    }
 }
 
 /// How a request ended, for `post_request`'s `resp`.
@@ -106,7 +110,6 @@ pub struct Hooks {
     post_request: Option<Py<PyAny>>,
     worker_int: Option<Py<PyAny>>,
     worker_exit: Option<Py<PyAny>>,
-    recorder: Option<Py<RecordingApp>>,
     /// Whether `worker_abort` is installed as Python's SIGABRT handler.
     abort_handler: bool,
 }
@@ -174,7 +177,6 @@ pub fn load(
         post_request,
         worker_int,
         worker_exit,
-        recorder: None,
         abort_handler,
     }))
 }
@@ -313,18 +315,6 @@ impl Hooks {
         }
     }
 
-    /// The callable the worker should call for each request: `app` itself,
-    /// or, when `post_request` is defined, a forwarder that remembers each
-    /// request's `start_response` (so `resp` can show status and headers).
-    pub fn app_to_call(&mut self, py: Python<'_>, app: Py<PyAny>) -> PyResult<Py<PyAny>> {
-        if self.post_request.is_none() {
-            return Ok(app);
-        }
-        let recorder = Py::new(py, RecordingApp::new(app))?;
-        self.recorder = Some(recorder.clone_ref(py));
-        Ok(recorder.into_any())
-    }
-
     /// Before the app is called: builds `req` (if a request hook exists) and
     /// runs `pre_request(worker, req)`. A raising `pre_request` is logged and
     /// the request goes on.
@@ -355,14 +345,6 @@ impl Hooks {
             environ: None,
             start_response: None,
         })
-    }
-
-    /// Right after the app returned: remembers the `start_response` it was
-    /// given (see [`Hooks::app_to_call`]).
-    pub fn app_returned(&self, hooked: &mut HookedRequest) {
-        if let Some(recorder) = &self.recorder {
-            hooked.start_response = recorder.get().take_last_start_response();
-        }
     }
 
     /// Runs `post_request(worker, req, environ, resp)` once the response is
@@ -400,6 +382,12 @@ impl Hooks {
                 log_exception(py, &e, "Exception in a Python signal handler");
             }
         }
+    }
+
+    /// Whether a Python signal handler of ours (`worker_abort`) is
+    /// installed, so the loop should let pending signals run.
+    pub fn handles_signals(&self) -> bool {
+        self.abort_handler
     }
 
     /// Marks the worker as stopping (`worker.alive = False`).

@@ -1,24 +1,24 @@
 //! Driving one application response: calling the app, turning what it gives
 //! (status, headers, body items, `write()` data, a `wsgi.file_wrapper`) into
 //! framed bytes on the connection's out queue, pulled only as the socket
-//! drains, and calling the iterable's `close()` exactly once.
+//! drains, and calling the iterable's `close()` exactly once. A real file
+//! behind `wsgi.file_wrapper` is queued as a file part (a duplicate of its
+//! descriptor) for the writer to send with sendfile.
 
-use super::access_log::{AccessEntry, AccessLog};
+use super::access_entry::{AccessEntry, AccessRecorder};
+use super::file_wrapper::{regular_file_size, FileWrapper};
 use super::out_queue::OutQueue;
-use super::wsgi::file_wrapper::{regular_file_size, FileWrapper};
-use super::wsgi::start_response::StartResponse;
+use super::start_response::StartResponse;
 use crate::http::RequestHead;
 use crate::http::{self, ResponseFraming, Version};
 use crate::listener::Endpoint;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator};
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
 /// Pulling from the app stops while this many bytes wait to be written.
 pub const HIGH_WATER: usize = 64 * 1024;
-/// The most bytes one sendfile call sends.
-const SENDFILE_STEP: u64 = 1 << 20;
 
 /// Why a response could not be completed.
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +35,9 @@ pub enum ResponseError {
     /// The headers cannot be sent (e.g. a malformed Content-Length).
     #[error("invalid response headers: {0}")]
     BadHeaders(&'static str),
-    /// The socket failed while sending a file (client gone).
-    #[error("sendfile failed: {0}")]
-    SendFile(std::io::Error),
-    /// The file shrank while it was being sent with a fixed length.
-    #[error("file ended before its announced length")]
-    FileTruncated,
+    /// The file behind `wsgi.file_wrapper` could not be duplicated.
+    #[error("cannot send the file: {0}")]
+    File(std::io::Error),
 }
 
 /// What one `pump` achieved.
@@ -48,11 +45,22 @@ pub enum ResponseError {
 pub enum Pumped {
     /// Bytes were queued (or the queue is full): write them, then pump again.
     Queued,
-    /// sendfile would block: wait until the socket is writable.
-    WouldBlock,
     /// The response is complete once the queue is flushed; `keep_alive`
     /// says whether the connection may serve another request after it.
     Done { keep_alive: bool },
+}
+
+/// When one `pump` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PumpUntil {
+    /// Once the queue reaches [`HIGH_WATER`] (the event loop's own pump: it
+    /// writes between pumps, so batching saves system calls).
+    HighWater,
+    /// After each body item, too (an app thread's pump: what it has is
+    /// handed to the loop at once, so a slow stream's items go out as they
+    /// come), unless the iterable is a list or tuple, whose items are all
+    /// ready.
+    EachItem,
 }
 
 enum Body {
@@ -61,7 +69,7 @@ enum Body {
     /// A real file sent with sendfile: `remaining` bytes from `offset`.
     File {
         fd: RawFd,
-        offset: i64,
+        offset: u64,
         remaining: u64,
     },
     /// Nothing left to pull.
@@ -97,6 +105,9 @@ pub struct AppResponse {
     length_left: u64,
     keep_alive: bool,
     closed: bool,
+    /// The iterable is a list or tuple: every item is ready, so even an
+    /// app thread's pump goes on to the high-water mark.
+    items_ready: bool,
     /// Body bytes sent so far (for the access log).
     body_sent: u64,
     /// The environ, kept only when the access log format reads it.
@@ -126,9 +137,13 @@ impl AppResponse {
             length_left: 0,
             keep_alive: request.keep_alive,
             closed: false,
+            items_ready: false,
             body_sent: 0,
             environ: kept_environ,
         };
+        let result = response.result.bind(py);
+        response.items_ready = result.is_exact_instance_of::<pyo3::types::PyList>()
+            || result.is_exact_instance_of::<pyo3::types::PyTuple>();
         match response.choose_body(py, options.sendfile) {
             Ok(body) => response.body = body,
             Err(e) => {
@@ -149,7 +164,7 @@ impl AppResponse {
                     let remaining = size.saturating_sub(offset);
                     return Ok(Body::File {
                         fd,
-                        offset: offset as i64,
+                        offset,
                         remaining,
                     });
                 }
@@ -178,17 +193,25 @@ impl AppResponse {
         self.framing.is_some()
     }
 
+    /// The `start_response` the app was given.
+    pub fn start_response(&self) -> &Py<StartResponse> {
+        &self.start_response
+    }
+
     /// Pulls from the app into `out` until the queue reaches [`HIGH_WATER`]
-    /// or the body ends; sends file bodies straight to `socket`.
+    /// (or, with [`PumpUntil::EachItem`], a body item was queued) or the
+    /// body ends; a file body is queued as a file part.
     pub fn pump(
         &mut self,
         py: Python<'_>,
         out: &mut OutQueue,
-        socket: RawFd,
         date: &[u8],
+        until: PumpUntil,
     ) -> Result<Pumped, ResponseError> {
+        let queued_before = out.len();
+        let each_item = until == PumpUntil::EachItem && !self.items_ready;
         loop {
-            if out.len() >= HIGH_WATER {
+            if out.len() >= HIGH_WATER || (each_item && out.len() > queued_before) {
                 return Ok(Pumped::Queued);
             }
             match &mut self.body {
@@ -217,23 +240,9 @@ impl AppResponse {
                 Body::File { .. } => {
                     if !self.head_sent() {
                         self.queue_head(py, out, date)?;
-                        self.start_file_framing(out);
-                        if !out.is_empty() {
-                            return Ok(Pumped::Queued);
-                        }
                     }
-                    if !out.is_empty() {
-                        return Ok(Pumped::Queued);
-                    }
-                    match self.send_file_part(socket)? {
-                        true => {
-                            if matches!(self.framing, Some(ResponseFraming::Chunked)) {
-                                out.push_slice(b"\r\n");
-                            }
-                            self.body = Body::Finished;
-                        }
-                        false => return Ok(Pumped::WouldBlock),
-                    }
+                    self.queue_file(out)?;
+                    self.body = Body::Finished;
                 }
                 Body::Finished => {
                     if !self.head_sent() {
@@ -339,58 +348,44 @@ impl AppResponse {
         Ok(())
     }
 
-    /// Before a file body: bound it by Content-Length and open its chunk.
-    fn start_file_framing(&mut self, out: &mut OutQueue) {
-        let Body::File { remaining, .. } = &mut self.body else {
-            return;
-        };
-        match self.framing.expect("head was queued") {
-            ResponseFraming::NoBody => *remaining = 0,
-            ResponseFraming::Length(n) => *remaining = (*remaining).min(n),
-            ResponseFraming::Chunked if *remaining > 0 => {
-                out.append_with(|buf| http::write_chunk_header(buf, *remaining))
-            }
-            ResponseFraming::Chunked | ResponseFraming::Close => {}
-        }
-    }
-
-    /// Sends file bytes with sendfile(2). Returns true when the file part is
-    /// complete, false when the socket would block.
-    fn send_file_part(&mut self, socket: RawFd) -> Result<bool, ResponseError> {
+    /// Queues a file body as one file part, bounded by Content-Length and
+    /// framed as one chunk when chunked.
+    fn queue_file(&mut self, out: &mut OutQueue) -> Result<(), ResponseError> {
         let Body::File {
             fd,
             offset,
             remaining,
-        } = &mut self.body
+        } = self.body
         else {
-            return Ok(true);
+            return Ok(());
         };
-        while *remaining > 0 {
-            let step = (*remaining).min(SENDFILE_STEP) as usize;
-            // SAFETY: both descriptors are open (the socket is owned by the
-            // connection; `fd` belongs to the file object that `self.result`
-            // keeps alive); `offset` is a valid out-pointer for the call.
-            let sent = unsafe { libc::sendfile(socket, *fd, offset, step) };
-            match sent {
-                n if n > 0 => {
-                    *remaining -= n as u64;
-                    self.body_sent += n as u64;
-                    if let Some(ResponseFraming::Length(_)) = self.framing {
-                        self.length_left -= n as u64;
-                    }
-                }
-                0 => return Err(ResponseError::FileTruncated),
-                _ => {
-                    let error = std::io::Error::last_os_error();
-                    match error.kind() {
-                        std::io::ErrorKind::WouldBlock => return Ok(false),
-                        std::io::ErrorKind::Interrupted => continue,
-                        _ => return Err(ResponseError::SendFile(error)),
-                    }
-                }
-            }
+        let framing = self.framing.expect("head was queued");
+        let len = match framing {
+            ResponseFraming::NoBody => 0,
+            ResponseFraming::Length(n) => remaining.min(n),
+            ResponseFraming::Chunked | ResponseFraming::Close => remaining,
+        };
+        if len == 0 {
+            return Ok(());
         }
-        Ok(true)
+        // SAFETY: `fd` belongs to the file object that `self.result` keeps
+        // alive; it is only borrowed to duplicate it.
+        let own = unsafe { BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .map_err(ResponseError::File)?;
+        let chunked = framing == ResponseFraming::Chunked;
+        if chunked {
+            out.append_with(|buf| http::write_chunk_header(buf, len));
+        }
+        out.push_file(own, offset, len);
+        if chunked {
+            out.push_slice(b"\r\n");
+        }
+        self.body_sent += len;
+        if let ResponseFraming::Length(_) = framing {
+            self.length_left -= len;
+        }
+        Ok(())
     }
 
     /// Ends the body framing and closes the iterable. Returns whether the
@@ -416,7 +411,7 @@ impl AppResponse {
     pub fn log_access(
         &self,
         py: Python<'_>,
-        log: &mut AccessLog,
+        log: &dyn AccessRecorder,
         peer: &Endpoint,
         buf: &[u8],
         head: &RequestHead,
@@ -451,11 +446,7 @@ impl AppResponse {
         let result = self.result.bind(py);
         if let Ok(close) = result.getattr(pyo3::intern!(py, "close")) {
             if let Err(e) = close.call0() {
-                super::wsgi::traceback::log_exception(
-                    py,
-                    &e,
-                    "Error closing the response iterable",
-                );
+                super::traceback::log_exception(py, &e, "Error closing the response iterable");
             }
         }
     }
