@@ -529,6 +529,10 @@ fn a_statsd_listener_receives_gunicorns_lines_for_each_request() {
         .count();
     assert_eq!(durations, 7, "{lines:?}");
     receive_lines(&listener, |l| l == "gunicorn.workers:1|g", 1);
+    // An error line (a malformed request is only debug; a killed worker
+    // is an error) counts as gunicorn.log.error.
+    kill(Pid::from_raw(server.worker_pids()[0]), Signal::SIGKILL).unwrap();
+    receive_lines(&listener, |l| l == "gunicorn.log.error:1|c", 1);
 }
 
 #[test]
@@ -579,4 +583,72 @@ fn bad_metrics_settings_are_refused_in_one_line() {
         assert_eq!(error.len(), 1, "{args:?}: {log}");
         assert!(error[0].contains(start), "{args:?}: {log}");
     }
+}
+
+/// Stops, when dropped, the master a USR2 upgrade started (not our child):
+/// the pid its pid file names, TERMed, then KILLed after a deadline.
+struct NewMasterGuard {
+    pid_file: std::path::PathBuf,
+    old_master: i32,
+}
+
+impl Drop for NewMasterGuard {
+    fn drop(&mut self) {
+        let Some(pid) = read_pid_file(&self.pid_file).filter(|pid| *pid != self.old_master) else {
+            return;
+        };
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let gone = wait_until(WAIT, || kill(Pid::from_raw(pid), None).is_err());
+        if !gone {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+fn read_pid_file(path: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The worker pids `/status` lists.
+fn status_pids(address: SocketAddr) -> BTreeSet<i32> {
+    let (_, table) = scrape_path(address, "/status");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(1)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_usr2_upgrade_hands_the_metrics_socket_to_the_new_master() {
+    let dir = support::TempDir::new("metrics-usr2");
+    let pid_file = dir.join("rgunicorn.pid");
+    let (mut server, metrics) = start_with_metrics(1, &["--pid", pid_file.to_str().unwrap()]);
+    let old_master = server.pid() as i32;
+    assert!(wait_until(WAIT, || read_pid_file(&pid_file) == Some(old_master)));
+    let _guard = NewMasterGuard {
+        pid_file: pid_file.clone(),
+        old_master,
+    };
+    let old_workers = status_pids(metrics);
+    server.signal(Signal::SIGUSR2);
+    assert!(
+        server.wait_for_log_count("Booting worker with pid", 2, WAIT),
+        "no new worker; log:\n{}",
+        server.log()
+    );
+    assert!(wait_until(WAIT, || read_pid_file(&pid_file)
+        .is_some_and(|pid| pid != old_master)));
+    server.signal(Signal::SIGTERM);
+    assert!(
+        server.wait_exit(WAIT).is_some(),
+        "the old master did not exit"
+    );
+    // The same address now answers from the new master, with its workers.
+    let new_workers = wait_until(WAIT, || {
+        let pids = status_pids(metrics);
+        !pids.is_empty() && pids.is_disjoint(&old_workers)
+    });
+    assert!(new_workers, "log:\n{}", server.log());
+    assert!(!server.log().contains("Error"), "log:\n{}", server.log());
 }

@@ -419,6 +419,7 @@ impl Arbiter {
             &launch,
             &self.sockets.raw_fds(),
             self.sockets.from_systemd(),
+            self.metrics_endpoint.as_ref().map(|e| e.listener_fd()),
         ) {
             Ok(pid) => {
                 let pid = Pid::from_raw(pid);
@@ -1013,6 +1014,9 @@ impl Arbiter {
             Some(pid) => {
                 log::info!("New master (pid:{pid}) keeps the sockets");
                 self.sockets.keep_unix_socket_files();
+                if let Some(endpoint) = self.metrics_endpoint.as_mut() {
+                    endpoint.keep_unix_socket_file();
+                }
             }
             None => self.lifecycle.notifier.notify(Notification::Stopping),
         }

@@ -13,7 +13,7 @@
 //! One response per connection (`Connection: close`); heads are parsed by
 //! `crate::http`, like every other request.
 
-use super::sockets::{BoundSockets, SocketError};
+use super::sockets::{BoundSockets, Inheritance, SocketError, SocketOptions};
 use crate::config::BindAddress;
 use crate::http::{self, Limits, RequestHead, Status};
 use crate::listener::Listener;
@@ -101,9 +101,23 @@ pub struct MetricsEndpoint {
 }
 
 impl MetricsEndpoint {
-    /// Binds `address` (TCP or unix, like `--bind`).
-    pub fn bind(address: &BindAddress) -> Result<MetricsEndpoint, SocketError> {
-        let socket = BoundSockets::bind_all(std::slice::from_ref(address), 128)?;
+    /// Binds `address` (TCP or unix, like `--bind`), or takes `inherited`,
+    /// the socket an old master served it on (a USR2 upgrade).
+    pub fn bind(
+        address: &BindAddress,
+        inherited: Option<Listener>,
+    ) -> Result<MetricsEndpoint, SocketError> {
+        let options = SocketOptions {
+            backlog: 128,
+            reuse_port: false,
+            unix_umask: 0,
+        };
+        let socket = BoundSockets::open(
+            std::slice::from_ref(address),
+            options,
+            inherited.into_iter().collect(),
+            Inheritance::Upgrade,
+        )?;
         let bind_error = |e: io::Error| SocketError::Bind {
             address: address.clone(),
             reason: crate::os_error::os_error_text(&e),
@@ -126,6 +140,16 @@ impl MetricsEndpoint {
     /// Where it listens, as `Listening at:` writes it.
     pub fn url(&self) -> String {
         self.socket.listeners()[0].url()
+    }
+
+    /// The listening socket's fd, to hand to a new master (USR2).
+    pub fn listener_fd(&self) -> RawFd {
+        self.socket.listeners()[0].as_raw_fd()
+    }
+
+    /// A new master serves on the socket after us: leave its file.
+    pub fn keep_unix_socket_file(&mut self) {
+        self.socket.keep_unix_socket_files();
     }
 
     /// In a forked worker: lets go of the socket without removing a unix

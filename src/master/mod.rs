@@ -106,13 +106,9 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     }
     let signals = SignalQueue::install().map_err(|e| MasterError::Signals(os_error_text(&e)))?;
     let upgraded = !upgrade_fds.fds.is_empty();
+    let inherited_metrics = upgrade_fds.metrics_fd;
     let sockets = open_sockets(&settings, upgrade_fds, systemd_fds)?;
-    let metrics_endpoint = settings
-        .metrics_bind
-        .as_ref()
-        .map(MetricsEndpoint::bind)
-        .transpose()
-        .map_err(MasterError::MetricsBind)?;
+    let metrics_endpoint = open_metrics_endpoint(&settings, inherited_metrics)?;
     connect_statsd(&settings)?;
     if let Some((uid, gid)) = crate::config::worker_owner(settings.user.as_ref(), settings.group) {
         sockets.chown_unix_socket_files(uid, gid);
@@ -143,6 +139,30 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     }
     arbiter.run()?;
     Ok(())
+}
+
+/// `--metrics-bind`: the socket an old master handed over when it listens
+/// on the same address (a USR2 upgrade), else a fresh one.
+fn open_metrics_endpoint(
+    settings: &Settings,
+    inherited: Option<i32>,
+) -> Result<Option<MetricsEndpoint>, MasterError> {
+    let inherited = match inherited {
+        Some(fd) => Some(
+            sockets::adopt_fd(fd).map_err(|e| MasterError::InheritedSocket {
+                fd,
+                reason: os_error_text(&e),
+            })?,
+        ),
+        None => None,
+    };
+    let Some(address) = &settings.metrics_bind else {
+        return Ok(None);
+    };
+    let inherited = inherited.filter(|listener| sockets::listens_on(listener, address));
+    MetricsEndpoint::bind(address, inherited)
+        .map(Some)
+        .map_err(MasterError::MetricsBind)
 }
 
 /// `--statsd-host`: opens the client the master and its workers send on.
@@ -203,6 +223,7 @@ fn open_sockets(
         InheritedFds {
             fds,
             systemd_owned: true,
+            ..
         } if systemd_fds.is_empty() => (fds, Vec::new()),
         InheritedFds { fds, .. } => (systemd_fds, fds),
     };
