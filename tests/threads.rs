@@ -119,6 +119,27 @@ fn a_slow_request_holds_one_thread_while_the_others_serve() {
 }
 
 #[test]
+fn slow_routes_leave_a_thread_to_the_fast_ones() {
+    let server = threaded(2).start();
+    // One slow request teaches the worker that /sleep runs long.
+    assert_eq!(server.get("/sleep?s=0.3").status, 200);
+    let slow = in_parallel(&server, "/sleep?s=2&announce", 3);
+    assert!(server.wait_for_log("threaded: sleeping", SLOW));
+    // Two threads, three slow requests: without a reserve both threads
+    // would sleep and the fast request would wait 2 s behind them.
+    let started = Instant::now();
+    assert_eq!(server.get("/").status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the fast request waited {:?} behind slow ones",
+        started.elapsed()
+    );
+    for handle in slow {
+        assert_eq!(handle.join().unwrap().status, 200);
+    }
+}
+
+#[test]
 fn a_slow_stream_sends_each_part_as_it_comes() {
     let server = threaded(2).start();
     let Address::Tcp(address) = server.address().clone() else {

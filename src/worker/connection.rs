@@ -768,7 +768,13 @@ impl Connection {
                     return Step::Continue;
                 }
                 Collected::Nothing => return Step::Wait,
-                Collected::End(end) => end,
+                Collected::End(end) => {
+                    if let AppCalls::Threads(threads) = &mut shared.calls {
+                        let method = self.head.method.get(&self.rbuf);
+                        threads.finished(method, self.head.path.get(&self.rbuf), ticket);
+                    }
+                    end
+                }
             },
         };
         match end {
@@ -889,36 +895,28 @@ impl Connection {
         if !self.readable {
             return Ok(false);
         }
-        let len = self.rbuf.len();
-        self.rbuf.resize(len + READ_CHUNK, 0);
-        let result = self.stream.read(&mut self.rbuf[len..]);
-        match result {
+        // Read into a scratch chunk and keep only what arrived: a connection
+        // that has nothing to say (an idle one, thousands of them in a flood)
+        // never allocates a read buffer.
+        let mut chunk = [0u8; READ_CHUNK];
+        match self.stream.read(&mut chunk) {
             Ok(0) => {
-                self.rbuf.truncate(len);
                 self.peer_closed = true;
                 Err(())
             }
             Ok(n) => {
-                self.rbuf.truncate(len + n);
+                self.rbuf.extend_from_slice(&chunk[..n]);
                 self.budget = self.budget.saturating_sub(n);
                 Ok(true)
             }
-            Err(e) => {
-                self.rbuf.truncate(len);
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => {
-                        self.readable = false;
-                        if self.rbuf.is_empty() {
-                            // A waiting connection holds no read buffer:
-                            // thousands of idle ones cost little memory.
-                            self.rbuf = Vec::new();
-                        }
-                        Ok(false)
-                    }
-                    io::ErrorKind::Interrupted => Ok(true),
-                    _ => Err(()),
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    Ok(false)
                 }
-            }
+                io::ErrorKind::Interrupted => Ok(true),
+                _ => Err(()),
+            },
         }
     }
 }

@@ -189,7 +189,9 @@ impl EventLoop {
         let code = self.serve(gil);
         self.close_all(gil);
         if let AppCalls::Threads(threads) = &mut self.shared.calls {
-            threads.stop(self.stop_deadline.unwrap_or_else(Instant::now));
+            threads
+                .pool
+                .stop(self.stop_deadline.unwrap_or_else(Instant::now));
         }
         self.with_access_log(|log| log.flush_all());
         if let Some(hooks) = &self.shared.hooks {
@@ -493,7 +495,7 @@ impl EventLoop {
     fn app_threads_have_room(&self) -> bool {
         match &self.shared.calls {
             AppCalls::Inline(_) => true,
-            AppCalls::Threads(threads) => threads.has_room(),
+            AppCalls::Threads(threads) => threads.pool.has_room(),
         }
     }
 
@@ -584,7 +586,7 @@ impl EventLoop {
         let AppCalls::Threads(threads) = &self.shared.calls else {
             return;
         };
-        for ticket in threads.take_news() {
+        for ticket in threads.pool.take_news() {
             let slot = ticket.slot();
             if matches!(&self.slots.get(slot), Some(Some(c)) if c.holds(&ticket)) {
                 self.on_connection_event(gil, slot, false, false);

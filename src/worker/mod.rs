@@ -13,6 +13,7 @@ pub mod identity;
 mod reloader;
 mod request_body;
 mod request_metrics;
+mod route_times;
 mod signals;
 mod stream;
 mod threaded_calls;

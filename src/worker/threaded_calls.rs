@@ -2,16 +2,20 @@
 //! Python) carries [`CallJob`]s to threads that run the Python side
 //! (`wsgi::exchange::app_thread`), and each job's response comes back to its
 //! connection through a [`Ticket`] of out-queue bytes. Neither side names
-//! the other; this module joins them.
+//! the other; this module joins them, and marks requests to routes that
+//! recently held a thread long as long jobs (`route_times`).
 
 use super::app_threads::{AppThreads, Chunks, End, Pool, Ticket};
+use super::route_times::RouteTimes;
 use super::wsgi::exchange::app_thread::{self, Ending, JobSource, ResponseSink, ThreadJob};
 use super::wsgi::exchange::{AppContext, OwnedRequest};
 use super::wsgi::input::RequestBody;
 use super::wsgi::out_queue::OutQueue;
 use super::wsgi::response::HIGH_WATER;
 use crate::heartbeat::Heartbeat;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The ticket between a connection and the app thread serving it.
 pub type CallTicket = Arc<Ticket<OutQueue>>;
@@ -23,9 +27,32 @@ pub struct CallJob {
     pub body: RequestBody,
 }
 
-/// The pool as the event loop holds it: jobs out, tickets with news back.
-pub type AppCallThreads = AppThreads<CallJob, CallTicket>;
 type CallPool = Pool<CallJob, CallTicket>;
+
+/// The pool as the event loop holds it: jobs out, tickets with news back,
+/// and the routes' recent times.
+pub struct AppCallThreads {
+    pub pool: AppThreads<CallJob, CallTicket>,
+    route_times: RouteTimes,
+}
+
+impl AppCallThreads {
+    /// Queues `job`, long if its route recently ran long.
+    pub fn submit(&mut self, job: CallJob) {
+        let view = job.request.view();
+        let (method, path) = (
+            view.info.head.method.get(view.info.buf),
+            view.info.head.path.get(view.info.buf),
+        );
+        let long = self.route_times.is_long(method, path);
+        self.pool.submit(job, long);
+    }
+
+    /// Records how long the request `method path` held its thread.
+    pub fn finished(&mut self, method: &[u8], path: &[u8], ticket: &CallTicket) {
+        self.route_times.record(method, path, ticket.held());
+    }
+}
 
 impl Chunks for OutQueue {
     fn len(&self) -> usize {
@@ -54,33 +81,57 @@ pub fn start(
         .into_iter()
         .map(|context| (context, Arc::clone(&heartbeat)))
         .collect();
-    AppThreads::start(contexts, waker, thread_body)
+    Ok(AppCallThreads {
+        pool: AppThreads::start(contexts, waker, thread_body)?,
+        route_times: RouteTimes::default(),
+    })
 }
 
 fn thread_body(pool: &CallPool, index: usize, (context, heartbeat): (AppContext, Arc<Heartbeat>)) {
-    app_thread::run(&Jobs(pool), index, context, &heartbeat);
+    let jobs = Jobs {
+        pool,
+        taken_long: AtomicBool::new(false),
+    };
+    app_thread::run(&jobs, index, context, &heartbeat);
 }
 
-/// The pool, as an app thread takes jobs from it.
-struct Jobs<'a>(&'a CallPool);
+/// The pool, as one app thread takes jobs from it.
+struct Jobs<'a> {
+    pool: &'a CallPool,
+    /// Whether the job this thread took last is long.
+    taken_long: AtomicBool,
+}
 
 impl<'a> JobSource for Jobs<'a> {
     type Sink = Handover<'a>;
 
     fn next_job(&self) -> Option<ThreadJob<Self::Sink>> {
-        let job = self.0.next_job()?;
-        Some(ThreadJob {
-            sink: Handover {
-                ticket: job.ticket,
-                pool: self.0,
-            },
-            request: job.request,
-            body: job.body,
-        })
+        let taken = self.pool.next_job()?;
+        Some(self.handover(taken))
+    }
+
+    fn try_next_job(&self) -> Option<ThreadJob<Self::Sink>> {
+        let taken = self.pool.try_next_job()?;
+        Some(self.handover(taken))
     }
 
     fn job_done(&self) {
-        self.0.job_done();
+        self.pool.job_done(self.taken_long.load(Ordering::Relaxed));
+    }
+}
+
+impl<'a> Jobs<'a> {
+    fn handover(&self, (job, long): (CallJob, bool)) -> ThreadJob<Handover<'a>> {
+        self.taken_long.store(long, Ordering::Relaxed);
+        ThreadJob {
+            sink: Handover {
+                ticket: job.ticket,
+                pool: self.pool,
+                taken: Instant::now(),
+            },
+            request: job.request,
+            body: job.body,
+        }
     }
 }
 
@@ -89,6 +140,8 @@ impl<'a> JobSource for Jobs<'a> {
 struct Handover<'a> {
     ticket: CallTicket,
     pool: &'a CallPool,
+    /// When the thread took the job.
+    taken: Instant,
 }
 
 impl ResponseSink for Handover<'_> {
@@ -110,7 +163,7 @@ impl ResponseSink for Handover<'_> {
             Ending::Broken => End::Broken,
             Ending::ServerError => End::ServerError,
         });
-        let delivered = self.ticket.deliver(out, end);
+        let delivered = self.ticket.deliver(out, end, self.taken.elapsed());
         if delivered {
             self.pool.notify(Arc::clone(&self.ticket));
         }

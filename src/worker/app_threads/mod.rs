@@ -4,17 +4,23 @@
 //! responses. This half is Rust only and knows neither HTTP nor Python: a
 //! queue of jobs (complete requests), the threads, the [`Ticket`] each job's
 //! response comes back through, and waking the loop (a `mio::Waker`) when a
-//! ticket has news. What a thread does with a job is given to [`start`]
-//! (`AppThreads::start`): the worker runs the Python side,
+//! ticket has news. What a thread does with a job is given to
+//! [`AppThreads::start`]: the worker runs the Python side,
 //! `wsgi::exchange::app_thread`, there.
 //!
 //! Backpressure: the loop hands every complete request over at once, but
 //! stops accepting new connections while all threads are busy and
-//! [`AppThreads::queue_bound`] requests are already waiting, so a full worker
+//! as many requests as there are threads are already waiting, so a full worker
 //! leaves new clients to its siblings. Requests from connections it already
 //! holds (keep-alive, pipelined) still queue here, so a client is never
 //! refused or timed out for backpressure; the queue cannot grow beyond the
 //! worker's connection count.
+//!
+//! Long jobs (the worker marks a request long when its route recently held
+//! a thread for long: a slow endpoint, a stream) may occupy all threads but
+//! a reserve (a quarter, at least one), so a few slow endpoints cannot
+//! starve the fast ones: a thread skips queued long jobs while the long
+//! ones already running use up their share.
 
 mod ticket;
 
@@ -26,9 +32,14 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 struct PoolState<J, N> {
-    queue: VecDeque<J>,
+    /// Jobs in order, each marked long or not.
+    queue: VecDeque<(J, bool)>,
     /// Threads running a job.
     busy: usize,
+    /// Threads running a long job.
+    busy_long: usize,
+    /// Threads waiting for a job.
+    idle: usize,
     /// Threads still running.
     alive: usize,
     stopping: bool,
@@ -47,6 +58,8 @@ pub struct Pool<J, N> {
     waker: mio::Waker,
     threads: usize,
     queue_bound: usize,
+    /// The most threads long jobs may occupy.
+    long_limit: usize,
 }
 
 impl<J, N> Pool<J, N> {
@@ -56,31 +69,62 @@ impl<J, N> Pool<J, N> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Thread side: the next job, waiting for one (the caller has released
-    /// the GIL); None once the pool stops.
-    pub fn next_job(&self) -> Option<J> {
+    /// Thread side: the next job, and whether it is long, waiting for one
+    /// (the caller has released the GIL): the first queued job, skipping
+    /// long ones while long jobs hold their share of the threads. None once
+    /// the pool stops.
+    pub fn next_job(&self) -> Option<(J, bool)> {
         let mut state = self.state();
         loop {
-            if let Some(job) = state.queue.pop_front() {
-                state.busy += 1;
-                return Some(job);
+            if let Some(taken) = self.take(&mut state) {
+                return Some(taken);
             }
             if state.stopping {
                 return None;
             }
+            state.idle += 1;
             state = self
                 .changed
                 .wait(state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.idle -= 1;
         }
     }
 
-    /// Thread side: a job is finished. Wakes the loop if the pool was full,
-    /// so it can accept again.
-    pub fn job_done(&self) {
+    /// Thread side: the next job if one is queued now, without waiting (a
+    /// thread that just finished one takes the next while it still holds
+    /// the GIL, instead of handing the GIL to a thread it would wake).
+    pub fn try_next_job(&self) -> Option<(J, bool)> {
+        let mut state = self.state();
+        if state.stopping {
+            return None;
+        }
+        self.take(&mut state)
+    }
+
+    fn take(&self, state: &mut PoolState<J, N>) -> Option<(J, bool)> {
+        let long_allowed = state.busy_long < self.long_limit;
+        let index = state
+            .queue
+            .iter()
+            .position(|(_, long)| !*long || long_allowed)?;
+        let (job, long) = state.queue.remove(index)?;
+        state.busy += 1;
+        state.busy_long += usize::from(long);
+        Some((job, long))
+    }
+
+    /// Thread side: a job (long or not) is finished. Wakes the loop if the
+    /// pool was full, so it can accept again, and the waiting threads if a
+    /// long job may now run.
+    pub fn job_done(&self, long: bool) {
         let mut state = self.state();
         let was_full = !self.has_room(&state);
         state.busy -= 1;
+        if long {
+            state.busy_long -= 1;
+            self.changed.notify_all();
+        }
         if was_full {
             self.wake(&mut state);
         }
@@ -133,6 +177,8 @@ impl<J: Send + 'static, N: Send + 'static> AppThreads<J, N> {
             state: Mutex::new(PoolState {
                 queue: VecDeque::new(),
                 busy: 0,
+                busy_long: 0,
+                idle: 0,
                 alive: threads,
                 stopping: false,
                 news: Vec::new(),
@@ -142,6 +188,7 @@ impl<J: Send + 'static, N: Send + 'static> AppThreads<J, N> {
             waker,
             threads,
             queue_bound: queue_bound(threads),
+            long_limit: threads - reserve_for_short(threads),
         });
         let mut handles = Vec::with_capacity(threads);
         for (index, context) in contexts.into_iter().enumerate() {
@@ -167,10 +214,18 @@ impl<J: Send + 'static, N: Send + 'static> AppThreads<J, N> {
         Ok(AppThreads { pool, handles })
     }
 
-    /// Queues a complete request for the next free thread.
-    pub fn submit(&self, job: J) {
-        self.pool.state().queue.push_back(job);
-        self.pool.changed.notify_one();
+    /// Queues a complete request (`long`: its route runs long) for the
+    /// next free thread.
+    pub fn submit(&self, job: J, long: bool) {
+        let mut state = self.pool.state();
+        state.queue.push_back((job, long));
+        // A busy thread takes queued jobs as it finishes; wake an idle one
+        // only if the queue outgrows the threads about to finish.
+        let wake = state.idle > 0;
+        drop(state);
+        if wake {
+            self.pool.changed.notify_one();
+        }
     }
 
     /// Whether the worker should keep accepting connections: a thread is
@@ -224,4 +279,10 @@ impl<J: Send + 'static, N: Send + 'static> AppThreads<J, N> {
 /// one new request in waiting per thread (see the module doc).
 fn queue_bound(threads: usize) -> usize {
     threads
+}
+
+/// How many threads long jobs leave to the others: a quarter, at least one
+/// (with one thread, none).
+fn reserve_for_short(threads: usize) -> usize {
+    (threads / 4).max(1).min(threads.saturating_sub(1))
 }

@@ -10,6 +10,7 @@
 //! bytes are is the worker's business: any [`Chunks`].
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// A queue of response bytes the ticket carries (the worker's out queue).
 pub trait Chunks: Default + Send {
@@ -55,7 +56,12 @@ pub enum Collected {
 struct Outbox<C> {
     out: C,
     end: Option<End>,
+    /// How long the thread held the job, once it ended.
+    held: Duration,
     cancelled: bool,
+    /// The thread waits for room (only then is it signalled: a signal is
+    /// a system call).
+    thread_waiting: bool,
 }
 
 /// One exchange's shared state.
@@ -78,7 +84,9 @@ impl<C: Chunks> Ticket<C> {
             outbox: Mutex::new(Outbox {
                 out: C::default(),
                 end: None,
+                held: Duration::ZERO,
                 cancelled: false,
+                thread_waiting: false,
             }),
             room: Condvar::new(),
         })
@@ -103,8 +111,11 @@ impl<C: Chunks> Ticket<C> {
         if !outbox.out.is_empty() {
             out.append(&mut outbox.out);
             let end = outbox.end;
+            let waiting = outbox.thread_waiting;
             drop(outbox);
-            self.room.notify_one();
+            if waiting {
+                self.room.notify_one();
+            }
             // With the last bytes, the end at once: the response is
             // complete as soon as it is queued (and counted before the
             // client can have read it), as for an exchange run inline.
@@ -122,8 +133,11 @@ impl<C: Chunks> Ticket<C> {
         let mut outbox = self.outbox();
         outbox.cancelled = true;
         outbox.out.clear();
+        let waiting = outbox.thread_waiting;
         drop(outbox);
-        self.room.notify_one();
+        if waiting {
+            self.room.notify_one();
+        }
     }
 
     /// Whether the connection is gone.
@@ -131,9 +145,15 @@ impl<C: Chunks> Ticket<C> {
         self.outbox().cancelled
     }
 
-    /// Thread side: hands over `from` (and the end, if this is the last
-    /// delivery). Returns false if the connection is gone.
-    pub fn deliver(&self, from: &mut C, end: Option<End>) -> bool {
+    /// How long the thread held the job (known once it ended).
+    pub fn held(&self) -> Duration {
+        self.outbox().held
+    }
+
+    /// Thread side: hands over `from` (and the end, with how long the
+    /// thread held the job, if this is the last delivery). Returns false if
+    /// the connection is gone.
+    pub fn deliver(&self, from: &mut C, end: Option<End>, held: Duration) -> bool {
         let mut outbox = self.outbox();
         if outbox.cancelled {
             from.clear();
@@ -142,6 +162,7 @@ impl<C: Chunks> Ticket<C> {
         outbox.out.append(from);
         if end.is_some() {
             outbox.end = end;
+            outbox.held = held;
         }
         true
     }
@@ -152,10 +173,12 @@ impl<C: Chunks> Ticket<C> {
     pub fn wait_for_room(&self) -> bool {
         let mut outbox = self.outbox();
         while outbox.out.len() >= self.high_water && !outbox.cancelled {
+            outbox.thread_waiting = true;
             outbox = self
                 .room
                 .wait(outbox)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            outbox.thread_waiting = false;
         }
         !outbox.cancelled
     }
@@ -191,9 +214,9 @@ mod tests {
         let ticket = Ticket::<Bytes>::new(0, 1024);
         let mut out = Bytes::default();
         assert_eq!(ticket.collect(&mut out), Collected::Nothing);
-        ticket.deliver(&mut Bytes(b"he".to_vec()), None);
+        ticket.deliver(&mut Bytes(b"he".to_vec()), None, Duration::ZERO);
         assert_eq!(ticket.collect(&mut out), Collected::Bytes);
-        ticket.deliver(&mut Bytes(b"llo".to_vec()), Some(END));
+        ticket.deliver(&mut Bytes(b"llo".to_vec()), Some(END), Duration::ZERO);
         assert_eq!(ticket.collect(&mut out), Collected::End(END));
         assert_eq!(out.0, b"hello");
         assert_eq!(ticket.collect(&mut out), Collected::End(END));

@@ -56,6 +56,8 @@ pub trait JobSource: Sync {
     type Sink: ResponseSink;
     /// Waits, without the GIL, for the next job; None when the pool stops.
     fn next_job(&self) -> Option<ThreadJob<Self::Sink>>;
+    /// The next job if one is queued now (taken with the GIL held).
+    fn try_next_job(&self) -> Option<ThreadJob<Self::Sink>>;
     /// The job taken last is finished.
     fn job_done(&self);
 }
@@ -63,7 +65,10 @@ pub trait JobSource: Sync {
 /// Thread `index`'s body: serves jobs until the pool stops.
 pub fn run(jobs: &impl JobSource, index: usize, mut context: AppContext, heartbeat: &Heartbeat) {
     Python::attach(|py| {
-        while let Some(job) = py.detach(|| jobs.next_job()) {
+        while let Some(job) = jobs
+            .try_next_job()
+            .or_else(|| py.detach(|| jobs.next_job()))
+        {
             serve(py, &mut context, heartbeat, index, job);
             heartbeat.thread_leaves_app(index);
             jobs.job_done();

@@ -1,0 +1,141 @@
+//! Replacing workers without a dip in capacity: HUP (a new set of workers,
+//! abandoned if it cannot load the app), `--max-requests` (a successor for
+//! each retiring worker) and `--reload` requests from the heartbeat.
+
+use super::{Arbiter, WorkerRecord};
+use crate::heartbeat::Phase;
+use crate::master::systemd::Notification;
+use nix::unistd::Pid;
+
+impl Arbiter {
+    /// `--reload`: whether a serving worker saw a source file change. Every
+    /// worker's request is taken at once, so one change is one reload
+    /// however many workers noticed it; workers already being replaced do
+    /// not count.
+    pub(super) fn take_reload_requests(&mut self) -> bool {
+        let mut requested = false;
+        for worker in self.workers.values() {
+            let asked = worker.heartbeat.take_reload_request();
+            requested |= asked && !worker.replaced && worker.stopping_since.is_none();
+        }
+        if requested {
+            log::info!("Reloading: a worker saw a source file change");
+        }
+        requested
+    }
+
+    /// Workers that reached `--max-requests` ask for a successor.
+    pub(super) fn note_retiring_workers(&mut self) {
+        for (pid, worker) in self.workers.iter_mut() {
+            if !worker.replaced
+                && worker.stopping_since.is_none()
+                && worker.heartbeat.phase() == Phase::Retiring
+            {
+                log::info!("Worker (pid:{pid}) reached its max requests; booting its successor");
+                worker.replaced = true;
+            }
+        }
+    }
+
+    /// TERMs workers being replaced (by HUP or max-requests) one for one as
+    /// their successors serve, so capacity never dips below the wanted
+    /// number and no old worker serves longer than it takes one successor
+    /// to boot. Workers that reached max-requests go first, then the oldest.
+    pub(super) fn retire_replaced_workers(&mut self) {
+        let active = |w: &&WorkerRecord| w.stopping_since.is_none();
+        let serving_successors = self
+            .workers
+            .values()
+            .filter(active)
+            .filter(|w| !w.replaced && w.heartbeat.phase() == Phase::Serving)
+            .count();
+        let mut replaced: Vec<(bool, u64, Pid)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.replaced && w.stopping_since.is_none())
+            .map(|(pid, w)| (w.heartbeat.phase() != Phase::Retiring, w.age, *pid))
+            .collect();
+        if replaced.is_empty() {
+            if serving_successors >= self.num_workers as usize {
+                self.reload_from_age = None;
+            }
+            return;
+        }
+        // Retiring k of them leaves serving_successors + (replaced - k)
+        // workers, which must stay at least the wanted number.
+        let can_retire = (serving_successors + replaced.len())
+            .saturating_sub(self.num_workers as usize)
+            .min(replaced.len());
+        replaced.sort();
+        for (_, _, pid) in replaced.into_iter().take(can_retire) {
+            self.retire_worker(pid);
+        }
+        if serving_successors >= self.num_workers as usize {
+            self.reload_from_age = None;
+        }
+    }
+
+    /// HUP: a new set of workers importing the app afresh; the old ones
+    /// keep serving until the new set serves, then stop gracefully.
+    pub(super) fn reload(&mut self) {
+        log::info!("Hang up: Master");
+        self.reread_settings();
+        if self.num_workers == 0 {
+            self.num_workers = self.settings.workers.max(1);
+        }
+        self.lifecycle.notifier.notify(Notification::Reloading);
+        self.ready_pending = true;
+        self.reload_from_age = Some(self.next_age);
+        for worker in self.workers.values_mut() {
+            if worker.stopping_since.is_none() {
+                worker.replaced = true;
+            }
+        }
+        self.manage_workers();
+    }
+
+    /// Re-reads the configuration for the new workers; a bad one is logged
+    /// and the current settings stay.
+    pub(super) fn reread_settings(&mut self) {
+        let Some(launch) = &self.lifecycle.launch else {
+            return;
+        };
+        match crate::master::reconfigure::reread(launch, &self.settings) {
+            Ok(settings) => {
+                if settings.workers != self.settings.workers {
+                    log::info!(
+                        "Workers: {} (was {})",
+                        settings.workers,
+                        self.settings.workers
+                    );
+                    self.num_workers = settings.workers.max(1);
+                }
+                self.settings = settings;
+            }
+            Err(e) => log::error!("Cannot reload the configuration, keeping the current one: {e}"),
+        }
+    }
+
+    /// A worker of the new set could not boot: the new code is broken.
+    /// Unlike gunicorn (which halts), keep the old workers serving, stop the
+    /// rest of the new set, and say why; a later HUP can try again.
+    pub(super) fn abandon_reload(&mut self, reason: &str) {
+        let Some(from_age) = self.reload_from_age.take() else {
+            return;
+        };
+        log::error!("Reload failed, the old workers keep serving: {reason}");
+        let mut new_set = Vec::new();
+        for (pid, worker) in self.workers.iter_mut() {
+            if worker.age > from_age {
+                if worker.stopping_since.is_none() {
+                    new_set.push(*pid);
+                }
+            } else if worker.replaced && worker.heartbeat.phase() != Phase::Retiring {
+                worker.replaced = false;
+            }
+        }
+        for pid in new_set {
+            self.retire_worker(pid);
+        }
+    }
+}
