@@ -652,3 +652,45 @@ fn a_usr2_upgrade_hands_the_metrics_socket_to_the_new_master() {
     assert!(new_workers, "log:\n{}", server.log());
     assert!(!server.log().contains("Error"), "log:\n{}", server.log());
 }
+
+/// The `rgunicorn_*` names a text mentions.
+fn metric_names_in(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("rgunicorn_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        if name != "rgunicorn_" {
+            // (the bare prefix, as the docs name it)
+            names.insert(name);
+        }
+    }
+    names
+}
+
+#[test]
+fn the_docs_and_the_grafana_dashboard_name_exactly_the_exported_metrics() {
+    let exported: BTreeSet<String> = EXPECTED
+        .iter()
+        .map(|(_, _, name, _)| name.to_string())
+        .filter(|name| name.starts_with("rgunicorn_"))
+        .collect();
+    let histogram = "rgunicorn_http_request_duration_seconds";
+    let root = support::repo_root();
+    let docs = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    let mut documented = metric_names_in(&docs);
+    documented.remove(histogram);
+    documented.extend(["_bucket", "_sum", "_count"].map(|s| format!("{histogram}{s}")));
+    assert_eq!(documented, exported, "docs/metrics.md");
+    let dashboard = std::fs::read_to_string(root.join("examples/grafana-dashboard.json")).unwrap();
+    let used = metric_names_in(&dashboard);
+    assert!(used.len() >= 8, "{used:?}");
+    assert!(
+        used.is_subset(&exported),
+        "unknown in the dashboard: {:?}",
+        used.difference(&exported)
+    );
+}
