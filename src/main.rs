@@ -1,8 +1,8 @@
 //! The `rgunicorn` command: parse settings, run the master, turn errors into
 //! one-line messages and exit codes.
 //!
-//! `rgunicorn status --metrics-bind ADDRESS` prints a running server's
-//! workers (see `master::status_command`).
+//! `rgunicorn status [--metrics-bind ADDRESS | -c FILE]` prints a running
+//! server's workers (see `master::status_command`).
 //!
 //! `--print-config` prints the effective settings and exits 0;
 //! `--check-config` checks them and imports the app in a child process,

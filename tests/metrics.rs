@@ -476,6 +476,17 @@ fn status_lists_the_workers_and_rgunicorn_status_prints_them() {
     let printed = String::from_utf8(output.stdout).unwrap();
     assert!(printed.starts_with("WORKER"), "{printed}");
     assert_eq!(printed.lines().count(), 3, "{printed}");
+
+    // The server's config file names the address just as well.
+    let dir = support::TempDir::new("status-config");
+    let config = dir.join("rgunicorn.toml");
+    std::fs::write(&config, format!("metrics_bind = \"{metrics}\"\n")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_rgunicorn"))
+        .args(["status", "-c", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8(output.stdout).unwrap().lines().count(), 3);
 }
 
 #[test]
@@ -489,6 +500,17 @@ fn rgunicorn_status_without_a_server_says_so_in_one_line() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("Error: cannot reach"), "{stderr}");
+
+    let dir = support::TempDir::new("status-nothing");
+    let output = Command::new(env!("CARGO_BIN_EXE_rgunicorn"))
+        .arg("status")
+        .current_dir(dir.path())
+        .env_remove("RGUNICORN_CMD_ARGS")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.starts_with("Error: no --metrics-bind"), "{stderr}");
 }
 
 /// Reads datagrams until `lines` lines matching `wanted` arrived.

@@ -1,6 +1,9 @@
 //! `rgunicorn status --metrics-bind ADDRESS`: asks a running master for
 //! its workers (`GET /status` on its metrics endpoint) and prints the
-//! table: pid, state, age, requests served, RSS and current request.
+//! table: pid, state, age, requests served, RSS and current request. The
+//! address is read like every setting (`-c FILE`, `./rgunicorn.toml`,
+//! `RGUNICORN_CMD_ARGS`, the command line), so the server's own config
+//! file finds it.
 
 use crate::config::BindAddress;
 use crate::os_error::os_error_text;
@@ -13,12 +16,12 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Why the status could not be shown. Each message is one line.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
-    /// The command line is not `status --metrics-bind ADDRESS`.
-    #[error("usage: rgunicorn status --metrics-bind ADDRESS (the server's --metrics-bind)")]
+    /// No `--metrics-bind` is set where the settings were read.
+    #[error("no --metrics-bind: give the server's (rgunicorn status --metrics-bind ADDRESS, or -c FILE)")]
     Usage,
-    /// The address does not parse.
-    #[error("--metrics-bind: {0}")]
-    Address(#[from] crate::config::BindAddressError),
+    /// The settings do not parse.
+    #[error(transparent)]
+    Settings(#[from] crate::config::ConfigError),
     /// Nothing answers there.
     #[error("cannot reach the master at {address}: {reason}")]
     Unreachable { address: String, reason: String },
@@ -27,15 +30,22 @@ pub enum StatusError {
     BadAnswer { address: String, answer: String },
 }
 
-/// Runs the command with the words after `status`; returns the table.
+/// Stands in for APP_MODULE when the settings are read: the command needs
+/// none, and names no module.
+const NO_APP: &str = "status:application";
+
+/// Runs the command with the words after `status` (the server's own
+/// settings: `--metrics-bind ADDRESS`, or `-c FILE`, `RGUNICORN_CMD_ARGS`
+/// or `./rgunicorn.toml` that set it); returns the table.
 pub fn run(args: &[String]) -> Result<String, StatusError> {
-    let address = match args {
-        [flag, value] if flag == "--metrics-bind" => BindAddress::parse(value)?,
-        [flag] if flag.starts_with("--metrics-bind=") => {
-            BindAddress::parse(&flag["--metrics-bind=".len()..])?
-        }
-        _ => return Err(StatusError::Usage),
-    };
+    let working_dir = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let words = std::iter::once("rgunicorn")
+        .chain(args.iter().map(String::as_str))
+        .chain(std::iter::once(NO_APP))
+        .map(std::ffi::OsString::from)
+        .collect();
+    let settings = crate::config::reload(words, &working_dir)?;
+    let address = settings.metrics_bind.ok_or(StatusError::Usage)?;
     let unreachable = |e: std::io::Error| StatusError::Unreachable {
         address: address.to_string(),
         reason: os_error_text(&e),
