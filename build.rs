@@ -11,6 +11,13 @@
 //! version, and whether libpython is linked shared) so the worker can verify
 //! at start-up that the library it actually loaded is the one it was built
 //! for (`src/worker/wsgi/interpreter.rs`).
+//!
+//! With the `wheel` feature (the Python wheel, `pyproject.toml`) nothing of
+//! the build machine is recorded but the CPython `major.minor` the binary's
+//! ABI is for: no rpath, no paths. The wheel's launcher
+//! (`python/rgunicorn/launcher.py`) finds the libpython of the interpreter
+//! it runs under and hands the facts to the binary at run time
+//! (`src/worker/wsgi/expected_python.rs`).
 
 use std::process::Command;
 
@@ -46,16 +53,33 @@ fn main() {
     let (real_executable, libdir, ldlibrary, version, short_version) =
         (next(), next(), next(), next(), next());
 
+    let wheel = std::env::var_os("CARGO_FEATURE_WHEEL").is_some();
+    let recorded = |fact: String| if wheel { String::new() } else { fact };
+    let libdir = recorded(libdir);
     if !libdir.is_empty() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{libdir}");
     }
-    println!("cargo:rustc-env=RGUNICORN_PYTHON_EXECUTABLE={real_executable}");
+    println!(
+        "cargo:rustc-env=RGUNICORN_PYTHON_EXECUTABLE={}",
+        recorded(real_executable)
+    );
     println!("cargo:rustc-env=RGUNICORN_PYTHON_LIBDIR={libdir}");
-    println!("cargo:rustc-env=RGUNICORN_PYTHON_LDLIBRARY={ldlibrary}");
-    println!("cargo:rustc-env=RGUNICORN_PYTHON_VERSION={version}");
+    println!(
+        "cargo:rustc-env=RGUNICORN_PYTHON_LDLIBRARY={}",
+        recorded(ldlibrary)
+    );
+    println!(
+        "cargo:rustc-env=RGUNICORN_PYTHON_VERSION={}",
+        recorded(version)
+    );
     println!("cargo:rustc-env=RGUNICORN_PYTHON_SHORT_VERSION={short_version}");
     // Whether pyo3 links libpython as a shared library: when it is linked
     // statically there is no separate library to verify at run time.
+    assert!(
+        config.shared() || !wheel,
+        "the wheel needs {executable} to have a shared libpython: the binary loads the \
+         libpython of the interpreter it serves (PYTHON_CONFIGURE_OPTS=--enable-shared)"
+    );
     let shared = if config.shared() { "1" } else { "0" };
     println!("cargo:rustc-env=RGUNICORN_PYTHON_SHARED={shared}");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");

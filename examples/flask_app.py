@@ -18,6 +18,12 @@ def hello(name):
     return f"Hello, {name}!\n"
 
 
+@app.get("/json")
+def json_hello():
+    """A small JSON document (the benchmark's Flask case)."""
+    return jsonify(message="Hello, World!")
+
+
 @app.post("/api/echo")
 def echo():
     """Echoes a JSON object back with the number of keys it had."""

@@ -16,7 +16,8 @@ use rgunicorn::config::{self, ConfigError, Settings};
 use rgunicorn::worker::check::check_app;
 use rgunicorn::{logging, master};
 
-fn main() {
+/// The command (`pub` for `src/wheel_main.rs`, the wheel's copy).
+pub fn main() {
     let args: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|arg| arg.to_string_lossy().into_owned())

@@ -321,8 +321,11 @@ fn find_circle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>
     None
 }
 
-/// Every module file of the library (`src/main.rs` is the program, which
-/// may use everything, and is left out).
+/// The programs, which may use everything: `src/main.rs`, and
+/// `src/wheel_main.rs`, the same program under the Python wheel's name.
+const PROGRAMS: &[&str] = &["src/main.rs", "src/wheel_main.rs"];
+
+/// Every module file of the library (the [`PROGRAMS`] are left out).
 struct SourceTree {
     files: Vec<SourceFile>,
     /// Module path -> the folder of its file, relative to the crate.
@@ -357,7 +360,10 @@ impl SourceTree {
         let mut folders = BTreeMap::new();
         for path in &paths {
             let relative = path.strip_prefix(root).unwrap().to_path_buf();
-            if relative == Path::new("src/main.rs") {
+            if PROGRAMS
+                .iter()
+                .any(|program| relative == Path::new(program))
+            {
                 continue;
             }
             let module = module_of(&relative);

@@ -120,6 +120,13 @@ fn flask_example_serves_its_routes() {
     assert_eq!(index.text(), "Hello from Flask on rgunicorn!\n");
     assert_eq!(server.get("/hello/world").text(), "Hello, world!\n");
     assert_eq!(server.get("/missing").status, 404);
+    let json = server.get("/json");
+    assert_eq!(json.header("Content-Type"), Some("application/json"));
+    assert!(
+        json.text().contains(r#""message":"Hello, World!""#),
+        "{}",
+        json.text()
+    );
 }
 
 #[test]

@@ -37,8 +37,9 @@ pub use parser::{
     Version,
 };
 pub use response::{
-    begin_response, reason_phrase, status_code, write_chunk, write_chunk_header,
-    write_error_response, write_last_chunk, ResponseFraming, CONTINUE_100, SERVER_NAME,
+    begin_response, begin_validated_response, reason_phrase, status_code, write_chunk,
+    write_chunk_header, write_error_response, write_last_chunk, ResponseFraming, CONTINUE_100,
+    SERVER_NAME,
 };
 pub use scheme::UrlScheme;
 pub use tables::{hex_value, is_field_value, is_token};

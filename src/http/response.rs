@@ -6,7 +6,7 @@
 //! we speak (RFC 9110 §6.2), whatever the request's version.
 
 use super::parser::Version;
-use super::tables::{all_in, trim_ows, FIELD_VALUE, TCHAR};
+use super::tables::{all_in, is_field_value, is_token, trim_ows, FIELD_VALUE};
 
 /// The interim response sent before reading a body the client announced with
 /// `Expect: 100-continue`.
@@ -78,13 +78,62 @@ pub fn begin_response<'h>(
     date: &[u8],
 ) -> Result<(ResponseFraming, bool), &'static str> {
     let start = out.len();
-    let result = write_head(out, version, status, headers, is_head, keep_alive, date);
+    let result = write_head(
+        out,
+        version,
+        status,
+        headers,
+        is_head,
+        keep_alive,
+        date,
+        Fields::Check,
+    );
     if result.is_err() {
         out.truncate(start);
     }
     result
 }
 
+/// [`begin_response`] for headers whose names were already found to be
+/// tokens and values field values ([`super::is_token`],
+/// [`super::is_field_value`]), as `start_response` does when it records
+/// them: they are not checked again (debug builds assert it). The other
+/// errors (status, Content-Length) are still reported.
+pub fn begin_validated_response<'h>(
+    out: &mut Vec<u8>,
+    version: Version,
+    status: &[u8],
+    headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+    is_head: bool,
+    keep_alive: bool,
+    date: &[u8],
+) -> Result<(ResponseFraming, bool), &'static str> {
+    let start = out.len();
+    let result = write_head(
+        out,
+        version,
+        status,
+        headers,
+        is_head,
+        keep_alive,
+        date,
+        Fields::Trusted,
+    );
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+/// Whether [`write_head`] checks header names and values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fields {
+    Check,
+    /// Validated by the caller.
+    Trusted,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn write_head<'h>(
     out: &mut Vec<u8>,
     version: Version,
@@ -93,6 +142,7 @@ fn write_head<'h>(
     is_head: bool,
     mut keep_alive: bool,
     date: &[u8],
+    fields: Fields,
 ) -> Result<(ResponseFraming, bool), &'static str> {
     let code = status_code(status).ok_or("invalid status")?;
     // RFC 9110 §6.4.1: no content in responses to HEAD, 1xx, 204 and 304;
@@ -108,11 +158,17 @@ fn write_head<'h>(
     let mut has_date = false;
     let mut has_server = false;
     for (name, value) in headers {
-        if name.is_empty() || !all_in(name, &TCHAR) {
-            return Err("invalid header name");
-        }
-        if !all_in(value, &FIELD_VALUE) {
-            return Err("invalid header value");
+        let name_ok = || is_token(name);
+        let value_ok = || is_field_value(value);
+        if fields == Fields::Check {
+            if !name_ok() {
+                return Err("invalid header name");
+            }
+            if !value_ok() {
+                return Err("invalid header value");
+            }
+        } else {
+            debug_assert!(name_ok() && value_ok(), "unvalidated header {name:?}");
         }
         if is_hop_by_hop(name) {
             if name.eq_ignore_ascii_case(b"connection") && lists_close(value) {
@@ -361,6 +417,21 @@ mod tests {
             DATE,
         );
         let (framing, keep_alive) = result.inspect_err(|_| assert_eq!(out, b"previous"))?;
+        // Headers that passed the check give the same head unchecked.
+        let mut trusted = b"previous".to_vec();
+        let again = begin_validated_response(
+            &mut trusted,
+            case.version,
+            case.status.as_bytes(),
+            case.headers
+                .iter()
+                .map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+            case.is_head,
+            case.keep_alive,
+            DATE,
+        );
+        assert_eq!(again, Ok((framing, keep_alive)));
+        assert_eq!(trusted, out);
         let text = String::from_utf8(out[8..].to_vec()).unwrap();
         Ok((text, framing, keep_alive))
     }

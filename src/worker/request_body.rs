@@ -95,7 +95,7 @@ impl BodyReader {
         if self.limit > 0 && self.spooled + self.memory.len() as u64 > self.limit {
             return Err(BodyError::TooLarge);
         }
-        if self.memory.len() >= SPOOL_THRESHOLD {
+        if self.memory.len() > SPOOL_THRESHOLD {
             self.spill()?;
         }
         Ok(consumed)
@@ -156,6 +156,41 @@ fn anonymous_temp_file() -> io::Result<File> {
                 .open(&path)?;
             std::fs::remove_file(&path)?;
             Ok(file)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds a Content-Length body of `len` bytes in 16 KiB reads.
+    fn receive(len: usize) -> RequestBody {
+        let mut reader = BodyReader::new(BodyFraming::Length(len as u64), 0).unwrap();
+        let chunk = vec![b'x'; 16 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            assert_eq!(reader.feed(&chunk[..n]).unwrap(), n);
+            left -= n;
+        }
+        assert!(reader.is_complete());
+        reader.finish().unwrap()
+    }
+
+    #[test]
+    fn a_body_of_exactly_the_threshold_stays_in_memory() {
+        match receive(SPOOL_THRESHOLD) {
+            RequestBody::Memory(bytes) => assert_eq!(bytes.len(), SPOOL_THRESHOLD),
+            RequestBody::File(..) => panic!("a body of the threshold's size was spooled"),
+        }
+    }
+
+    #[test]
+    fn a_body_larger_than_the_threshold_is_spooled() {
+        match receive(SPOOL_THRESHOLD + 1) {
+            RequestBody::File(_, len) => assert_eq!(len, SPOOL_THRESHOLD as u64 + 1),
+            RequestBody::Memory(_) => panic!("a body above the threshold stayed in memory"),
         }
     }
 }

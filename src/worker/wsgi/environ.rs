@@ -1,10 +1,19 @@
 //! The PEP 3333 environ: a per-worker template dict of constant keys, copied
 //! per request and filled from the parsed request head.
 //!
-//! Keys are interned Python strings (the common `HTTP_*` keys too), values
-//! are decoded latin-1 straight from the connection's buffer, and the only
-//! Rust-side buffer is one scratch `Vec` reused by every request (for
-//! `HTTP_*` key names and the percent-decoded path).
+//! Keys are interned Python strings (the `HTTP_*` keys too: the common ones
+//! prebuilt, others kept once seen, up to a bound), values are decoded
+//! latin-1 straight from the connection's buffer, and the only Rust-side
+//! buffer is one scratch `Vec` reused by every request (for `HTTP_*` key
+//! names, joined repeated headers and the percent-decoded path).
+//!
+//! Per request the work is kept to what varies: the template already holds
+//! every key a request always sets (as `None`), so the copy is a clone of
+//! the template's table and the request replaces values instead of growing
+//! the dict; repeated headers are found in Rust and joined before one
+//! `set_item`; the peer's address and the `Host` split are reused while they
+//! repeat (one remembered value each: the address of a proxy or of
+//! loopback, and the one host name a deployment serves).
 //!
 //! Decisions, following gunicorn where PEP 3333 leaves room:
 //! * `PATH_INFO` is the path percent-decoded to bytes, then latin-1 decoded
@@ -32,7 +41,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::os::unix::ffi::OsStrExt;
 
 /// What the environ is built from: the request head, the buffer its spans
@@ -45,39 +57,96 @@ pub struct RequestInfo<'a> {
     pub url_scheme: UrlScheme,
 }
 
-/// Headers common enough to deserve a prebuilt, interned `HTTP_*` key:
-/// the lower-case field name and its key.
-const KNOWN_HEADERS: &[(&str, &str)] = &[
-    ("host", "HTTP_HOST"),
-    ("user-agent", "HTTP_USER_AGENT"),
-    ("accept", "HTTP_ACCEPT"),
-    ("accept-encoding", "HTTP_ACCEPT_ENCODING"),
-    ("accept-language", "HTTP_ACCEPT_LANGUAGE"),
-    ("connection", "HTTP_CONNECTION"),
-    ("cookie", "HTTP_COOKIE"),
-    ("referer", "HTTP_REFERER"),
-    ("origin", "HTTP_ORIGIN"),
-    ("authorization", "HTTP_AUTHORIZATION"),
-    ("cache-control", "HTTP_CACHE_CONTROL"),
-    ("if-none-match", "HTTP_IF_NONE_MATCH"),
-    ("if-modified-since", "HTTP_IF_MODIFIED_SINCE"),
-    ("x-forwarded-for", "HTTP_X_FORWARDED_FOR"),
-    ("x-forwarded-proto", "HTTP_X_FORWARDED_PROTO"),
-    ("x-requested-with", "HTTP_X_REQUESTED_WITH"),
-    ("transfer-encoding", "HTTP_TRANSFER_ENCODING"),
-    ("expect", "HTTP_EXPECT"),
+/// Keys of headers common enough to be interned when the worker starts.
+const KNOWN_HEADERS: &[&str] = &[
+    "HTTP_HOST",
+    "HTTP_USER_AGENT",
+    "HTTP_ACCEPT",
+    "HTTP_ACCEPT_ENCODING",
+    "HTTP_ACCEPT_LANGUAGE",
+    "HTTP_CONNECTION",
+    "HTTP_COOKIE",
+    "HTTP_REFERER",
+    "HTTP_ORIGIN",
+    "HTTP_AUTHORIZATION",
+    "HTTP_CACHE_CONTROL",
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_REQUESTED_WITH",
+    "HTTP_TRANSFER_ENCODING",
+    "HTTP_EXPECT",
+];
+
+/// How many `HTTP_*` keys beyond [`KNOWN_HEADERS`] are kept once built (a
+/// bound, since clients choose the names).
+const MAX_EXTRA_KEYS: usize = 64;
+
+/// The keys every request sets: the template holds them as `None`, so that
+/// filling them replaces values in the copied table instead of growing it.
+/// (`REMOTE_PORT` is removed again for a unix-socket peer.)
+const PER_REQUEST_KEYS: [&str; 10] = [
+    "REQUEST_METHOD",
+    "SERVER_PROTOCOL",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "RAW_URI",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "wsgi.input",
 ];
 
 /// The constant part of every environ, built once per worker.
 pub struct EnvironTemplate {
-    /// wsgi.*, SCRIPT_NAME and SERVER_SOFTWARE.
+    /// wsgi.*, SCRIPT_NAME, SERVER_SOFTWARE, and [`PER_REQUEST_KEYS`].
     template: Py<PyDict>,
     /// `SCRIPT_NAME` as bytes, compared with the raw request path.
     script_name: Vec<u8>,
-    /// [`KNOWN_HEADERS`] with their interned keys.
-    known_keys: Vec<(&'static str, Py<PyString>)>,
-    /// Reused for `HTTP_*` key names and the decoded path.
+    /// Interned `HTTP_*` keys by their bytes: [`KNOWN_HEADERS`], then up to
+    /// [`MAX_EXTRA_KEYS`] others as they are first seen.
+    header_keys: RefCell<HeaderKeys>,
+    /// The last peer address and its REMOTE_ADDR string.
+    last_peer_ip: RefCell<Option<(IpAddr, Py<PyString>)>>,
+    /// The last `Host` (with the scheme that decides its default port) and
+    /// its SERVER_NAME and SERVER_PORT strings.
+    last_host: RefCell<Option<LastHost>>,
+    /// Reused for `HTTP_*` key names, joined values and the decoded path.
     scratch: RefCell<Vec<u8>>,
+}
+
+/// Interned `HTTP_*` keys by their bytes.
+type HeaderKeys = HashMap<Box<[u8]>, Py<PyString>, BuildHasherDefault<Fnv1a>>;
+
+/// FNV-1a, for the header-key table: its keys are short, and since the
+/// table is bounded, names a client picks to collide cost it little.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Fnv1a {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// A `Host` value already split into SERVER_NAME and SERVER_PORT.
+struct LastHost {
+    host: Vec<u8>,
+    scheme: UrlScheme,
+    name: Py<PyString>,
+    port: Py<PyString>,
 }
 
 impl EnvironTemplate {
@@ -119,14 +188,23 @@ impl EnvironTemplate {
         )?;
         template.set_item(intern!(py, "SCRIPT_NAME"), latin1(py, script_name)?)?;
         template.set_item(intern!(py, "SERVER_SOFTWARE"), crate::SERVER_SOFTWARE)?;
-        let known_keys = KNOWN_HEADERS
+        for key in PER_REQUEST_KEYS {
+            template.set_item(PyString::intern(py, key), py.None())?;
+        }
+        reserve_room(&template)?;
+        let header_keys = KNOWN_HEADERS
             .iter()
-            .map(|&(name, key)| (name, PyString::intern(py, key).unbind()))
+            .map(|&key| {
+                let bytes: Box<[u8]> = key.as_bytes().into();
+                (bytes, PyString::intern(py, key).unbind())
+            })
             .collect();
         Ok(EnvironTemplate {
             template: template.unbind(),
             script_name: script_name.to_vec(),
-            known_keys,
+            header_keys: RefCell::new(header_keys),
+            last_peer_ip: RefCell::new(None),
+            last_host: RefCell::new(None),
             scratch: RefCell::new(Vec::with_capacity(256)),
         })
     }
@@ -154,14 +232,14 @@ impl EnvironTemplate {
         if request.url_scheme == UrlScheme::Https {
             environ.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
         }
-        set_server(
+        self.set_server(
             py,
             &environ,
             head.host.map(|host| host.get(buf)),
             request.local,
             request.url_scheme,
         )?;
-        set_remote(py, &environ, request.peer)?;
+        self.set_remote(py, &environ, request.peer)?;
         self.set_headers(py, &environ, request)?;
         if head.framing == BodyFraming::Chunked {
             let length = input.borrow().body_len();
@@ -190,7 +268,9 @@ impl EnvironTemplate {
         environ.set_item(intern!(py, "PATH_INFO"), latin1(py, path)?)
     }
 
-    /// CONTENT_TYPE, CONTENT_LENGTH and an `HTTP_*` key per other header.
+    /// CONTENT_TYPE, CONTENT_LENGTH and an `HTTP_*` key per other header;
+    /// the values of headers that share a key are joined with `,` (in
+    /// order) and set once.
     fn set_headers(
         &self,
         py: Python<'_>,
@@ -198,44 +278,187 @@ impl EnvironTemplate {
         request: &RequestInfo<'_>,
     ) -> PyResult<()> {
         let buf = request.buf;
-        for header in &request.head.headers {
-            let (name, value) = (header.name.get(buf), latin1(py, header.value.get(buf))?);
+        let headers = &request.head.headers;
+        for (i, header) in headers.iter().enumerate() {
+            let name = header.name.get(buf);
             if name.eq_ignore_ascii_case(b"content-type") {
-                environ.set_item(intern!(py, "CONTENT_TYPE"), value)?;
-            } else if name.eq_ignore_ascii_case(b"content-length") {
-                environ.set_item(intern!(py, "CONTENT_LENGTH"), value)?;
-            } else {
-                let key = self.header_key(py, name)?;
-                match environ.get_item(&key)? {
-                    Some(earlier) => {
-                        let joined = earlier.add(intern!(py, ","))?.add(value)?;
-                        environ.set_item(key, joined)?;
-                    }
-                    None => environ.set_item(key, value)?,
-                }
+                environ.set_item(
+                    intern!(py, "CONTENT_TYPE"),
+                    latin1(py, header.value.get(buf))?,
+                )?;
+                continue;
             }
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let value = latin1(py, header.value.get(buf))?;
+                environ.set_item(intern!(py, "CONTENT_LENGTH"), value)?;
+                continue;
+            }
+            let shares_key = |other: &crate::http::HeaderSpan| {
+                let other = other.name.get(buf);
+                is_http_key_header(other) && same_http_key(other, name)
+            };
+            if headers[..i].iter().any(shares_key) {
+                continue; // joined into the first one's value
+            }
+            let key = self.header_key(py, name)?;
+            let mut repeats = headers[i + 1..].iter().filter(|h| shares_key(h)).peekable();
+            let value = if repeats.peek().is_none() {
+                latin1(py, header.value.get(buf))?
+            } else {
+                let mut joined = self.scratch.borrow_mut();
+                joined.clear();
+                joined.extend_from_slice(header.value.get(buf));
+                for repeat in repeats {
+                    joined.push(b',');
+                    joined.extend_from_slice(repeat.value.get(buf));
+                }
+                latin1(py, &joined)?
+            };
+            environ.set_item(key, value)?;
         }
         Ok(())
     }
 
-    /// `HTTP_` + the name upper-cased with `-` as `_`.
+    /// `HTTP_` + the name upper-cased with `-` as `_`, interned and kept
+    /// (up to [`MAX_EXTRA_KEYS`] beyond the known ones).
     fn header_key<'py>(&self, py: Python<'py>, name: &[u8]) -> PyResult<Bound<'py, PyString>> {
-        if let Some((_, key)) = self
-            .known_keys
-            .iter()
-            .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(name))
-        {
-            return Ok(key.bind(py).clone());
-        }
         let mut scratch = self.scratch.borrow_mut();
         scratch.clear();
         scratch.extend_from_slice(b"HTTP_");
-        scratch.extend(name.iter().map(|&b| match b {
-            b'-' => b'_',
-            _ => b.to_ascii_uppercase(),
-        }));
-        latin1(py, &scratch)
+        scratch.extend(name.iter().map(|&b| http_key_byte(b)));
+        let mut keys = self.header_keys.borrow_mut();
+        if let Some(key) = keys.get(&scratch[..]) {
+            return Ok(key.bind(py).clone());
+        }
+        // A header name is a token, so its key is ASCII.
+        let Ok(text) = std::str::from_utf8(&scratch) else {
+            return latin1(py, &scratch);
+        };
+        if keys.len() >= KNOWN_HEADERS.len() + MAX_EXTRA_KEYS {
+            return Ok(PyString::new(py, text));
+        }
+        let key = PyString::intern(py, text);
+        keys.insert(scratch[..].into(), key.clone().unbind());
+        Ok(key)
     }
+
+    /// SERVER_NAME and SERVER_PORT, from the host when there is one.
+    fn set_server(
+        &self,
+        py: Python<'_>,
+        environ: &Bound<'_, PyDict>,
+        host: Option<&[u8]>,
+        local: &Endpoint,
+        scheme: UrlScheme,
+    ) -> PyResult<()> {
+        let (name, port) = match (host.filter(|h| !h.is_empty()), local) {
+            (Some(host), _) => {
+                let mut last = self.last_host.borrow_mut();
+                match &*last {
+                    Some(seen) if seen.host == host && seen.scheme == scheme => {
+                        (seen.name.bind(py).clone(), seen.port.bind(py).clone())
+                    }
+                    _ => {
+                        let (name, port) = split_host(host);
+                        let port = match port {
+                            Some(port) => latin1(py, port)?,
+                            None if scheme == UrlScheme::Https => intern!(py, "443").clone(),
+                            None => intern!(py, "80").clone(),
+                        };
+                        let name = latin1(py, name)?;
+                        *last = Some(LastHost {
+                            host: host.to_vec(),
+                            scheme,
+                            name: name.clone().unbind(),
+                            port: port.clone().unbind(),
+                        });
+                        (name, port)
+                    }
+                }
+            }
+            (None, Endpoint::Tcp(addr)) => (
+                formatted(py, format_args!("{}", addr.ip()))?,
+                decimal(py, u64::from(addr.port()))?,
+            ),
+            (None, Endpoint::Unix) => (intern!(py, "").clone(), intern!(py, "").clone()),
+        };
+        environ.set_item(intern!(py, "SERVER_NAME"), name)?;
+        environ.set_item(intern!(py, "SERVER_PORT"), port)
+    }
+
+    /// REMOTE_ADDR and REMOTE_PORT of the peer.
+    fn set_remote(
+        &self,
+        py: Python<'_>,
+        environ: &Bound<'_, PyDict>,
+        peer: &Endpoint,
+    ) -> PyResult<()> {
+        match peer {
+            Endpoint::Tcp(addr) => {
+                let mut last = self.last_peer_ip.borrow_mut();
+                let ip = match &*last {
+                    Some((ip, text)) if *ip == addr.ip() => text.bind(py).clone(),
+                    _ => {
+                        let text = formatted(py, format_args!("{}", addr.ip()))?;
+                        *last = Some((addr.ip(), text.clone().unbind()));
+                        text
+                    }
+                };
+                environ.set_item(intern!(py, "REMOTE_ADDR"), ip)?;
+                let port = decimal(py, u64::from(addr.port()))?;
+                environ.set_item(intern!(py, "REMOTE_PORT"), port)
+            }
+            Endpoint::Unix => {
+                environ.set_item(intern!(py, "REMOTE_ADDR"), intern!(py, ""))?;
+                environ.del_item(intern!(py, "REMOTE_PORT"))
+            }
+        }
+    }
+}
+
+/// Whether a header becomes an `HTTP_*` key (Content-Type and
+/// Content-Length have their own).
+fn is_http_key_header(name: &[u8]) -> bool {
+    !name.eq_ignore_ascii_case(b"content-type") && !name.eq_ignore_ascii_case(b"content-length")
+}
+
+/// A header-name byte as it appears in its `HTTP_*` key.
+fn http_key_byte(b: u8) -> u8 {
+    match b {
+        b'-' => b'_',
+        _ => b.to_ascii_uppercase(),
+    }
+}
+
+/// Whether two header names give the same `HTTP_*` key.
+fn same_http_key(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(&x, &y)| http_key_byte(x) == http_key_byte(y))
+}
+
+/// The template's entries are grown to this many, then the extra ones
+/// removed: CPython sizes a dict's table by its growth history, and
+/// `dict.copy()` clones the table (its free room included) while at most a
+/// third of its entries are removed ones. Growing past 21 entries gives a
+/// 64-slot table, so each request's copy has room for about 20 headers
+/// before it must grow. Only a matter of speed: any other table is correct.
+const TEMPLATE_GROWN_TO: usize = 22;
+
+/// Grows `template`'s table to [`TEMPLATE_GROWN_TO`] entries and removes
+/// the fillers again.
+fn reserve_room(template: &Bound<'_, PyDict>) -> PyResult<()> {
+    let fillers: Vec<String> = (template.len()..TEMPLATE_GROWN_TO)
+        .map(|i| format!("rgunicorn.reserved.{i}"))
+        .collect();
+    for filler in &fillers {
+        template.set_item(filler, ())?;
+    }
+    for filler in &fillers {
+        template.del_item(filler)?;
+    }
+    Ok(())
 }
 
 /// The method as a str (interned for the usual ones).
@@ -258,47 +481,6 @@ fn protocol(py: Python<'_>, version: Version) -> Bound<'_, PyString> {
     match version {
         Version::Http10 => intern!(py, "HTTP/1.0").clone(),
         Version::Http11 => intern!(py, "HTTP/1.1").clone(),
-    }
-}
-
-/// SERVER_NAME and SERVER_PORT, from the host when there is one.
-fn set_server(
-    py: Python<'_>,
-    environ: &Bound<'_, PyDict>,
-    host: Option<&[u8]>,
-    local: &Endpoint,
-    scheme: UrlScheme,
-) -> PyResult<()> {
-    let (name, port) = match (host.filter(|h| !h.is_empty()), local) {
-        (Some(host), _) => {
-            let (name, port) = split_host(host);
-            let port = match port {
-                Some(port) => latin1(py, port)?,
-                None if scheme == UrlScheme::Https => intern!(py, "443").clone(),
-                None => intern!(py, "80").clone(),
-            };
-            (latin1(py, name)?, port)
-        }
-        (None, Endpoint::Tcp(addr)) => (
-            formatted(py, format_args!("{}", addr.ip()))?,
-            decimal(py, u64::from(addr.port()))?,
-        ),
-        (None, Endpoint::Unix) => (intern!(py, "").clone(), intern!(py, "").clone()),
-    };
-    environ.set_item(intern!(py, "SERVER_NAME"), name)?;
-    environ.set_item(intern!(py, "SERVER_PORT"), port)
-}
-
-/// REMOTE_ADDR and REMOTE_PORT of the peer.
-fn set_remote(py: Python<'_>, environ: &Bound<'_, PyDict>, peer: &Endpoint) -> PyResult<()> {
-    match peer {
-        Endpoint::Tcp(addr) => {
-            let ip = formatted(py, format_args!("{}", addr.ip()))?;
-            environ.set_item(intern!(py, "REMOTE_ADDR"), ip)?;
-            let port = decimal(py, u64::from(addr.port()))?;
-            environ.set_item(intern!(py, "REMOTE_PORT"), port)
-        }
-        Endpoint::Unix => environ.set_item(intern!(py, "REMOTE_ADDR"), intern!(py, "")),
     }
 }
 
@@ -358,9 +540,19 @@ pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyStrin
     }
 }
 
-/// A number as a decimal str, formatted without allocating in Rust.
-fn decimal(py: Python<'_>, value: u64) -> PyResult<Bound<'_, PyString>> {
-    formatted(py, format_args!("{value}"))
+/// A number as a decimal str, its digits written on the stack.
+fn decimal(py: Python<'_>, mut value: u64) -> PyResult<Bound<'_, PyString>> {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    latin1(py, &digits[start..])
 }
 
 /// `args` formatted on the stack (at most 64 bytes: addresses and numbers).
@@ -726,6 +918,134 @@ mod tests {
             let second = template.build(py, &info, body()).unwrap();
             assert!(second.get_item("app.state").unwrap().is_none());
             assert!(!first.is(&second));
+        });
+    }
+
+    /// Builds environs for several requests with one template, as a worker
+    /// does.
+    fn build_with<'py>(
+        py: Python<'py>,
+        template: &EnvironTemplate,
+        request: &Request,
+        peer: &Endpoint,
+        url_scheme: UrlScheme,
+    ) -> Bound<'py, PyDict> {
+        let info = RequestInfo {
+            buf: &request.buf,
+            head: &request.head,
+            peer,
+            local: &LOCAL,
+            url_scheme,
+        };
+        let input = Bound::new(py, WsgiInputForTests::new(RequestBody::Memory(vec![])));
+        template.build(py, &info, input.unwrap()).unwrap()
+    }
+
+    #[test]
+    fn headers_sharing_a_key_are_joined_in_order() {
+        super::super::test_support::attach(|py| {
+            let request = Request::new(
+                "GET",
+                "/",
+                &[
+                    ("X-Dup", "one"),
+                    ("Accept", "a"),
+                    ("x-dup", "two"),
+                    ("Content-Type", "text/plain"),
+                    ("X-DUP", "three"),
+                    ("accept", "b"),
+                ],
+            );
+            let environ = environ_for(py, &request, &PEER, &LOCAL, RequestBody::Memory(vec![]));
+            assert_eq!(
+                get(&environ, "HTTP_X_DUP").as_deref(),
+                Some("one,two,three")
+            );
+            assert_eq!(get(&environ, "HTTP_ACCEPT").as_deref(), Some("a,b"));
+            assert_eq!(get(&environ, "CONTENT_TYPE").as_deref(), Some("text/plain"));
+        });
+    }
+
+    #[test]
+    fn every_request_key_is_filled_and_none_is_left_over_from_the_template() {
+        super::super::test_support::attach(|py| {
+            let request = Request::new("GET", "/", &[]);
+            let environ = environ_for(py, &request, &PEER, &LOCAL, RequestBody::Memory(vec![]));
+            for (key, value) in environ.iter() {
+                assert!(!value.is_none(), "{key} is None");
+            }
+            for key in PER_REQUEST_KEYS {
+                assert!(environ.contains(key).unwrap(), "{key}");
+            }
+        });
+    }
+
+    #[test]
+    fn remembered_peer_host_and_header_keys_follow_each_request() {
+        super::super::test_support::python();
+        super::super::test_support::attach(|py| {
+            let template = EnvironTemplate::new(py).unwrap();
+            let other_peer = Endpoint::Tcp("198.51.100.9:1234".parse().unwrap());
+            let first = Request::new("GET", "/", &[("Host", "a.example"), ("X-Rare", "1")]);
+            let second = Request::new("GET", "/", &[("Host", "b.example:81"), ("X-Rare", "2")]);
+            let runs = [
+                (
+                    &first,
+                    &PEER,
+                    UrlScheme::Http,
+                    "192.0.2.7",
+                    "54321",
+                    "a.example",
+                    "80",
+                ),
+                (
+                    &first,
+                    &PEER,
+                    UrlScheme::Https,
+                    "192.0.2.7",
+                    "54321",
+                    "a.example",
+                    "443",
+                ),
+                (
+                    &second,
+                    &other_peer,
+                    UrlScheme::Http,
+                    "198.51.100.9",
+                    "1234",
+                    "b.example",
+                    "81",
+                ),
+                (
+                    &first,
+                    &PEER,
+                    UrlScheme::Http,
+                    "192.0.2.7",
+                    "54321",
+                    "a.example",
+                    "80",
+                ),
+            ];
+            let mut rare_keys = Vec::new();
+            for (request, peer, scheme, addr, port, name, server_port) in runs {
+                let environ = build_with(py, &template, request, peer, scheme);
+                assert_eq!(get(&environ, "REMOTE_ADDR").as_deref(), Some(addr));
+                assert_eq!(get(&environ, "REMOTE_PORT").as_deref(), Some(port));
+                assert_eq!(get(&environ, "SERVER_NAME").as_deref(), Some(name));
+                assert_eq!(get(&environ, "SERVER_PORT").as_deref(), Some(server_port));
+                let key = environ
+                    .keys()
+                    .iter()
+                    .find(|k| k.extract::<String>().unwrap() == "HTTP_X_RARE")
+                    .unwrap();
+                rare_keys.push(key);
+            }
+            // A header key seen before is the same (interned) str.
+            assert!(rare_keys.windows(2).all(|pair| pair[0].is(&pair[1])));
+            // A unix-socket peer after a TCP one: no REMOTE_PORT.
+            let environ = build_with(py, &template, &first, &Endpoint::Unix, UrlScheme::Http);
+            assert_eq!(get(&environ, "REMOTE_ADDR").as_deref(), Some(""));
+            assert_eq!(get(&environ, "REMOTE_PORT"), None);
         });
     }
 

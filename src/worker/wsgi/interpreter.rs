@@ -1,18 +1,22 @@
-//! Starting the embedded CPython: the interpreter the binary was built for
-//! (verified at run time), with the user's virtualenv, `--chdir` and
-//! `--pythonpath` applied exactly as `python3` would see them.
+//! Starting the embedded CPython: the interpreter the binary is told to run
+//! ([`expected_python`]: the wheel's launcher at run time, or `build.rs`),
+//! verified against what the dynamic loader really loaded, with the user's
+//! virtualenv, `--chdir` and `--pythonpath` applied exactly as `python3`
+//! would see them.
 //!
-//! Start-up order: verify the loaded libpython and its version against what
-//! `build.rs` recorded, verify the virtualenv (if any) was made by the same
+//! Start-up order: take the expected interpreter (which also gives the app
+//! back the caller's `LD_LIBRARY_PATH`), verify the loaded libpython and its
+//! version against it, verify the virtualenv (if any) was made by the same
 //! Python `major.minor`, initialise CPython from a `PyConfig` whose
 //! `program_name` is the virtualenv's `bin/python` (so CPython's own path
 //! calculation reads `pyvenv.cfg`, exactly as when `python3` runs there) or
-//! the build interpreter's executable, then put the working directory and
+//! the expected interpreter's executable, then put the working directory and
 //! `--pythonpath` at the front of `sys.path` as gunicorn does.
 //!
 //! This module never runs a different interpreter silently: every mismatch is
 //! an [`InterpreterError`] with a one-line explanation.
 
+use super::expected_python::{self, short_version, version_word, ExpectedPython, Origin};
 use crate::config::Settings;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -20,19 +24,6 @@ use pyo3::types::{PyBytes, PyList};
 use std::ffi::{CStr, CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-
-/// The full `sys.version` of the interpreter the binary was built for.
-const BUILD_VERSION: &str = env!("RGUNICORN_PYTHON_VERSION");
-/// `major.minor` of the build interpreter, e.g. `3.11`.
-const BUILD_SHORT_VERSION: &str = env!("RGUNICORN_PYTHON_SHORT_VERSION");
-/// The build interpreter's executable, symlinks resolved.
-const BUILD_EXECUTABLE: &str = env!("RGUNICORN_PYTHON_EXECUTABLE");
-/// The directory holding the build interpreter's libpython.
-const BUILD_LIBDIR: &str = env!("RGUNICORN_PYTHON_LIBDIR");
-/// The file name of the build interpreter's libpython.
-const BUILD_LDLIBRARY: &str = env!("RGUNICORN_PYTHON_LDLIBRARY");
-/// `1` when pyo3 links libpython as a shared library.
-const BUILD_SHARED: &str = env!("RGUNICORN_PYTHON_SHARED");
 
 /// Why the interpreter could not start. Each message is one line for the log.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +35,9 @@ pub enum InterpreterError {
     /// The virtualenv is missing, incomplete, or made by another Python.
     #[error("--virtualenv {}: {problem}", path.display())]
     Virtualenv { path: PathBuf, problem: String },
+    /// Nothing says which interpreter to run.
+    #[error("{0}")]
+    Unknown(#[from] expected_python::ExpectedPythonError),
     /// Initialisation failed (bad virtualenv, missing stdlib, ...).
     #[error("cannot start Python: {0}")]
     Init(String),
@@ -54,66 +48,78 @@ pub enum InterpreterError {
 ///
 /// Returns with the GIL released: callers use `Python::attach`.
 pub fn start(settings: &Settings) -> Result<(), InterpreterError> {
-    verify_version()?;
-    verify_libpython()?;
+    let expected = expected_python::take()?;
+    verify_version(&expected)?;
+    verify_libpython(&expected)?;
     // An empty $VIRTUAL_ENV means none.
     let virtualenv = settings
         .virtualenv
         .as_ref()
         .filter(|v| !v.as_os_str().is_empty());
     let program = match virtualenv {
-        Some(venv) => verify_virtualenv(venv)?,
-        None => PathBuf::from(BUILD_EXECUTABLE),
+        Some(venv) => verify_virtualenv(venv, &expected)?,
+        None => expected.executable.clone(),
     };
     initialize(&program, settings.capture_output)?;
     Python::attach(|py| prepend_sys_path(py, &settings.pythonpath))
         .map_err(|e| InterpreterError::Init(format!("cannot set sys.path: {e}")))
 }
 
-/// The version word of a `sys.version` string (`3.11.7` of
-/// `3.11.7 (main, ...) [GCC 12.2.0]`).
-fn version_word(version: &str) -> &str {
-    version.split_whitespace().next().unwrap_or("")
+/// What to do about a mismatch, for the end of a message.
+fn remedy(expected: &ExpectedPython) -> &'static str {
+    match expected.origin {
+        Origin::Launcher => "start rgunicorn with the Python it is installed in",
+        Origin::Build => "check LD_LIBRARY_PATH or rebuild rgunicorn",
+    }
 }
 
-/// Check (a): the loaded libpython reports the version we were built for.
-fn verify_version() -> Result<(), InterpreterError> {
+/// Check (a): the loaded libpython reports the expected version (and so
+/// the `major.minor` the binary's ABI is for).
+fn verify_version(expected: &ExpectedPython) -> Result<(), InterpreterError> {
     // SAFETY: Py_GetVersion may be called before initialisation; it returns
     // a pointer to a static NUL-terminated buffer owned by libpython.
     let runtime = unsafe { CStr::from_ptr(ffi::Py_GetVersion()) };
     let runtime = runtime.to_string_lossy();
-    let (loaded, built) = (version_word(&runtime), version_word(BUILD_VERSION));
-    if loaded != built {
+    let loaded = version_word(&runtime);
+    if loaded != expected.version {
         return Err(InterpreterError::WrongLibpython(format!(
-            "Python {loaded} is loaded, but rgunicorn was built for Python {built} \
-             ({BUILD_EXECUTABLE}); check LD_LIBRARY_PATH or rebuild rgunicorn"
+            "Python {loaded} is loaded, but rgunicorn was told to run {}; {}",
+            expected.describe(),
+            remedy(expected)
+        )));
+    }
+    if short_version(loaded).as_deref() != Some(expected_python::ABI_VERSION) {
+        return Err(InterpreterError::WrongLibpython(format!(
+            "Python {loaded} is loaded, but this rgunicorn is built for Python {}",
+            expected_python::ABI_VERSION
         )));
     }
     Ok(())
 }
 
 /// Check (b): the shared object that defines `Py_Initialize` in this
-/// process is the build interpreter's libpython (skipped when libpython is
-/// linked statically).
-fn verify_libpython() -> Result<(), InterpreterError> {
-    if BUILD_SHARED != "1" || BUILD_LIBDIR.is_empty() || BUILD_LDLIBRARY.is_empty() {
+/// process is the expected libpython (skipped when libpython is linked
+/// statically).
+fn verify_libpython(expected: &ExpectedPython) -> Result<(), InterpreterError> {
+    let Some(expected_path) = &expected.libpython else {
         return Ok(());
-    }
-    let expected_path = Path::new(BUILD_LIBDIR).join(BUILD_LDLIBRARY);
-    let expected = expected_path.canonicalize().map_err(|e| {
+    };
+    let canonical = expected_path.canonicalize().map_err(|e| {
         InterpreterError::WrongLibpython(format!(
-            "the libpython rgunicorn was built against ({}) is gone: {e}",
+            "the libpython of {} ({}) is gone: {e}",
+            expected.describe(),
             expected_path.display()
         ))
     })?;
     let loaded = loaded_libpython()?;
     let loaded_canonical = loaded.canonicalize().unwrap_or_else(|_| loaded.clone());
-    if loaded_canonical != expected {
+    if loaded_canonical != canonical {
         return Err(InterpreterError::WrongLibpython(format!(
-            "{} is loaded, but rgunicorn was built against {}; check LD_LIBRARY_PATH \
-             or rebuild rgunicorn",
+            "{} is loaded, but {} has {}; {}",
             loaded.display(),
-            expected.display()
+            expected.describe(),
+            canonical.display(),
+            remedy(expected)
         )));
     }
     Ok(())
@@ -142,9 +148,10 @@ fn loaded_libpython() -> Result<PathBuf, InterpreterError> {
     ))))
 }
 
-/// Check (c): `venv` is a virtualenv made by our Python `major.minor`.
-/// Returns its `bin/python`, the program name CPython starts from.
-fn verify_virtualenv(venv: &Path) -> Result<PathBuf, InterpreterError> {
+/// Check (c): `venv` is a virtualenv made by the expected Python
+/// `major.minor`. Returns its `bin/python`, the program name CPython starts
+/// from.
+fn verify_virtualenv(venv: &Path, expected: &ExpectedPython) -> Result<PathBuf, InterpreterError> {
     let problem = |problem: String| InterpreterError::Virtualenv {
         path: venv.to_path_buf(),
         problem,
@@ -168,12 +175,18 @@ fn verify_virtualenv(venv: &Path) -> Result<PathBuf, InterpreterError> {
     let created_with = pyvenv_short_version(&cfg).ok_or_else(|| {
         problem("pyvenv.cfg names no Python version (no `version` or `version_info`)".to_string())
     })?;
-    if created_with != BUILD_SHORT_VERSION {
+    let running = short_version(&expected.version).unwrap_or_default();
+    if created_with != running {
+        let remedy = match expected.origin {
+            Origin::Launcher => format!(
+                "install rgunicorn into it and run its bin/rgunicorn ({})",
+                venv.join("bin").join("rgunicorn").display()
+            ),
+            Origin::Build => format!("rebuild rgunicorn with PYO3_PYTHON={}", python.display()),
+        };
         return Err(problem(format!(
-            "created with Python {created_with}, but rgunicorn was built for Python \
-             {BUILD_SHORT_VERSION} ({BUILD_EXECUTABLE}); rebuild rgunicorn with \
-             PYO3_PYTHON={}",
-            python.display()
+            "created with Python {created_with}, but rgunicorn runs {}; {remedy}",
+            expected.describe()
         )));
     }
     Ok(python)
@@ -185,13 +198,7 @@ fn pyvenv_short_version(cfg: &str) -> Option<String> {
     cfg.lines()
         .filter_map(|line| line.split_once('='))
         .filter(|(key, _)| matches!(key.trim(), "version" | "version_info"))
-        .find_map(|(_, value)| {
-            let mut parts = value.trim().split('.');
-            let major = parts.next()?.trim();
-            let minor = parts.next()?.trim();
-            let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-            (numeric(major) && numeric(minor)).then(|| format!("{major}.{minor}"))
-        })
+        .find_map(|(_, value)| short_version(value))
 }
 
 /// Turns a failed `PyStatus` into an error message.
@@ -342,13 +349,15 @@ mod tests {
         assert_eq!(pyvenv_short_version("version = three\n"), None);
     }
 
-    #[test]
-    fn version_word_is_the_first_word_of_sys_version() {
-        assert_eq!(
-            version_word("3.11.7 (main, May  9 2026) [GCC 12]"),
-            "3.11.7"
-        );
-        assert_eq!(version_word(""), "");
+    /// What a cargo-built test binary expects: its build interpreter.
+    fn build_python() -> ExpectedPython {
+        let expected = expected_python::take().unwrap();
+        assert_eq!(expected.origin, Origin::Build);
+        expected
+    }
+
+    fn build_short_version() -> String {
+        short_version(&build_python().version).unwrap()
     }
 
     fn scratch_dir(name: &str) -> PathBuf {
@@ -367,15 +376,17 @@ mod tests {
         )
         .unwrap();
         std::fs::write(venv.join("bin/python"), "").unwrap();
-        let message = verify_virtualenv(&venv).unwrap_err().to_string();
+        let build = build_python();
+        let message = verify_virtualenv(&venv, &build).unwrap_err().to_string();
         std::fs::remove_dir_all(&venv).unwrap();
         let expected = format!(
-            "--virtualenv {dir}: created with Python 3.12, but rgunicorn was built for Python \
-             {BUILD_SHORT_VERSION} ({BUILD_EXECUTABLE}); rebuild rgunicorn with \
-             PYO3_PYTHON={dir}/bin/python",
-            dir = venv.display()
+            "--virtualenv {dir}: created with Python 3.12, but rgunicorn runs Python {version} \
+             ({executable}); rebuild rgunicorn with PYO3_PYTHON={dir}/bin/python",
+            dir = venv.display(),
+            version = build.version,
+            executable = build.executable.display(),
         );
-        if BUILD_SHORT_VERSION != "3.12" {
+        if build_short_version() != "3.12" {
             assert_eq!(message, expected);
         }
     }
@@ -383,16 +394,20 @@ mod tests {
     #[test]
     fn virtualenv_without_pyvenv_cfg_or_python_is_rejected() {
         let venv = scratch_dir("notvenv");
-        let message = verify_virtualenv(&venv).unwrap_err().to_string();
+        let build = build_python();
+        let message = verify_virtualenv(&venv, &build).unwrap_err().to_string();
         assert!(message.contains("cannot read pyvenv.cfg"), "{message}");
-        let cfg = format!("version = {BUILD_SHORT_VERSION}.0\n");
+        let cfg = format!("version = {}.0\n", build_short_version());
         std::fs::write(venv.join("pyvenv.cfg"), cfg).unwrap();
-        let message = verify_virtualenv(&venv).unwrap_err().to_string();
+        let message = verify_virtualenv(&venv, &build).unwrap_err().to_string();
         assert!(message.contains("bin/python is missing"), "{message}");
         std::fs::write(venv.join("bin/python"), "").unwrap();
-        assert_eq!(verify_virtualenv(&venv).unwrap(), venv.join("bin/python"));
+        assert_eq!(
+            verify_virtualenv(&venv, &build).unwrap(),
+            venv.join("bin/python")
+        );
         std::fs::remove_dir_all(&venv).unwrap();
-        let missing = verify_virtualenv(Path::new("/nonexistent/venv")).unwrap_err();
+        let missing = verify_virtualenv(Path::new("/nonexistent/venv"), &build).unwrap_err();
         assert_eq!(
             missing.to_string(),
             "--virtualenv /nonexistent/venv: no such directory"
@@ -401,16 +416,40 @@ mod tests {
 
     #[test]
     fn loaded_libpython_is_the_build_interpreters() {
-        verify_version().unwrap();
-        verify_libpython().unwrap();
-        if BUILD_SHARED == "1" {
+        let build = build_python();
+        verify_version(&build).unwrap();
+        verify_libpython(&build).unwrap();
+        if let Some(built) = &build.libpython {
             let loaded = loaded_libpython().unwrap().canonicalize().unwrap();
-            let built = Path::new(BUILD_LIBDIR)
-                .join(BUILD_LDLIBRARY)
-                .canonicalize()
-                .unwrap();
-            assert_eq!(loaded, built);
+            assert_eq!(loaded, built.canonicalize().unwrap());
         }
+    }
+
+    #[test]
+    fn a_launcher_naming_another_libpython_or_version_is_refused() {
+        let build = build_python();
+        let elsewhere = ExpectedPython {
+            origin: Origin::Launcher,
+            executable: PathBuf::from("/usr/bin/python3"),
+            libpython: Some(PathBuf::from("/dev/null")),
+            version: build.version.clone(),
+        };
+        let message = verify_libpython(&elsewhere).unwrap_err().to_string();
+        assert!(
+            message.starts_with("wrong libpython loaded: ")
+                && message.contains("but Python ")
+                && message.contains("has /dev/null; start rgunicorn with the Python"),
+            "{message}"
+        );
+        let older = ExpectedPython {
+            version: "3.0.1".to_string(),
+            ..elsewhere
+        };
+        let message = verify_version(&older).unwrap_err().to_string();
+        assert!(
+            message.contains("but rgunicorn was told to run Python 3.0.1 (/usr/bin/python3)"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -419,7 +458,7 @@ mod tests {
         super::super::test_support::attach(|py| {
             let sys = py.import("sys").unwrap();
             let version: String = sys.getattr("version").unwrap().extract().unwrap();
-            assert_eq!(version_word(&version), version_word(BUILD_VERSION));
+            assert_eq!(version_word(&version), build_python().version);
             let path: Vec<String> = sys.getattr("path").unwrap().extract().unwrap();
             let cwd = std::env::current_dir().unwrap();
             assert!(path.iter().any(|p| Path::new(p) == cwd), "{path:?}");
@@ -483,7 +522,7 @@ mod tests {
     #[test]
     fn virtualenv_site_packages_are_on_sys_path() {
         let venv = std::env::temp_dir().join(format!("rgunicorn-realvenv-{}", std::process::id()));
-        let mut create = std::process::Command::new(BUILD_EXECUTABLE);
+        let mut create = std::process::Command::new(build_python().executable);
         create.args(["-m", "venv", "--without-pip"]).arg(&venv);
         assert!(run_bounded(create).status.success());
         let mut child = std::process::Command::new(std::env::current_exe().unwrap());
@@ -508,7 +547,7 @@ mod tests {
         assert!(stdout.contains(&format!("PREFIX={venv}\n")), "{stdout}");
         let path_line = stdout.lines().find(|l| l.starts_with("PATH=")).unwrap();
         let entries: Vec<&str> = path_line["PATH=".len()..].split('|').collect();
-        let site = format!("{venv}/lib/python{BUILD_SHORT_VERSION}/site-packages");
+        let site = format!("{venv}/lib/python{}/site-packages", build_short_version());
         assert!(entries.contains(&site.as_str()), "{entries:?}");
         assert_eq!(entries[0], "/tmp/second-extra");
         assert_eq!(entries[1], "/tmp/first-extra");

@@ -15,6 +15,7 @@ pub mod app;
 pub mod environ;
 pub mod errors;
 pub mod exchange;
+pub mod expected_python;
 pub mod file_wrapper;
 pub mod gil;
 pub mod hooks;

@@ -13,7 +13,7 @@ use crate::http::RequestHead;
 use crate::http::{self, ResponseFraming, Version};
 use crate::listener::Endpoint;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyIterator};
+use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
@@ -285,7 +285,7 @@ impl AppResponse {
         let mut outcome = Err("unset");
         out.append_with(|buf| {
             let mark = buf.len();
-            outcome = http::begin_response(
+            outcome = http::begin_validated_response(
                 buf,
                 self.request.version,
                 status,
@@ -444,7 +444,12 @@ impl AppResponse {
         }
         self.body = Body::Finished;
         let result = self.result.bind(py);
-        if let Ok(close) = result.getattr(pyo3::intern!(py, "close")) {
+        // A plain list or tuple has no close(): asking would raise (and
+        // format) an AttributeError on every such response.
+        if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+            return;
+        }
+        if let Ok(Some(close)) = result.getattr_opt(pyo3::intern!(py, "close")) {
             if let Err(e) = close.call0() {
                 super::traceback::log_exception(py, &e, "Error closing the response iterable");
             }

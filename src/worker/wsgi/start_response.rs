@@ -6,14 +6,35 @@
 //! would let the app split the response), and everything is latin-1. The
 //! accepted status and headers are kept as latin-1 bytes in one buffer with
 //! spans into it, so recording a header allocates nothing once the buffers
-//! have grown.
+//! have grown. The buffers outlive their request: a dropped `StartResponse`
+//! leaves them to the next one on its thread. What is recorded here is
+//! valid, so the response writer does not check it again
+//! (`http::begin_validated_response`).
 
 use super::errors::type_name;
 use crate::http;
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use std::cell::RefCell;
 use std::ops::Range;
+
+/// Buffers of dropped `StartResponse`s kept per thread, at most this many.
+const MAX_SPARE: usize = 4;
+/// A buffer grown beyond this (a huge header set) is freed, not kept.
+const MAX_KEPT_BYTES: usize = 16 * 1024;
+
+/// The reusable buffers of one `StartResponse`.
+#[derive(Debug, Default)]
+struct Buffers {
+    head: Vec<u8>,
+    headers: Vec<HeaderRanges>,
+}
+
+thread_local! {
+    /// Buffers left by dropped `StartResponse`s for the next request.
+    static SPARE: RefCell<Vec<Buffers>> = const { RefCell::new(Vec::new()) };
+}
 
 /// One recorded header: ranges of the name and value in the head buffer.
 #[derive(Debug, Clone)]
@@ -25,7 +46,7 @@ struct HeaderRanges {
 /// The `start_response` callable for one request. The connection reads the
 /// recorded status and headers once the app has returned (or yielded).
 #[pyclass(module = "rgunicorn")]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StartResponse {
     /// Latin-1 bytes of the status, then of every header name and value.
     head: Vec<u8>,
@@ -38,9 +59,24 @@ pub struct StartResponse {
 }
 
 impl StartResponse {
-    /// A fresh callable for one request.
+    /// A fresh callable for one request, with the buffers of an earlier
+    /// one when there are some.
     pub fn new() -> StartResponse {
-        StartResponse::default()
+        let spare = SPARE
+            .try_with(|spare| spare.borrow_mut().pop())
+            .ok()
+            .flatten();
+        let Buffers { head, headers } = spare.unwrap_or_else(|| Buffers {
+            head: Vec::with_capacity(256),
+            headers: Vec::with_capacity(8),
+        });
+        StartResponse {
+            head,
+            status: None,
+            headers,
+            headers_sent: false,
+            written: Vec::new(),
+        }
     }
     /// The status line given by the app (`b"200 OK"`), latin-1 encoded, if
     /// start_response has been called.
@@ -92,6 +128,36 @@ impl StartResponse {
             self.status = Some(status);
         }
         Ok(())
+    }
+}
+
+impl Default for StartResponse {
+    fn default() -> StartResponse {
+        StartResponse::new()
+    }
+}
+
+impl Drop for StartResponse {
+    /// Leaves the buffers to the next `StartResponse` of this thread.
+    fn drop(&mut self) {
+        if self.head.capacity() > MAX_KEPT_BYTES
+            || self.headers.capacity() * std::mem::size_of::<HeaderRanges>() > MAX_KEPT_BYTES
+        {
+            return;
+        }
+        let mut buffers = Buffers {
+            head: std::mem::take(&mut self.head),
+            headers: std::mem::take(&mut self.headers),
+        };
+        buffers.head.clear();
+        buffers.headers.clear();
+        // A thread that is exiting has no spares to keep.
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < MAX_SPARE {
+                spare.push(buffers);
+            }
+        });
     }
 }
 
