@@ -1,11 +1,14 @@
 //! `--metrics-bind` and `--statsd-host` through the real binary: the
 //! request counters by method and status (the server's own 400s included)
 //! and the duration histogram after a known mix of requests, counters that
-//! survive a worker killed by SIGKILL (and the restart counted as a crash),
+//! survive a worker killed by SIGKILL (and the restart counted as a crash;
+//! timeout, max-requests and reload restarts counted by their reason),
 //! a scrape answered while the only worker is stuck in the app, the output
 //! read by prometheus_client's own parser with the metric names and labels
 //! of docs/metrics.md, `/status` and `rgunicorn status`, a statsd listener
-//! receiving gunicorn's lines, and bad settings refused in one line.
+//! receiving gunicorn's lines, the socket handed over on USR2, the docs and
+//! the Grafana dashboard naming only exported metrics, and bad settings
+//! refused in one line.
 //!
 //! Every server binds 127.0.0.1 only, is held by a guard that stops it by
 //! PID, and every wait is a condition with a deadline.
@@ -715,4 +718,60 @@ fn the_docs_and_the_grafana_dashboard_name_exactly_the_exported_metrics() {
         "unknown in the dashboard: {:?}",
         used.difference(&exported)
     );
+}
+
+#[test]
+fn restarts_are_counted_by_reason_timeout_max_requests_and_reload() {
+    let (server, metrics) = start_with_metrics(1, &["--timeout", "2"]);
+    let mut stuck = server.connect();
+    stuck.send(b"GET /sleep?seconds=30 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let counted = wait_until(WAIT, || {
+        value(
+            &scrape(metrics),
+            "rgunicorn_worker_restarts_total",
+            &[("reason", "timeout")],
+        ) == 1.0
+    });
+    assert!(counted, "log:\n{}", server.log());
+    let samples = scrape(metrics);
+    assert_eq!(
+        value(
+            &samples,
+            "rgunicorn_worker_restarts_total",
+            &[("reason", "crash")]
+        ),
+        0.0
+    );
+    drop(server);
+
+    let (server, metrics) = start_with_metrics(1, &["--max-requests", "3"]);
+    get_n(&server, "/", 3, 200);
+    let counted = wait_until(WAIT, || {
+        value(
+            &scrape(metrics),
+            "rgunicorn_worker_restarts_total",
+            &[("reason", "max_requests")],
+        ) == 1.0
+    });
+    assert!(counted, "log:\n{}", server.log());
+    let samples = scrape(metrics);
+    assert_eq!(value(&samples, "rgunicorn_http_requests_total", &[]), 3.0);
+    assert_eq!(
+        value(
+            &samples,
+            "rgunicorn_worker_restarts_total",
+            &[("reason", "crash")]
+        ),
+        0.0
+    );
+
+    server.signal(Signal::SIGHUP);
+    let counted = wait_until(WAIT, || {
+        value(
+            &scrape(metrics),
+            "rgunicorn_worker_restarts_total",
+            &[("reason", "reload")],
+        ) == 1.0
+    });
+    assert!(counted, "log:\n{}", server.log());
 }
