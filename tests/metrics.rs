@@ -775,3 +775,36 @@ fn restarts_are_counted_by_reason_timeout_max_requests_and_reload() {
     });
     assert!(counted, "log:\n{}", server.log());
 }
+
+#[test]
+fn metrics_on_a_unix_socket_are_served_and_the_file_is_removed_at_exit() {
+    let dir = support::TempDir::new("metrics-unix");
+    let path = dir.join("metrics.sock");
+    let mut server = ServerBuilder::new("metrics_app:application")
+        .arg("--metrics-bind")
+        .arg(format!("unix:{}", path.display()))
+        .start();
+    get_n(&server, "/", 2, 200);
+    let mut client = Client::connect(&Address::Unix(path.clone()));
+    client.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let samples = parse_with_prometheus_client(&response.text());
+    assert_eq!(value(&samples, "rgunicorn_http_requests_total", &[]), 2.0);
+    let output = Command::new(env!("CARGO_BIN_EXE_rgunicorn"))
+        .args([
+            "status",
+            "--metrics-bind",
+            &format!("unix:{}", path.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit(WAIT).is_some_and(|s| s.success()));
+    assert!(!path.exists(), "the metrics socket file was left behind");
+}
