@@ -33,9 +33,18 @@ The script installs what it needs itself: wrk, libev-dev and python3-dev
 from apt when missing, and the pinned peers of bench/requirements.txt into
 target/bench-venv; it then re-runs itself with that virtualenv's Python.
 
+With --tls every server serves HTTPS with one self-signed P-256 certificate
+made with `openssl` in target/bench-logs (rgunicorn and gunicorn with
+--certfile/--keyfile, Granian with --ssl-certificate/--ssl-keyfile, at two
+workers like the rest; bjoern, uWSGI and waitress are left out), wrk
+requests https://, and the report goes to docs/benchmarks-tls.md. Its
+`Connection: close` scenario is one full TLS 1.3 handshake per request.
+
 Usage: bench/compare.sh [options]   (see --help; a smoke run:
        bench/compare.sh --duration 2 --rounds 1 --out /tmp/bench.md)
 Raw results go to target/bench-logs/results.json (--render re-renders them).
+Sections that other scripts keep in the output between `<!-- NAME: begin -->`
+and `<!-- NAME: end -->` (bench/threads.sh's) are written back unchanged.
 """
 
 import argparse
@@ -96,31 +105,59 @@ def venv_bin(name):
     return os.path.join(VENV, "bin", name)
 
 
+# With --tls: (certificate, key) paths, made by make_certificate().
+TLS = None
+# The servers --tls measures (the others have no TLS of their own here).
+TLS_PEERS = ("granian", "gunicorn-sync", "gunicorn-gthread")
+
+
+def make_certificate():
+    """A self-signed P-256 certificate for 127.0.0.1, for --tls."""
+    cert, key = os.path.join(LOGDIR, "bench-cert.pem"), os.path.join(LOGDIR, "bench-key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def tls_args(name):
+    """The TLS flags of server `name` under --tls."""
+    if TLS is None:
+        return []
+    cert, key = TLS
+    if name == "granian":
+        return ["--ssl-certificate", cert, "--ssl-keyfile", key]
+    return ["--certfile", cert, "--keyfile", key]
+
+
 def server_commands(rgunicorn_bins):
     """name -> (function(app, port) -> argv, process count when booted)."""
     servers = {}
+    granian_workers = "2" if TLS else "1"
     for label, binary in rgunicorn_bins:
         for workers in (1, 2):
             servers[f"{label}-w{workers}"] = (
                 lambda app, port, b=binary, w=workers: [
                     b, "--workers", str(w), "--bind", f"127.0.0.1:{port}", "--virtualenv", VENV,
-                    "--chdir", ROOT, "--log-level", "warning", app,
+                    "--chdir", ROOT, "--log-level", "warning", *tls_args("rgunicorn"), app,
                 ],
                 1 + workers,
             )
     servers.update({
         "bjoern": (lambda app, port: [venv_bin("python"), "-c", BJOERN_RUNNER, app, "127.0.0.1", str(port)], 1),
         "granian": (lambda app, port: [
-            venv_bin("granian"), "--interface", "wsgi", "--workers", "1", "--host", "127.0.0.1",
-            "--port", str(port), "--no-ws", "--log-level", "warning", app,
-        ], 2),
+            venv_bin("granian"), "--interface", "wsgi", "--workers", granian_workers, "--host", "127.0.0.1",
+            "--port", str(port), "--no-ws", "--log-level", "warning", *tls_args("granian"), app,
+        ], 1 + int(granian_workers)),
         "gunicorn-sync": (lambda app, port: [
             venv_bin("gunicorn"), "--workers", "2", "--worker-class", "sync",
-            "--bind", f"127.0.0.1:{port}", "--chdir", ROOT, "--log-level", "warning", app,
+            "--bind", f"127.0.0.1:{port}", "--chdir", ROOT, "--log-level", "warning",
+            *tls_args("gunicorn"), app,
         ], 3),
         "gunicorn-gthread": (lambda app, port: [
             venv_bin("gunicorn"), "--workers", "2", "--worker-class", "gthread", "--threads", "4",
-            "--bind", f"127.0.0.1:{port}", "--chdir", ROOT, "--log-level", "warning", app,
+            "--bind", f"127.0.0.1:{port}", "--chdir", ROOT, "--log-level", "warning",
+            *tls_args("gunicorn"), app,
         ], 3),
         "uwsgi": (lambda app, port: [
             venv_bin("uwsgi"), "--master", "--processes", "2", "--http11-socket", f"127.0.0.1:{port}",
@@ -138,7 +175,8 @@ def server_commands(rgunicorn_bins):
 
 
 def ensure_tools():
-    """Installs wrk, libev-dev (bjoern) and python3-dev (uWSGI) when missing."""
+    """Installs wrk, libev-dev (bjoern), python3-dev (uWSGI) and openssl (--tls)
+    when missing."""
     missing = []
     if not shutil.which("wrk"):
         missing.append("wrk")
@@ -146,6 +184,8 @@ def ensure_tools():
         missing.append("libev-dev")
     if not shutil.which("gcc"):
         missing.append("gcc")
+    if not shutil.which("openssl"):
+        missing.append("openssl")  # --tls makes its certificate with it
     include = sysconfig.get_paths()["include"]
     if not os.path.exists(os.path.join(include, "Python.h")):
         missing.append("python3-dev")
@@ -261,20 +301,27 @@ class Server:
         self.procs = procs
 
     def wait_ready(self, timeout=60):
+        """Whether the server came up (all its processes, and an answer)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
             if len(tree(self.proc.pid)) >= self.procs and self.answers():
-                return
+                return True
             time.sleep(0.1)
         self.stop()
-        raise SystemExit(f"error: {self.name} did not start; log:\n{open(self.log_path).read()}")
+        print(f"bench: {self.name} did not start, left out; its log:\n{open(self.log_path).read()}",
+              file=sys.stderr)
+        return False
 
     def answers(self):
         try:
-            url = f"http://127.0.0.1:{self.port}{self.path}"
-            with urllib.request.urlopen(url, timeout=2) as r:
+            url = f"{scheme()}://127.0.0.1:{self.port}{self.path}"
+            context = None
+            if TLS:
+                import ssl
+                context = ssl.create_default_context(cafile=TLS[0])
+            with urllib.request.urlopen(url, timeout=2, context=context) as r:
                 return r.status == 200
         except Exception:
             return False
@@ -328,6 +375,10 @@ def connection_shares(port):
     return min(counts) / mean if mean else None
 
 
+def scheme():
+    return "https" if TLS else "http"
+
+
 def run_wrk(server, scenario, args):
     _, mode, lua = SCENARIOS[scenario]
     argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
@@ -335,7 +386,7 @@ def run_wrk(server, scenario, args):
         argv += ["-H", "Connection: close"]
     if lua:
         argv += ["-s", os.path.join(LOGDIR, lua)]
-    argv.append(f"http://127.0.0.1:{server.port}{server.path}")
+    argv.append(f"{scheme()}://127.0.0.1:{server.port}{server.path}")
     shares = {}
     timer = None
     if mode == "keepalive":
@@ -370,11 +421,17 @@ def run(args):
     commands = server_commands(bins)
     names = [n for n in commands if not args.servers or n in args.servers
              or n.rsplit("-w", 1)[0] in args.servers]
+    if TLS:
+        names = [n for n in names if n in TLS_PEERS or n.rsplit("-w", 1)[0] in [b[0] for b in bins]]
     scenarios = [s for s in SCENARIOS if not args.scenarios or s in args.scenarios]
     runs = {}  # (server, scenario) -> [result]
     memory = {}  # (server, app) -> [(rss, pss)] per worker
     load_before = open("/proc/loadavg").read().split()[:3]
     started = time.monotonic()
+    estimate = len(names) * (len(scenarios) * args.rounds * (args.duration + 0.3)
+                             + len({SCENARIOS[s][0] for s in scenarios}) * 4)
+    print(f"bench: {len(names)} servers, {len(scenarios)} scenarios, {args.rounds} rounds: "
+          f"about {estimate / 60:.0f} min", file=sys.stderr)
     for app in APPS:
         app_scenarios = [s for s in scenarios if SCENARIOS[s][0] == app]
         if not app_scenarios:
@@ -385,8 +442,7 @@ def run(args):
             for name in names:
                 argv_for, procs = commands[name]
                 servers.append(Server(name, argv_for, procs, target, path))
-            for server in servers:
-                server.wait_ready()
+            servers = [server for server in servers if server.wait_ready()]
             for server in servers:  # warm-up, not recorded
                 run_wrk(server, app_scenarios[0], argparse.Namespace(**{**vars(args), "duration": 1}))
             for round_no in range(args.rounds):
@@ -413,6 +469,7 @@ def run(args):
         "settings": {k: getattr(args, k) for k in ("duration", "rounds", "connections", "threads")},
         "servers": names,
         "scenarios": scenarios,
+        "tls": bool(TLS),
         "runs": {f"{s}|{c}": r for (s, c), r in runs.items()},
         "memory": {f"{s}|{a}": m for (s, a), m in memory.items()},
     }
@@ -526,11 +583,14 @@ def goals(table, memory, rg="rgunicorn"):
         check(f"{scenario} `-w 1`: CPU per request vs bjoern",
               get(w1, scenario, "cpu_us"), get("bjoern", scenario, "cpu_us"), 1.0)
     for scenario in ("1mib-response",):
-        for peer in ("bjoern", "granian", "gunicorn-sync", "gunicorn-gthread", "uwsgi", "waitress"):
-            a, b = get(w1, scenario, "rps"), get(peer, scenario, "rps")
+        # Against a peer of one process `-w 1`, of two `-w 2`.
+        for peer, mine in (("bjoern", w1), ("granian", w1), ("waitress", w1), ("gunicorn-sync", w2),
+                           ("gunicorn-gthread", w2), ("uwsgi", w2)):
+            a, b = get(mine, scenario, "rps"), get(peer, scenario, "rps")
             if a and b:
-                out.append((f"1 MiB response `-w 1`: req/s vs {peer}", f"{a:.0f} / {b:.0f} = {a / b:.2f} (goal ≥ 1)",
-                            a >= b))
+                flag = mine[len(rg) + 1:].replace("w", "-w ")
+                out.append((f"1 MiB response `{flag}`: req/s vs {peer}",
+                            f"{a:.0f} / {b:.0f} = {a / b:.2f} (goal ≥ 1)", a >= b))
     worker = memory.get(f"{w1}|hello")
     if worker:
         rss = max(x[0] for x in worker) / 1024
@@ -544,13 +604,28 @@ def render(results, out_path, chart_path):
     servers, scenarios, s = results["servers"], results["scenarios"], results["settings"]
     v = results["versions"]
     rg = next((n[:-3] for n in servers if n.endswith("-w1")), "rgunicorn")
-    lines = [
+    tls = results.get("tls", False)
+    intro = [
         "# Benchmarks",
         "",
         "rgunicorn against bjoern, Granian, gunicorn (sync and gthread), uWSGI and",
         "waitress, measured in one run of `bench/compare.sh` (bench/compare.py) on",
         "127.0.0.1. Compare the ratios, which come from one run on one machine.",
         "",
+    ]
+    if tls:
+        intro = [
+            "# Benchmarks over TLS",
+            "",
+            "HTTPS: rgunicorn (rustls) against Granian (`--ssl-certificate`) and gunicorn",
+            "(`--certfile`, sync and gthread), measured in one run of `bench/compare.sh --tls`",
+            "(bench/compare.py) on 127.0.0.1 with one self-signed P-256 certificate. wrk's",
+            "OpenSSL negotiates TLS 1.3 with every server; with `Connection: close` each",
+            "request is a full handshake (wrk does not resume sessions), so its req/s are",
+            "handshakes per second. Granian runs `--workers 2` here, like the others.",
+            "",
+        ]
+    lines = intro + [
         f"* date: {results['date']}; the run took {results['seconds'] // 60} min",
         f"* machine: {results['machine']}; load average before / after: "
         f"{' '.join(results['load_before'])} / {' '.join(results['load_after'])}",
@@ -561,17 +636,20 @@ def render(results, out_path, chart_path):
         f"(wrk {v['wrk']}), {s['rounds']} rounds, the servers in turns (the order rotating "
         "each round) after a 1 s warm-up each; every figure is the median over the rounds. "
         "wrk shares the 2 cores with the server.",
-        "* servers: `rgunicorn-w1` is `--workers 1` (against bjoern's single process), "
+        "* servers: `rgunicorn-w1` is `--workers 1`, "
         "`rgunicorn-w2` is `--workers 2`, both with `--virtualenv` set to the bench virtualenv, "
         "from which every peer runs too; "
-        + "; ".join(f"{name} {CONFIGS[name]}" for name in servers if name in CONFIGS),
+        + "; ".join(f"{name} {CONFIGS[name]}" for name in servers if name in CONFIGS)
+        + ("; over TLS each with the certificate flags above (Granian with `--workers 2`)" if tls else ""),
         "",
         "Columns: **CPU µs/req** is the server's CPU time (user + system, all its processes, "
         "from `/proc/PID/stat`) divided by the requests served: on this machine, where wrk "
         "takes a core, it is the figure that decides throughput. **fairness** is the "
         "connection that received the fewest bytes as a share of the mean over all 50 "
         "(server-side sockets, `ss -ti`, near the end of each keep-alive run): 1.00 is "
-        "perfectly even, a low figure means some connections starve. **errors** are "
+        "perfectly even, a low figure means some connections starve; wrk's latencies cover only "
+        "the requests that were answered, so a server that leaves most connections waiting "
+        "shows the low latencies of the few it serves. **errors** are "
         "wrk's socket errors and non-2xx responses, summed over the rounds.",
         "",
     ]
@@ -586,10 +664,10 @@ def render(results, out_path, chart_path):
             lines.append(f"| {server} | {fmt(r['rps'], 0)} | {fmt(r['cpu_us'])} | {fmt(r['p50'], 2)} "
                          f"| {fmt(r['p99'], 2)} | {fmt(r['fair'], 2)} | {r['errors']} |")
         lines.append("")
-    lines += ["## Ratios, rgunicorn `-w 1` / peer (same run)", "",
+    w1 = f"{rg}-w2" if tls else f"{rg}-w1"
+    lines += [f"## Ratios, rgunicorn `-w {w1[-1]}` / peer (same run)", "",
               "Below 1 is better for CPU and p99, above 1 for req/s.", "",
               "| scenario | peer | req/s | CPU µs/req | p99 |", "| --- | --- | ---: | ---: | ---: |"]
-    w1 = f"{rg}-w1"
     for scenario in scenarios:
         mine = table.get((w1, scenario))
         if not mine:
@@ -615,7 +693,7 @@ def render(results, out_path, chart_path):
                 continue
             lines.append(f"| {server} | {app} | {len(m)} | {max(x[0] for x in m) / 1024:.1f} "
                          f"| {max(x[1] for x in m) / 1024:.1f} | {sum(x[1] for x in m) / 1024:.1f} |")
-    checked = goals(table, results["memory"], rg)
+    checked = [] if tls else goals(table, results["memory"], rg)
     if checked:
         lines += ["", "## The goals of issue 14, checked in this run", "",
                   "| goal | figures (rgunicorn / reference) | met |", "| --- | --- | --- |"]
@@ -627,10 +705,22 @@ def render(results, out_path, chart_path):
               "", "Reproduce: `bench/compare.sh` (installs the peers itself; a full run takes "
               "about 20 minutes). Raw wrk output of the last run is in "
               "`target/bench-logs/wrk.log`, the figures in `target/bench-logs/results.json`.", ""]
+    lines += kept_sections(out_path)
     with open(out_path, "w") as f:
         f.write("\n".join(lines))
     if chart_path:
         chart(table, servers, scenarios, chart_path, results)
+
+
+def kept_sections(path):
+    """The sections other scripts keep in the file, between their markers
+    (`<!-- bench/threads.sh: begin -->` ... `end -->`), to be written back."""
+    try:
+        text = open(path).read()
+    except OSError:
+        return []
+    found = re.finditer(r"<!-- (\S+): begin -->.*?<!-- \1: end -->", text, flags=re.S)
+    return [part for m in found for part in (m.group(0), "")]
 
 
 def chart(table, servers, scenarios, path, results):
@@ -652,7 +742,10 @@ def chart(table, servers, scenarios, path, results):
             ax.set_title(f"{scenario}: {label}", fontsize=10)
             ax.tick_params(labelsize=8)
             for y, value in enumerate(values):
-                ax.text(value, y, f" {value:.3g}", va="center", fontsize=7)
+                fair = table[(names[y], scenario)]["fair"]
+                starving = field == "p99" and fair is not None and fair < 0.5
+                note = f" (fairness {fair:.2f})" if starving else ""
+                ax.text(value, y, f" {value:.3g}{note}", va="center", fontsize=7)
             if field == "p99":
                 ax.set_xscale("log")
             ax.margins(x=0.25)
@@ -674,7 +767,10 @@ def main():
     parser.add_argument("--also", action="append", metavar="LABEL=BINARY",
                         help="another rgunicorn build to measure alongside (e.g. base=/tmp/rg-main), "
                              "as LABEL-w1 and LABEL-w2")
-    parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    parser.add_argument("--tls", action="store_true",
+                        help="HTTPS: rgunicorn, Granian and gunicorn with one self-signed certificate "
+                             "(default --out docs/benchmarks-tls.md, no chart)")
+    parser.add_argument("--out", default=None, help="default docs/benchmarks.md")
     parser.add_argument("--chart", default=None,
                         help="the PNG chart (default: benchmarks.png beside --out; 'none' for no chart)")
     parser.add_argument("--render", action="store_true",
@@ -684,6 +780,12 @@ def main():
         ensure_tools()
         ensure_venv()
         os.execv(venv_bin("python"), [venv_bin("python"), os.path.abspath(__file__), *sys.argv[1:]])
+    global TLS
+    if args.tls:
+        os.makedirs(LOGDIR, exist_ok=True)
+        TLS = make_certificate()
+        args.chart = args.chart or "none"
+    args.out = args.out or os.path.join(ROOT, "docs", "benchmarks-tls.md" if args.tls else "benchmarks.md")
     chart_path = None if args.chart == "none" else (
         args.chart or os.path.join(os.path.dirname(os.path.abspath(args.out)), "benchmarks.png"))
     if args.render:

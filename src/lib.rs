@@ -21,7 +21,9 @@ pub mod os_error;
 pub mod proc_title;
 pub mod proxy_protocol;
 pub mod statsd;
+pub mod tls_info;
 pub mod worker;
+pub mod x509_name;
 
 /// The version string reported by `--version` and the `Server` header.
 pub const SERVER_SOFTWARE: &str = concat!("rgunicorn/", env!("CARGO_PKG_VERSION"));

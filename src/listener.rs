@@ -43,10 +43,17 @@ impl Listener {
     /// `http://[::1]:8000` (the real port when port 0 was asked) or
     /// `unix:/run/app.sock`.
     pub fn url(&self) -> String {
+        self.url_as(crate::http::UrlScheme::Http)
+    }
+
+    /// Like [`Listener::url`], with `https://` for a TCP listener that
+    /// serves TLS.
+    pub fn url_as(&self, scheme: crate::http::UrlScheme) -> String {
+        let scheme = scheme.as_str();
         match self {
             Listener::Tcp(l) => match l.local_addr() {
-                Ok(addr) => format!("http://{addr}"),
-                Err(_) => "http://?".to_string(),
+                Ok(addr) => format!("{scheme}://{addr}"),
+                Err(_) => format!("{scheme}://?"),
             },
             Listener::Unix(l) => match l.local_addr() {
                 Ok(addr) => match addr.as_pathname() {

@@ -47,6 +47,9 @@ pub fn main() {
     }
     raise_open_files_limit();
     if settings.check_config {
+        if let Err(err) = master::check_tls(&settings) {
+            exit_with_error(&err, 1);
+        }
         check_config(&settings);
     }
     if let Err(err) = master::run(settings) {

@@ -53,6 +53,8 @@ const ROOMS: &[(&str, Room)] = &[
     ("proc_title", Foundation),
     ("proxy_protocol", Foundation),
     ("statsd", Foundation),
+    ("tls_info", Foundation),
+    ("x509_name", Foundation),
     ("http", Http),
     ("config", Config),
     ("worker", Worker),
@@ -117,6 +119,7 @@ const BANNED_CRATES: &[(Room, &[&str])] = &[
         Http,
         &["mio", "nix", "libc", "signal_hook", "rustls", "socket2"],
     ),
+    (Config, &["rustls"]),
     (Wsgi, &["rustls"]),
 ];
 

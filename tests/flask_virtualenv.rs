@@ -9,8 +9,17 @@ use std::collections::HashSet;
 use std::process::Command;
 use support::{python, repo_root, ServerBuilder, TempDir};
 
-/// A fresh venv with the examples' requirements (Flask) pip-installed into it.
+/// A fresh venv with Flask pip-installed into it from the pinned wheels that
+/// `.ci/setup` downloads into `target/wheelhouse` (`tests/wheelhouse.txt`):
+/// no registry is asked at test time.
 fn venv_with_flask(dir: &TempDir) -> std::path::PathBuf {
+    let wheelhouse = repo_root().join("target").join("wheelhouse");
+    let pinned = repo_root().join("tests").join("wheelhouse.txt");
+    assert!(
+        wheelhouse.join("wheelhouse.txt").exists(),
+        "run `bash .ci/setup` first: it downloads the pinned Flask wheels into {}",
+        wheelhouse.display()
+    );
     let venv = dir.join("venv");
     let created = Command::new(python())
         .args(["-m", "venv"])
@@ -18,16 +27,23 @@ fn venv_with_flask(dir: &TempDir) -> std::path::PathBuf {
         .status()
         .expect("run python -m venv");
     assert!(created.success(), "python -m venv failed");
-    let requirements = repo_root().join("examples").join("requirements.txt");
     let installed = Command::new(venv.join("bin").join("pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-        .arg(&requirements)
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-index",
+        ])
+        .arg("--find-links")
+        .arg(&wheelhouse)
+        .arg("-r")
+        .arg(&pinned)
         .status()
         .expect("run pip install");
     assert!(
         installed.success(),
-        "pip install -r {} failed",
-        requirements.display()
+        "pip install --no-index -r {} failed",
+        pinned.display()
     );
     venv
 }

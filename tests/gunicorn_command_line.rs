@@ -84,8 +84,8 @@ fn gunicorn_flags_that_do_not_carry_over_stop_the_start_with_the_reason() {
         ),
         (&["--preload"], "--preload: gunicorn's flag does not apply"),
         (
-            &["--certfile", "/etc/x.pem"],
-            "rgunicorn does not terminate TLS",
+            &["--ssl-version", "TLSv1_2"],
+            "--ssl-version TLSv1_2: gunicorn's flag does not apply: rustls offers TLS 1.2 and 1.3 only",
         ),
     ];
     for (flags, expected) in cases {

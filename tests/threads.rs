@@ -140,6 +140,55 @@ fn slow_routes_leave_a_thread_to_the_fast_ones() {
 }
 
 #[test]
+fn a_new_connection_is_served_while_keep_alive_clients_keep_every_thread_busy() {
+    let server = threaded(2).start();
+    let Address::Tcp(address) = server.address().clone() else {
+        unreachable!("the default server listens on TCP")
+    };
+    // 4 keep-alive clients with 2 requests in flight each: a request is
+    // always queued behind each of them, so the pool never has room and
+    // the worker stops accepting.
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut client = Client::connect(&Address::Tcp(address));
+                let request = b"GET /sleep?s=0.1 HTTP/1.1\r\nHost: x\r\n\r\n";
+                client.send(request);
+                client.send(request);
+                while !stop.load(Ordering::SeqCst) {
+                    assert_eq!(client.read_response().status, 200);
+                    client.send(request);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Every worker (the only one) is full: the new client is accepted
+    // anyway after a moment and its request waits in the queue.
+    let started = Instant::now();
+    let mut client = Client::connect(&Address::Tcp(address));
+    client.set_read_timeout(Duration::from_secs(10));
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let response = client.try_read_response_to("GET");
+    let waited = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    for handle in busy {
+        let _ = handle.join();
+    }
+    assert_eq!(
+        response.map(|r| r.status).ok(),
+        Some(200),
+        "after {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(4),
+        "the new client waited {waited:?}"
+    );
+}
+
+#[test]
 fn a_slow_stream_sends_each_part_as_it_comes() {
     let server = threaded(2).start();
     let Address::Tcp(address) = server.address().clone() else {

@@ -11,8 +11,8 @@ use super::ConfigError;
 use std::ffi::OsString;
 
 /// Why each kind of gunicorn-only flag does not carry over.
-const TLS: &str =
-    "rgunicorn does not terminate TLS: put a proxy (nginx, HAProxy, a load balancer) in front";
+const SSL_VERSION: &str =
+    "rustls offers TLS 1.2 and 1.3 only: set the floor with --tls-min-version 1.2|1.3";
 const LOGGING: &str =
     "rgunicorn writes its own logs: use --error-logfile, --access-logfile and --access-logformat";
 
@@ -78,14 +78,7 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     both("paste", "paste", true, "PasteDeploy configurations are not supported: name the WSGI callable as APP_MODULE"),
     flag_only("paster", true, "PasteDeploy configurations are not supported: name the WSGI callable as APP_MODULE"),
     key_only("raw_paste_global_conf"),
-    both("certfile", "certfile", true, TLS),
-    both("keyfile", "keyfile", true, TLS),
-    both("ca_certs", "ca-certs", true, TLS),
-    both("ssl_version", "ssl-version", true, TLS),
-    both("cert_reqs", "cert-reqs", true, TLS),
-    both("ciphers", "ciphers", true, TLS),
-    both("do_handshake_on_connect", "do-handshake-on-connect", false, TLS),
-    both("suppress_ragged_eofs", "suppress-ragged-eofs", false, TLS),
+    both("ssl_version", "ssl-version", true, SSL_VERSION),
     both("logconfig", "log-config", true, LOGGING),
     both("logconfig_dict", "log-config-dict", true, LOGGING),
     both("logconfig_json", "log-config-json", true, LOGGING),
@@ -122,7 +115,8 @@ pub enum HookCaller {
     Master,
     /// A worker: rgunicorn's workers call these (`--hooks`).
     Worker,
-    /// gunicorn's TLS setup (`ssl_context`): rgunicorn has no TLS.
+    /// gunicorn's TLS setup (`ssl_context`): rgunicorn builds its TLS
+    /// configuration from the settings (docs/tls.md), in the master.
     Tls,
 }
 
@@ -267,7 +261,7 @@ mod tests {
         let cases: &[(&[&str], &str)] = &[
             (&["-k", "gevent"], "--worker-class gevent: gunicorn's flag does not apply: rgunicorn has one kind of worker"),
             (&["--preload"], "--preload: gunicorn's flag does not apply: the master never starts Python"),
-            (&["--certfile=/x.pem"], "--certfile /x.pem: gunicorn's flag does not apply: rgunicorn does not terminate TLS"),
+            (&["--ssl-version=TLSv1_2"], "--ssl-version TLSv1_2: gunicorn's flag does not apply: rustls offers TLS 1.2 and 1.3 only"),
         ];
         for (words, start) in cases {
             let error = run(words).unwrap_err();

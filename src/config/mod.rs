@@ -28,6 +28,7 @@ mod keys;
 mod secure_scheme_headers;
 mod shell_words;
 mod sources;
+mod tls;
 mod values;
 
 pub use app_spec::AppSpec;
@@ -39,6 +40,7 @@ pub use secure_scheme_headers::{
     SecureSchemeHeaderError, SecureSchemeHeaders, DEFAULT_SECURE_SCHEME_HEADERS,
 };
 pub use sources::{Resolved, CMD_ARGS_VAR, DEFAULT_CONFIG_FILE};
+pub use tls::{CertReqs, CipherSuites, TlsVersion, CIPHER_SUITE_NAMES};
 
 use crate::logging::LogLevel;
 use std::collections::BTreeMap;
@@ -200,6 +202,48 @@ pub struct Settings {
         value_parser = crate::ip_allow_list::IpAllowList::parse
     )]
     pub proxy_allow_from: crate::ip_allow_list::IpAllowList,
+
+    /// Serve TLS with this PEM certificate chain (the server's certificate
+    /// first, then intermediates) on every `--bind`. Loaded by the master
+    /// at start and again on HUP. See docs/tls.md.
+    #[arg(long = "certfile", value_name = "FILE")]
+    pub certfile: Option<PathBuf>,
+
+    /// The PEM private key of `--certfile` (PKCS#8, PKCS#1 or SEC1)
+    /// [default: the key in the `--certfile` file].
+    #[arg(long = "keyfile", value_name = "FILE")]
+    pub keyfile: Option<PathBuf>,
+
+    /// PEM certificates of the authorities that sign client certificates
+    /// (for `--cert-reqs 1` or `2`).
+    #[arg(long = "ca-certs", value_name = "FILE")]
+    pub ca_certs: Option<PathBuf>,
+
+    /// Client certificates: 0 = not asked for, 1 = optional (one that is
+    /// sent must verify against `--ca-certs`), 2 = required.
+    #[arg(long = "cert-reqs", value_name = "0|1|2", default_value = "0", value_parser = tls::parse_cert_reqs)]
+    pub cert_reqs: CertReqs,
+
+    /// The TLS cipher suites to offer, rustls names separated by `:`
+    /// (e.g. `TLS13_AES_128_GCM_SHA256:TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`)
+    /// [default: all of rustls's suites]. OpenSSL cipher strings are refused.
+    #[arg(long = "ciphers", value_name = "SUITES", value_parser = tls::parse_ciphers)]
+    pub ciphers: Option<CipherSuites>,
+
+    /// The oldest TLS version offered: 1.2 or 1.3.
+    #[arg(long = "tls-min-version", value_name = "1.2|1.3", default_value = "1.2", value_parser = tls::parse_tls_version)]
+    pub tls_min_version: TlsVersion,
+
+    /// Accepted for gunicorn command lines; no effect: the handshake always
+    /// runs in the event loop before the first request is read.
+    #[arg(long = "do-handshake-on-connect")]
+    pub do_handshake_on_connect: bool,
+
+    /// Accepted for gunicorn command lines; no effect: a client that closes
+    /// without a TLS close_notify always ends its connection like a plain
+    /// EOF (gunicorn's default).
+    #[arg(long = "suppress-ragged-eofs")]
+    pub suppress_ragged_eofs: bool,
 
     /// Seconds to wait for the next request on a keep-alive connection.
     #[arg(long = "keep-alive", value_name = "INT", default_value_t = 2)]

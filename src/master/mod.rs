@@ -17,6 +17,7 @@ pub mod signals;
 pub mod sockets;
 pub mod status_command;
 pub mod systemd;
+mod tls;
 pub mod upgrade;
 
 use crate::config::Settings;
@@ -68,6 +69,9 @@ pub enum MasterError {
     /// `--daemon`: the master could not detach.
     #[error(transparent)]
     Daemon(#[from] daemon::DaemonError),
+    /// The TLS certificates or settings are unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The arbiter halted (a worker could not boot or load the app) or failed.
     #[error(transparent)]
     Arbiter(#[from] ArbiterError),
@@ -99,6 +103,7 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
         pidfile::check_not_running(path)?;
         pidfile::check_writable(path)?;
     }
+    let tls = tls::load(&settings)?;
     let upgrade_fds = upgrade::take_inherited_fds()?;
     let systemd_fds = systemd::take_listen_fds()?;
     if settings.daemon && upgrade_fds.fds.is_empty() {
@@ -115,7 +120,11 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     }
     let pid = std::process::id();
     for listener in sockets.listeners() {
-        log::info!("Listening at: {} ({pid})", listener.url());
+        let scheme = match tls {
+            Some(_) => crate::http::UrlScheme::Https,
+            None => crate::http::UrlScheme::Http,
+        };
+        log::info!("Listening at: {} ({pid})", listener.url_as(scheme));
     }
     if let Some(endpoint) = &metrics_endpoint {
         log::info!("Serving metrics at: {}/metrics ({pid})", endpoint.url());
@@ -131,7 +140,7 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
         launch: Some(launch),
         upgraded_from: upgraded.then(getppid),
     };
-    let mut arbiter = Arbiter::new(settings, sockets, signals).with_lifecycle(lifecycle);
+    let mut arbiter = Arbiter::new(settings, sockets, signals, tls).with_lifecycle(lifecycle);
     if let Some(endpoint) = metrics_endpoint {
         arbiter = arbiter
             .with_metrics_endpoint(endpoint)
@@ -184,6 +193,27 @@ fn connect_statsd(settings: &Settings) -> Result<(), MasterError> {
         reason: os_error_text(&e),
     })?;
     crate::statsd::install(statsd);
+    Ok(())
+}
+
+/// `--check-config`: whether the TLS files load, as they would at a real
+/// start (relative paths taken from `--chdir`, which the master enters
+/// before loading them).
+pub fn check_tls(settings: &Settings) -> Result<(), MasterError> {
+    let mut settings = settings.clone();
+    if let Some(dir) = settings.chdir.clone() {
+        for path in [
+            &mut settings.certfile,
+            &mut settings.keyfile,
+            &mut settings.ca_certs,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = dir.join(&*path);
+        }
+    }
+    tls::load(&settings)?;
     Ok(())
 }
 

@@ -103,6 +103,9 @@ pub struct Shared {
     pub proxy_protocol: Option<IpAllowList>,
     /// The `--hooks` module's hooks, if one is configured.
     pub hooks: Option<Arc<Hooks>>,
+    /// With `--certfile`: the TLS configuration every accepted connection
+    /// starts its session with.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Who is running the current exchange.
@@ -282,7 +285,7 @@ impl Connection {
         self.served_any
             && matches!(self.state, State::Idle)
             && self.rbuf.is_empty()
-            && self.out.is_empty()
+            && !self.output_waiting()
     }
 
     /// What closing this connection now would cost, cheapest first, for
@@ -291,7 +294,7 @@ impl Connection {
     pub fn eviction_cost(&self) -> Option<(EvictionCost, Instant)> {
         let waiting = matches!(self.state, State::Idle | State::ProxyHeader)
             && self.rbuf.is_empty()
-            && self.out.is_empty();
+            && !self.output_waiting();
         match (waiting, self.served_any) {
             (false, _) => None,
             (true, true) => Some((EvictionCost::KeptAlive, self.waiting_since)),
@@ -347,7 +350,7 @@ impl Connection {
                 running: Running::Threaded(_),
                 ..
             }
-        ) && self.out.is_empty();
+        ) && !self.output_waiting();
         if waiting_for_app_thread {
             // The app's own time is --timeout's business (the master).
             self.deadline = Instant::now() + shared.timeouts.send;
@@ -355,7 +358,7 @@ impl Connection {
         }
         // Queued output is a response still being sent, whatever the state
         // (an idle connection may still hold the end of its last response).
-        let sending = matches!(self.state, State::Responding { .. }) || !self.out.is_empty();
+        let sending = matches!(self.state, State::Responding { .. }) || self.output_waiting();
         if sending && self.client_still_reading() {
             self.deadline = Instant::now() + shared.timeouts.send;
             return Keep::Open;
@@ -413,6 +416,12 @@ impl Connection {
         self.unsent_when_full = unsent_bytes(&self.stream);
     }
 
+    /// Whether bytes of a response still wait: queued, or made into TLS
+    /// records the socket has not taken yet.
+    fn output_waiting(&self) -> bool {
+        !self.out.is_empty() || self.stream.has_pending_output()
+    }
+
     /// Ends the connection now, closing any response iterable (on an app
     /// thread: telling it to).
     pub fn abort(&mut self, gil: Gil<'_>) {
@@ -446,6 +455,17 @@ impl Connection {
                     }
                 }
             }
+            if self.writable && self.stream.has_pending_output() {
+                match self.stream.flush_pending() {
+                    Ok(()) => self.refresh_send_deadline(shared),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.note_socket_full(),
+                    Err(e) => {
+                        log::debug!("Client went away while writing: {e}");
+                        self.abort(gil);
+                        return Keep::Close;
+                    }
+                }
+            }
             let step = match self.state {
                 State::ProxyHeader => self.step_proxy_header(shared),
                 State::Idle | State::ReadingHead => self.step_head(gil, shared),
@@ -457,7 +477,7 @@ impl Connection {
                 Step::Continue if self.budget == 0 => return Keep::Yield,
                 Step::Continue => continue,
                 Step::Wait => {
-                    if !self.out.is_empty() && self.writable {
+                    if self.output_waiting() && self.writable {
                         continue;
                     }
                     return Keep::Open;
@@ -490,6 +510,11 @@ impl Connection {
                     self.rbuf.drain(..header.len);
                     if let Some(addresses) = header.addresses {
                         self.peer = Endpoint::Tcp(addresses.source);
+                    }
+                    // With TLS, what follows the header is the handshake.
+                    if self.stream.awaits_tls() {
+                        let after_header = std::mem::take(&mut self.rbuf);
+                        self.stream.start_tls(&after_header);
                     }
                     self.state = State::Idle;
                     return Step::Continue;
@@ -552,7 +577,7 @@ impl Connection {
     /// at once if nothing is queued, else once the end of the last response
     /// is written (or the send timeout gives up on the client).
     fn close_after_output(&mut self, shared: &Shared) -> Step {
-        if self.out.is_empty() {
+        if !self.output_waiting() {
             return Step::Close;
         }
         self.begin_closing(shared);
@@ -564,9 +589,12 @@ impl Connection {
         self.request_started = Instant::now();
         self.in_flight = true;
         self.metrics.request_started();
-        let scheme = shared
-            .scheme_policy
-            .scheme(self.scheme_trusted, &self.rbuf, &self.head);
+        let scheme = shared.scheme_policy.scheme(
+            self.scheme_trusted,
+            &self.rbuf,
+            &self.head,
+            self.stream.url_scheme(),
+        );
         self.url_scheme = match scheme {
             Ok(scheme) => scheme,
             Err(error) => {
@@ -672,6 +700,7 @@ impl Connection {
                         peer: &self.peer,
                         local: &self.local,
                         url_scheme: self.url_scheme,
+                        tls: self.stream.tls_info().map(|info| &**info),
                     },
                     facts,
                     started: self.request_started,
@@ -694,6 +723,7 @@ impl Connection {
                         peer: self.peer.clone(),
                         local: self.local.clone(),
                         url_scheme: self.url_scheme,
+                        tls: self.stream.tls_info().cloned(),
                         facts,
                         started: self.request_started,
                     },
@@ -737,6 +767,7 @@ impl Connection {
                         peer: &self.peer,
                         local: &self.local,
                         url_scheme: self.url_scheme,
+                        tls: self.stream.tls_info().map(|info| &**info),
                     },
                     facts: *facts,
                     started: self.request_started,
@@ -853,7 +884,7 @@ impl Connection {
     /// Flushes the final response, half-closes, drains what the client still
     /// sends, and closes on EOF or at the deadline.
     fn step_closing(&mut self, shared: &Shared) -> Step {
-        if !self.out.is_empty() {
+        if self.output_waiting() {
             return Step::Wait;
         }
         let State::Closing {

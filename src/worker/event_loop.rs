@@ -7,7 +7,8 @@
 use super::accept_interest;
 use super::connection::{AppCalls, Connection, EvictionCost, Keep, Shared};
 use super::signals::{SignalPipe, WorkerSignal};
-use super::stream::Stream;
+use super::stream::{Socket, Stream};
+use super::tls_session::TlsSession;
 use super::wsgi::gil::Gil;
 use crate::heartbeat::Phase;
 use crate::listener::Endpoint;
@@ -29,6 +30,12 @@ const CONNECTION_BASE: usize = 1 << 16;
 pub const WAKER: Token = Token(CONNECTION_BASE - 1);
 /// How often deadlines and the master's liveness are checked.
 const TICK: Duration = Duration::from_millis(250);
+/// A worker whose app threads have stayed full this long accepts a batch
+/// anyway: its siblings would have taken the waiting connections if they
+/// had room, so all are full, and a client waits better in a worker's queue
+/// than unseen in the backlog (where it would time out behind keep-alive
+/// connections that keep the threads busy).
+const FULL_POOL_ACCEPT_AFTER: Duration = Duration::from_millis(500);
 /// The most connections accepted per wake-up: the listener is
 /// level-triggered, so the rest are reported again (or go to a sibling).
 const ACCEPT_BATCH: usize = 16;
@@ -71,7 +78,7 @@ impl Acceptor {
     }
 
     /// Accepts one connection.
-    fn accept(&self) -> io::Result<(Stream, Endpoint, Endpoint)> {
+    fn accept(&self) -> io::Result<(Socket, Endpoint, Endpoint)> {
         match self {
             Acceptor::Tcp { listener, local } => {
                 let (stream, peer) = listener.accept()?;
@@ -81,14 +88,14 @@ impl Acceptor {
                     None => stream.local_addr()?,
                 };
                 Ok((
-                    Stream::Tcp(stream),
+                    Socket::Tcp(stream),
                     Endpoint::Tcp(peer),
                     Endpoint::Tcp(local),
                 ))
             }
             Acceptor::Unix(listener) => {
                 let (stream, _) = listener.accept()?;
-                Ok((Stream::Unix(stream), Endpoint::Unix, Endpoint::Unix))
+                Ok((Socket::Unix(stream), Endpoint::Unix, Endpoint::Unix))
             }
         }
     }
@@ -130,6 +137,9 @@ pub struct EventLoop {
     accept_paused: bool,
     /// When a descriptor back-off ends.
     accept_resume_at: Option<Instant>,
+    /// Since when accepting has been paused because the app threads are
+    /// full (see [`FULL_POOL_ACCEPT_AFTER`]).
+    full_pool_since: Option<Instant>,
     /// Whether the current run of descriptor back-offs has been logged
     /// (one warning per run, not one per failed accept).
     descriptor_shortage_logged: bool,
@@ -172,6 +182,7 @@ impl EventLoop {
             max_connections: max_connections.max(1),
             accept_paused: false,
             accept_resume_at: None,
+            full_pool_since: None,
             descriptor_shortage_logged: false,
             ready: VecDeque::new(),
             signals,
@@ -281,6 +292,13 @@ impl EventLoop {
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + TICK;
                 self.expire_deadlines(gil);
+                if self
+                    .full_pool_since
+                    .is_some_and(|since| since.elapsed() >= FULL_POOL_ACCEPT_AFTER)
+                {
+                    self.full_pool_since = Some(Instant::now());
+                    self.accept_despite_full_pool(gil);
+                }
                 let heartbeat = &self.shared.heartbeat;
                 gil.with(|py| super::reloader::on_tick(py, heartbeat));
                 if !self.master_alive() {
@@ -361,7 +379,7 @@ impl EventLoop {
         for index in 0..self.acceptors.len() {
             loop {
                 match self.acceptors[index].accept() {
-                    Ok((stream, peer, local)) => self.add_connection(gil, stream, peer, local),
+                    Ok((socket, peer, local)) => self.add_connection(gil, socket, peer, local),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
                 }
@@ -447,6 +465,7 @@ impl EventLoop {
     fn accept_batch(&mut self, gil: Gil<'_>, index: usize) {
         for _ in 0..ACCEPT_BATCH {
             if !self.app_threads_have_room() {
+                self.full_pool_since.get_or_insert_with(Instant::now);
                 self.pause_accepting();
                 return;
             }
@@ -480,6 +499,23 @@ impl EventLoop {
                     // ECONNABORTED, ...: the loop keeps serving.
                     log::warn!("accept failed: {e}");
                     return;
+                }
+            }
+        }
+    }
+
+    /// Accepts a batch from each listener although the app threads are full
+    /// (see [`FULL_POOL_ACCEPT_AFTER`]); the requests queue.
+    fn accept_despite_full_pool(&mut self, gil: Gil<'_>) {
+        for index in 0..self.acceptors.len() {
+            for _ in 0..ACCEPT_BATCH {
+                if self.open >= self.max_connections {
+                    return;
+                }
+                match self.acceptors[index].accept() {
+                    Ok((stream, peer, local)) => self.add_connection(gil, stream, peer, local),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
                 }
             }
         }
@@ -558,6 +594,7 @@ impl EventLoop {
     fn resume_accepting(&mut self) {
         if self.accept_paused && self.has_room() {
             self.accept_paused = false;
+            self.full_pool_since = None;
             for (index, acceptor) in self.acceptors.iter().enumerate() {
                 if let Err(e) = accept_interest::add(
                     &self.poll,
@@ -595,7 +632,19 @@ impl EventLoop {
         self.resume_accepting();
     }
 
-    fn add_connection(&mut self, gil: Gil<'_>, stream: Stream, peer: Endpoint, local: Endpoint) {
+    fn add_connection(&mut self, gil: Gil<'_>, socket: Socket, peer: Endpoint, local: Endpoint) {
+        let stream = match &self.shared.tls {
+            None => Stream::plain(socket),
+            Some(config) => {
+                match TlsSession::new(config.clone(), self.shared.proxy_protocol.is_some()) {
+                    Ok(session) => Stream::tls(socket, session),
+                    Err(e) => {
+                        log::warn!("cannot start a TLS session: {e}");
+                        return;
+                    }
+                }
+            }
+        };
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1

@@ -47,21 +47,25 @@ impl SchemePolicy {
     }
 
     /// The scheme of a request whose head is `head` (spans into `buf`),
-    /// from a peer that [`trusts`](Self::trusts) said is `trusted`.
+    /// from a peer that [`trusts`](Self::trusts) said is `trusted`, on a
+    /// connection whose own scheme is `connection` (`https` over TLS): the
+    /// trusted headers have the last word, as in gunicorn.
     pub fn scheme(
         &self,
         trusted: bool,
         buf: &[u8],
         head: &RequestHead,
+        connection: UrlScheme,
     ) -> Result<UrlScheme, ForwardedError> {
         if !trusted || self.headers.is_empty() {
-            return Ok(UrlScheme::Http);
+            return Ok(connection);
         }
-        self.scheme_from(
+        let announced = self.announced(
             head.headers
                 .iter()
                 .map(|header| (header.name.get(buf), header.value.get(buf))),
-        )
+        )?;
+        Ok(announced.unwrap_or(connection))
     }
 
     /// The scheme the `(name, value)` fields announce (`http` when none do).
@@ -69,6 +73,14 @@ impl SchemePolicy {
         &self,
         fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<UrlScheme, ForwardedError> {
+        Ok(self.announced(fields)?.unwrap_or_default())
+    }
+
+    /// The scheme the `(name, value)` fields announce, if any does.
+    fn announced<'a>(
+        &self,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<Option<UrlScheme>, ForwardedError> {
         let mut announced = None;
         for (name, value) in fields {
             let Some(https_value) = self.headers.https_value(name) else {
@@ -86,7 +98,7 @@ impl SchemePolicy {
                 _ => announced = Some(scheme),
             }
         }
-        Ok(announced.unwrap_or_default())
+        Ok(announced)
     }
 }
 

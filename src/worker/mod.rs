@@ -17,6 +17,7 @@ mod route_times;
 mod signals;
 mod stream;
 mod threaded_calls;
+mod tls_session;
 pub mod wsgi;
 
 /// Exit code: the worker could not start (interpreter, sockets, signals).
@@ -61,6 +62,9 @@ pub struct WorkerContext<'a> {
     pub metrics: Option<crate::metrics::WorkerMetrics>,
     /// Spawn order (1 for the first worker; gunicorn's `worker.age`).
     pub age: u64,
+    /// With `--certfile`: the TLS configuration, loaded by the master;
+    /// every connection accepted is then TLS.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Runs a worker in the freshly forked child. Returns the process exit code
@@ -74,6 +78,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         heartbeat,
         metrics,
         age,
+        tls,
     } = ctx;
     crate::proc_title::set(&format!("rgunicorn: worker [{}]", settings.proc_name()));
     let mut report = std::fs::File::from(boot_report);
@@ -149,7 +154,9 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             keep_environ: access_log
                 .as_ref()
                 .is_some_and(|log| log.lock().is_ok_and(|log| log.format().needs_environ())),
-            sendfile: !settings.no_sendfile,
+            // sendfile cannot go through TLS: file bodies are then read
+            // and encrypted like any other body.
+            sendfile: !settings.no_sendfile && tls.is_none(),
         };
         let multithread = settings.threads > 1;
         let mut contexts = Vec::with_capacity(settings.threads);
@@ -235,6 +242,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 .proxy_protocol
                 .then(|| settings.proxy_allow_from.clone()),
             hooks,
+            tls,
         };
         let mut event_loop = match EventLoop::new(
             poll,

@@ -78,12 +78,27 @@ impl Response {
     }
 }
 
-enum Stream {
+/// A client socket to a test server, TCP or unix, read and written
+/// directly (for tests that move tens of MiB, which [`Client`]'s
+/// byte-by-byte parsing would make slow).
+pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
 impl Stream {
+    /// Connects to a test server with [`READ_TIMEOUT`] for reads and
+    /// writes (panics on failure).
+    pub fn connect(address: &Address) -> Stream {
+        let stream = match address {
+            Address::Tcp(addr) => Stream::Tcp(TcpStream::connect(addr).expect("connect")),
+            Address::Unix(path) => Stream::Unix(UnixStream::connect(path).expect("connect unix")),
+        };
+        stream.set_read_timeout(READ_TIMEOUT);
+        stream.set_write_timeout(READ_TIMEOUT);
+        stream
+    }
+
     fn set_read_timeout(&self, timeout: Duration) {
         let result = match self {
             Stream::Tcp(s) => s.set_read_timeout(Some(timeout)),
@@ -100,11 +115,21 @@ impl Stream {
         result.expect("set_write_timeout");
     }
 
-    fn shutdown_write(&self) {
+    /// Half-closes the connection (no more request bytes).
+    pub fn shutdown_write(&self) {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
             Stream::Unix(s) => s.shutdown(Shutdown::Write),
         };
+    }
+}
+
+impl std::os::fd::AsRawFd for Stream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
     }
 }
 
@@ -152,14 +177,8 @@ pub struct Client {
 impl Client {
     /// Connects to a test server (panics on failure).
     pub fn connect(address: &Address) -> Client {
-        let stream = match address {
-            Address::Tcp(addr) => Stream::Tcp(TcpStream::connect(addr).expect("connect")),
-            Address::Unix(path) => Stream::Unix(UnixStream::connect(path).expect("connect unix")),
-        };
-        stream.set_read_timeout(READ_TIMEOUT);
-        stream.set_write_timeout(READ_TIMEOUT);
         Client {
-            stream,
+            stream: Stream::connect(address),
             pending: Vec::new(),
             eof: false,
         }

@@ -47,6 +47,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The loop wakes at least this often even without signals.
@@ -215,12 +216,20 @@ pub struct Arbiter {
     metrics_endpoint: Option<MetricsEndpoint>,
     /// Retired counts and restarts, for `/metrics` and `/status`.
     scoreboard: Scoreboard,
+    /// The TLS configuration new workers serve with (`None`: plain HTTP);
+    /// rebuilt on HUP.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Arbiter {
     /// An arbiter for the bound `sockets`, with the master's signal handlers
     /// already installed. Forks nothing yet.
-    pub fn new(settings: Settings, sockets: BoundSockets, signals: SignalQueue) -> Arbiter {
+    pub fn new(
+        settings: Settings,
+        sockets: BoundSockets,
+        signals: SignalQueue,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Arbiter {
         Arbiter {
             num_workers: settings.workers.max(1),
             settings,
@@ -238,6 +247,7 @@ impl Arbiter {
             ready_pending: true,
             metrics_endpoint: None,
             scoreboard: Scoreboard::new(),
+            tls,
         }
     }
 

@@ -80,6 +80,7 @@ impl Arbiter {
     pub(super) fn reload(&mut self) {
         log::info!("Hang up: Master");
         self.reread_settings();
+        self.tls = crate::master::tls::reload(&self.settings, &self.tls);
         if self.num_workers == 0 {
             self.num_workers = self.settings.workers.max(1);
         }

@@ -133,6 +133,7 @@ impl Arbiter {
             heartbeat,
             metrics,
             age,
+            tls: self.tls.clone(),
         };
         // A panic must never unwind into the copy of the master's loop: it
         // ends this worker with a plain failure code (replaced, not halted).

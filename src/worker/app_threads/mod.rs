@@ -10,7 +10,8 @@
 //!
 //! Backpressure: the loop hands every complete request over at once, but
 //! stops accepting new connections while all threads are busy and
-//! as many requests as there are threads are already waiting, so a full worker
+//! as many requests as there are threads are already waiting (long jobs,
+//! below, do not count: they cannot take the reserve), so a full worker
 //! leaves new clients to its siblings. Requests from connections it already
 //! holds (keep-alive, pipelined) still queue here, so a client is never
 //! refused or timed out for backpressure; the queue cannot grow beyond the
@@ -40,6 +41,8 @@ struct PoolState<J, N> {
     busy_long: usize,
     /// Threads waiting for a job.
     idle: usize,
+    /// Long jobs in the queue.
+    queued_long: usize,
     /// Threads still running.
     alive: usize,
     stopping: bool,
@@ -111,6 +114,7 @@ impl<J, N> Pool<J, N> {
         let (job, long) = state.queue.remove(index)?;
         state.busy += 1;
         state.busy_long += usize::from(long);
+        state.queued_long -= usize::from(long);
         Some((job, long))
     }
 
@@ -146,8 +150,14 @@ impl<J, N> Pool<J, N> {
         }
     }
 
+    /// Whether a new connection is welcome: counting the jobs that are not
+    /// long (long ones wait for their share of the threads and cannot take
+    /// the reserve, so they do not stop a worker from serving fast
+    /// requests).
     fn has_room(&self, state: &PoolState<J, N>) -> bool {
-        state.busy + state.queue.len() < self.threads + self.queue_bound
+        let short_busy = state.busy - state.busy_long;
+        let short_queued = state.queue.len() - state.queued_long;
+        short_busy + short_queued < self.threads + self.queue_bound
     }
 
     /// Thread side: this thread ends.
@@ -179,6 +189,7 @@ impl<J: Send + 'static, N: Send + 'static> AppThreads<J, N> {
                 busy: 0,
                 busy_long: 0,
                 idle: 0,
+                queued_long: 0,
                 alive: threads,
                 stopping: false,
                 news: Vec::new(),
@@ -219,6 +230,7 @@ impl<J: Send + 'static, N: Send + 'static> AppThreads<J, N> {
     pub fn submit(&self, job: J, long: bool) {
         let mut state = self.pool.state();
         state.queue.push_back((job, long));
+        state.queued_long += usize::from(long);
         // A busy thread takes queued jobs as it finishes; wake an idle one
         // only if the queue outgrows the threads about to finish.
         let wake = state.idle > 0;
@@ -250,6 +262,7 @@ impl<J: Send + 'static, N: Send + 'static> AppThreads<J, N> {
         let mut state = self.pool.state();
         state.stopping = true;
         state.queue.clear();
+        state.queued_long = 0;
         self.pool.changed.notify_all();
         while state.alive > 0 {
             let now = Instant::now();

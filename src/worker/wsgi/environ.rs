@@ -31,12 +31,14 @@
 //!   its decoded length so apps that trust only `CONTENT_LENGTH` read it.
 //! * A repeated header becomes one `HTTP_*` value joined with `,`.
 //! * `wsgi.url_scheme` is the template's `http` unless the connection
-//!   decided the request is https (see `worker::forwarded`).
+//!   decided the request is https (TLS, or see `worker::forwarded`).
+//! * Over TLS, `HTTPS=on` and mod_ssl's `SSL_*` keys (see [`set_tls`]).
 
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use crate::http::{hex_value, BodyFraming, RequestHead, UrlScheme, Version};
 use crate::listener::Endpoint;
+use crate::tls_info::TlsInfo;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
@@ -55,6 +57,8 @@ pub struct RequestInfo<'a> {
     pub peer: &'a Endpoint,
     pub local: &'a Endpoint,
     pub url_scheme: UrlScheme,
+    /// Over TLS: the handshake's facts (the `HTTPS` and `SSL_*` keys).
+    pub tls: Option<&'a TlsInfo>,
 }
 
 /// Keys of headers common enough to be interned when the worker starts.
@@ -240,6 +244,9 @@ impl EnvironTemplate {
             request.url_scheme,
         )?;
         self.set_remote(py, &environ, request.peer)?;
+        if let Some(tls) = request.tls {
+            set_tls(py, &environ, tls)?;
+        }
         self.set_headers(py, &environ, request)?;
         if head.framing == BodyFraming::Chunked {
             let length = input.borrow().body_len();
@@ -484,6 +491,22 @@ fn protocol(py: Python<'_>, version: Version) -> Bound<'_, PyString> {
     }
 }
 
+/// The TLS keys, named as Apache's mod_ssl (and nginx's `$ssl_*`
+/// variables) name them: `HTTPS`, `SSL_PROTOCOL`, `SSL_CIPHER`, and
+/// `SSL_CLIENT_VERIFY`, with `SSL_CLIENT_S_DN` and `SSL_CLIENT_I_DN` when
+/// the client sent a certificate.
+fn set_tls(py: Python<'_>, environ: &Bound<'_, PyDict>, tls: &TlsInfo) -> PyResult<()> {
+    environ.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
+    environ.set_item(intern!(py, "SSL_PROTOCOL"), tls.protocol)?;
+    environ.set_item(intern!(py, "SSL_CIPHER"), tls.cipher)?;
+    environ.set_item(intern!(py, "SSL_CLIENT_VERIFY"), tls.client_verify())?;
+    if let Some(client) = &tls.client {
+        environ.set_item(intern!(py, "SSL_CLIENT_S_DN"), client.subject.as_str())?;
+        environ.set_item(intern!(py, "SSL_CLIENT_I_DN"), client.issuer.as_str())?;
+    }
+    Ok(())
+}
+
 /// Splits `name[:port]` or `[v6]:port`; the name keeps IPv6 brackets and an
 /// empty port counts as none.
 fn split_host(host: &[u8]) -> (&[u8], Option<&[u8]>) {
@@ -669,6 +692,7 @@ mod tests {
             peer,
             local,
             url_scheme,
+            tls: None,
         };
         let input = Bound::new(py, WsgiInputForTests::new(body)).unwrap();
         template.build(py, &info, input).unwrap()
@@ -910,6 +934,7 @@ mod tests {
                 peer: &PEER,
                 local: &LOCAL,
                 url_scheme: UrlScheme::Http,
+                tls: None,
             };
             let body =
                 || Bound::new(py, WsgiInputForTests::new(RequestBody::Memory(vec![]))).unwrap();
@@ -936,6 +961,7 @@ mod tests {
             peer,
             local: &LOCAL,
             url_scheme,
+            tls: None,
         };
         let input = Bound::new(py, WsgiInputForTests::new(RequestBody::Memory(vec![])));
         template.build(py, &info, input.unwrap()).unwrap()
@@ -1065,6 +1091,7 @@ mod tests {
                     peer: &PEER,
                     local: &LOCAL,
                     url_scheme: UrlScheme::Http,
+                    tls: None,
                 };
                 let input = Bound::new(py, WsgiInputForTests::new(RequestBody::Memory(vec![])));
                 let environ = template.build(py, &info, input.unwrap()).unwrap();

@@ -26,6 +26,7 @@ use super::response::{
 use super::traceback::log_exception;
 use crate::http::{HttpDate, RequestHead, UrlScheme};
 use crate::listener::Endpoint;
+use crate::tls_info::TlsInfo;
 use pyo3::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,6 +49,8 @@ pub struct OwnedRequest {
     pub peer: Endpoint,
     pub local: Endpoint,
     pub url_scheme: UrlScheme,
+    /// Over TLS: the handshake's facts.
+    pub tls: Option<Arc<TlsInfo>>,
     pub facts: RequestFacts,
     pub started: Instant,
 }
@@ -62,6 +65,7 @@ impl OwnedRequest {
                 peer: &self.peer,
                 local: &self.local,
                 url_scheme: self.url_scheme,
+                tls: self.tls.as_deref(),
             },
             facts: self.facts,
             started: self.started,
