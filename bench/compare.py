@@ -639,8 +639,9 @@ def render(results, out_path, chart_path):
         "* servers: `rgunicorn-w1` is `--workers 1`, "
         "`rgunicorn-w2` is `--workers 2`, both with `--virtualenv` set to the bench virtualenv, "
         "from which every peer runs too; "
-        + "; ".join(f"{name} {CONFIGS[name]}" for name in servers if name in CONFIGS)
-        + ("; over TLS each with the certificate flags above (Granian with `--workers 2`)" if tls else ""),
+        + "; ".join(f"{name} {CONFIGS[name]}".replace("--workers 1", "--workers 2" if tls else "--workers 1")
+                    for name in servers if name in CONFIGS)
+        + ("; each with the certificate flags above" if tls else ""),
         "",
         "Columns: **CPU µs/req** is the server's CPU time (user + system, all its processes, "
         "from `/proc/PID/stat`) divided by the requests served: on this machine, where wrk "
