@@ -10,7 +10,13 @@
 //! binary upgrade (`RGUNICORN_FD`) or from systemd (`LISTEN_FDS`). An
 //! inherited socket is matched to the `--bind` address it listens on; the
 //! addresses nothing was inherited for are bound as usual, and inherited
-//! sockets no `--bind` names are used too.
+//! sockets no `--bind` names are used too. Systemd's sockets replace
+//! `--bind`: a `--bind` naming one's address only says whether it is TLS.
+//!
+//! Each socket knows whether it serves TLS ([`BoundSockets::serves_tls`]):
+//! as its `--bind` says (an inherited socket: the `--bind` matched to it),
+//! else [`SocketOptions::tls_by_default`]. After an exec (USR2) the new
+//! master finds the fact again the same way, from its own `--bind` list.
 //!
 //! With `--reuse-port` the TCP sockets get `SO_REUSEPORT`, and each worker
 //! gets its own listening socket on the same address
@@ -20,7 +26,7 @@
 //! without joining the group, where connections would wait for an accept
 //! that never comes.
 
-use crate::config::BindAddress;
+use crate::config::{Bind, BindAddress};
 use crate::listener::Listener;
 use crate::os_error::os_error_text;
 use nix::sys::socket::{
@@ -58,6 +64,8 @@ pub enum SocketError {
 #[derive(Debug)]
 pub struct BoundSockets {
     listeners: Vec<Listener>,
+    /// Whether `listeners[i]` serves TLS.
+    serves_tls: Vec<bool>,
     unix_paths: Vec<PathBuf>,
     options: SocketOptions,
     /// The sockets are systemd's (socket activation).
@@ -74,6 +82,9 @@ pub struct SocketOptions {
     /// The umask unix socket files are created with (`--umask`, else 0:
     /// a socket anyone on the machine may connect to, as gunicorn's).
     pub unix_umask: u32,
+    /// Whether a socket serves TLS when its `--bind` names no scheme or no
+    /// `--bind` names it (`--certfile` is set).
+    pub tls_by_default: bool,
 }
 
 /// Where inherited sockets come from, which decides who owns their files.
@@ -94,8 +105,10 @@ impl BoundSockets {
             backlog,
             reuse_port: false,
             unix_umask: 0,
+            tls_by_default: false,
         };
-        BoundSockets::open(addresses, options, Vec::new(), Inheritance::Upgrade)
+        let binds: Vec<Bind> = addresses.iter().cloned().map(Bind::unsaid).collect();
+        BoundSockets::open(&binds, options, Vec::new(), Inheritance::Upgrade)
     }
 
     /// `--user`/`--group`: gives the unix socket files we bound to the
@@ -113,24 +126,31 @@ impl BoundSockets {
     }
 
     /// Takes the `inherited` sockets, matching each `--bind` address to the
-    /// inherited socket that listens there, and binds the addresses left.
-    /// Inherited sockets no address names are kept too (after the others).
+    /// inherited socket that listens there, and binds the addresses left
+    /// (not from systemd, whose sockets replace `--bind`). Inherited
+    /// sockets no address names are kept too (after the others).
     pub fn open(
-        addresses: &[BindAddress],
+        binds: &[Bind],
         options: SocketOptions,
         inherited: Vec<Listener>,
         inheritance: Inheritance,
     ) -> Result<BoundSockets, SocketError> {
         let mut bound = BoundSockets {
-            listeners: Vec::with_capacity(addresses.len() + inherited.len()),
+            listeners: Vec::with_capacity(binds.len() + inherited.len()),
+            serves_tls: Vec::with_capacity(binds.len() + inherited.len()),
             unix_paths: Vec::new(),
             options,
             from_systemd: inheritance == Inheritance::Systemd && !inherited.is_empty(),
         };
         let mut inherited: Vec<Option<Listener>> = inherited.into_iter().map(Some).collect();
-        for address in addresses {
+        for bind in binds {
+            let serves_tls = bind.serves_tls(options.tls_by_default);
+            let address = &bind.address;
             if let Some(listener) = take_matching(&mut inherited, address) {
-                bound.adopt(listener, inheritance);
+                bound.adopt(listener, inheritance, serves_tls);
+                continue;
+            }
+            if inheritance == Inheritance::Systemd {
                 continue;
             }
             let listener = match address {
@@ -151,15 +171,16 @@ impl BoundSockets {
                 reason: os_error_text(&e),
             })?;
             bound.listeners.push(listener);
+            bound.serves_tls.push(serves_tls);
         }
         for listener in inherited.into_iter().flatten() {
-            bound.adopt(listener, inheritance);
+            bound.adopt(listener, inheritance, options.tls_by_default);
         }
         Ok(bound)
     }
 
     /// Keeps an inherited socket (owning its file after an upgrade).
-    fn adopt(&mut self, listener: Listener, inheritance: Inheritance) {
+    fn adopt(&mut self, listener: Listener, inheritance: Inheritance, serves_tls: bool) {
         if let (Listener::Unix(unix), Inheritance::Upgrade) = (&listener, inheritance) {
             if let Some(path) = unix
                 .local_addr()
@@ -170,11 +191,18 @@ impl BoundSockets {
             }
         }
         self.listeners.push(listener);
+        self.serves_tls.push(serves_tls);
     }
 
     /// The bound sockets, in `--bind` order.
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
+    }
+
+    /// Whether each of [`BoundSockets::listeners`] (and of
+    /// [`BoundSockets::worker_listeners`], in the same order) serves TLS.
+    pub fn serves_tls(&self) -> &[bool] {
+        &self.serves_tls
     }
 
     /// Whether the sockets came from systemd.
