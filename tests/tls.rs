@@ -454,11 +454,21 @@ fn an_http_bind_stays_plain_beside_a_tls_bind_of_the_same_server() {
     let server = tls_server(&cert, &key, &["--bind", &format!("http://{plain}")]).start();
     let tls_addr = tcp_address(&server);
     let log = server.log();
-    assert!(log.contains(&format!("Listening at: https://{tls_addr}")), "{log}");
-    assert!(log.contains(&format!("Listening at: http://{plain} ")), "{log}");
+    assert!(
+        log.contains(&format!("Listening at: https://{tls_addr}")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("Listening at: http://{plain} ")),
+        "{log}"
+    );
 
     let exchange = get(tls_addr, &pki.client_config(None, BOTH), "/").unwrap();
-    assert!(exchange.text.starts_with("HTTP/1.1 200"), "{}", exchange.text);
+    assert!(
+        exchange.text.starts_with("HTTP/1.1 200"),
+        "{}",
+        exchange.text
+    );
     assert_eq!(exchange.environ("wsgi.url_scheme"), Some("'https'"));
     assert_eq!(exchange.environ("HTTPS"), Some("'on'"));
 
@@ -485,7 +495,10 @@ fn an_http_bind_matches_a_systemd_socket_and_keeps_it_plain() {
     drop(listener);
     server.wait_ready();
     let log = server.log();
-    assert!(log.contains(&format!("Listening at: http://{addr} ")), "{log}");
+    assert!(
+        log.contains(&format!("Listening at: http://{addr} ")),
+        "{log}"
+    );
     let mut client = support::Client::connect(&Address::Tcp(addr));
     client.send(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     let response = client.read_response();
@@ -496,7 +509,11 @@ fn an_http_bind_matches_a_systemd_socket_and_keeps_it_plain() {
 #[test]
 fn an_https_bind_without_a_certfile_stops_the_start_with_one_line() {
     let bind = format!("https://{}", support::server::free_port());
-    let (code, log) = failed_start(ServerBuilder::new("echo:application").arg("--bind").arg(&bind));
+    let (code, log) = failed_start(
+        ServerBuilder::new("echo:application")
+            .arg("--bind")
+            .arg(&bind),
+    );
     assert_eq!(code, Some(1), "{log}");
     let line = log
         .lines()

@@ -207,8 +207,9 @@ pub struct Settings {
     pub proxy_allow_from: crate::ip_allow_list::IpAllowList,
 
     /// Serve TLS with this PEM certificate chain (the server's certificate
-    /// first, then intermediates) on every `--bind`. Loaded by the master
-    /// at start and again on HUP. See docs/tls.md.
+    /// first, then intermediates) on every `--bind` not written `http://`
+    /// or `http+unix:`. Loaded by the master at start and again on HUP.
+    /// See docs/tls.md.
     #[arg(long = "certfile", value_name = "FILE")]
     pub certfile: Option<PathBuf>,
 

@@ -466,6 +466,10 @@ mod tests {
         }
     }
 
+    fn binds(addresses: &[BindAddress]) -> Vec<Bind> {
+        addresses.iter().cloned().map(Bind::unsaid).collect()
+    }
+
     fn temp_socket_path(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("rgunicorn-test-{}-{name}.sock", std::process::id()))
     }
@@ -590,6 +594,7 @@ mod tests {
             backlog: 16,
             reuse_port,
             unix_umask: 0,
+            tls_by_default: true,
         }
     }
 
@@ -637,9 +642,13 @@ mod tests {
             tcp("127.0.0.1", matching.port()),
             BindAddress::Unix(path.clone()), // nothing inherited: freshly bound
         ];
-        let sockets =
-            BoundSockets::open(&addresses, options(false), inherited, Inheritance::Upgrade)
-                .unwrap();
+        let sockets = BoundSockets::open(
+            &binds(&addresses),
+            options(false),
+            inherited,
+            Inheritance::Upgrade,
+        )
+        .unwrap();
         let listeners = sockets.listeners();
         assert_eq!(listeners.len(), 3);
         assert_eq!(tcp_addr(&listeners[0]), matching);
@@ -651,10 +660,49 @@ mod tests {
     }
 
     #[test]
+    fn each_socket_serves_tls_as_the_bind_matched_to_it_says() {
+        use crate::config::BindScheme;
+        let scheme = |scheme, port| Bind {
+            scheme,
+            address: tcp("127.0.0.1", port),
+        };
+        // After an upgrade: matched by address, fresh, and unnamed.
+        let (plain_fd, plain) = inherited_tcp();
+        let (extra_fd, _) = inherited_tcp();
+        let inherited = vec![adopt_fd(extra_fd).unwrap(), adopt_fd(plain_fd).unwrap()];
+        let path = temp_socket_path("tls-fresh");
+        let _ = std::fs::remove_file(&path);
+        let binds = [
+            scheme(BindScheme::Http, plain.port()),
+            Bind::unsaid(BindAddress::Unix(path.clone())),
+        ];
+        let sockets =
+            BoundSockets::open(&binds, options(false), inherited, Inheritance::Upgrade).unwrap();
+        assert_eq!(tcp_addr(&sockets.listeners()[0]), plain);
+        assert_eq!(sockets.serves_tls(), [false, true, true]);
+        drop(sockets);
+
+        // From systemd: a bind only labels the socket it names; the
+        // others are not bound.
+        let (systemd_fd, systemd) = inherited_tcp();
+        let (other_fd, _) = inherited_tcp();
+        let inherited = vec![adopt_fd(other_fd).unwrap(), adopt_fd(systemd_fd).unwrap()];
+        let binds = [
+            scheme(BindScheme::Unsaid, 1),
+            scheme(BindScheme::Http, systemd.port()),
+        ];
+        let sockets =
+            BoundSockets::open(&binds, options(false), inherited, Inheritance::Systemd).unwrap();
+        assert_eq!(sockets.listeners().len(), 2);
+        assert_eq!(tcp_addr(&sockets.listeners()[0]), systemd);
+        assert_eq!(sockets.serves_tls(), [false, true]);
+    }
+
+    #[test]
     fn port_zero_matches_an_inherited_socket_on_the_same_ip() {
         let (fd, addr) = inherited_tcp();
         let sockets = BoundSockets::open(
-            &[tcp("127.0.0.1", 0)],
+            &binds(&[tcp("127.0.0.1", 0)]),
             options(false),
             vec![adopt_fd(fd).unwrap()],
             Inheritance::Upgrade,
@@ -672,7 +720,7 @@ mod tests {
         let old = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let inherited = Listener::Unix(old);
         let sockets = BoundSockets::open(
-            &[BindAddress::Unix(path.clone())],
+            &binds(&[BindAddress::Unix(path.clone())]),
             options(false),
             vec![inherited],
             Inheritance::Upgrade,
@@ -710,7 +758,7 @@ mod tests {
         let mut private = options(false);
         private.unix_umask = 0o077;
         let sockets = BoundSockets::open(
-            &[BindAddress::Unix(path.clone())],
+            &binds(&[BindAddress::Unix(path.clone())]),
             private,
             Vec::new(),
             Inheritance::Upgrade,
@@ -724,7 +772,7 @@ mod tests {
     #[test]
     fn reuse_port_gives_each_worker_its_own_socket_on_the_same_address() {
         let sockets = BoundSockets::open(
-            &[tcp("127.0.0.1", 0)],
+            &binds(&[tcp("127.0.0.1", 0)]),
             options(true),
             Vec::new(),
             Inheritance::Upgrade,

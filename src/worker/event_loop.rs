@@ -181,12 +181,12 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// Adopts the listening sockets and registers everything with `poll`
-    /// (new, or holding only the app threads' waker).
+    /// Adopts the listening sockets (each with whether it serves TLS) and
+    /// registers everything with `poll` (new, or holding only the app
+    /// threads' waker).
     pub fn new(
         poll: Poll,
-        listeners: &[Listener],
-        serves_tls: &[bool],
+        listeners: &[(&Listener, bool)],
         mut signals: SignalPipe,
         shared: Shared,
         max_connections: usize,
@@ -196,9 +196,8 @@ impl EventLoop {
         poll.registry()
             .register(signals.receiver(), SIGNALS, Interest::READABLE)?;
         let mut acceptors = Vec::with_capacity(listeners.len());
-        for (index, listener) in listeners.iter().enumerate() {
-            let tls = serves_tls.get(index).copied().unwrap_or(false);
-            let acceptor = Acceptor::adopt(listener, tls)?;
+        for (index, (listener, serves_tls)) in listeners.iter().enumerate() {
+            let acceptor = Acceptor::adopt(listener, *serves_tls)?;
             accept_interest::add(&poll, acceptor.raw_fd(), Token(LISTENER_BASE + index))?;
             acceptors.push(acceptor);
         }

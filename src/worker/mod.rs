@@ -241,10 +241,11 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             hooks,
             tls,
         };
+        let listening: Vec<(&Listener, bool)> =
+            listeners.iter().zip(serves_tls.iter().copied()).collect();
         let mut event_loop = match EventLoop::new(
             poll,
-            listeners,
-            serves_tls,
+            &listening,
             signals,
             shared,
             settings.worker_connections,
