@@ -139,6 +139,15 @@ impl BindAddress {
     /// `[V6]:PORT`, `[V6]`, `:PORT` (all interfaces), `unix:PATH` or
     /// `unix://PATH`. A `tcp://` prefix is accepted, as gunicorn does.
     pub fn parse(text: &str) -> Result<BindAddress, BindAddressError> {
+        BindAddress::parse_with_default_port(text, DEFAULT_PORT)
+    }
+
+    /// Like [`BindAddress::parse`], with `default_port` for a value that
+    /// names only a host (`--statsd-host` defaults to statsd's 8125).
+    pub fn parse_with_default_port(
+        text: &str,
+        default_port: u16,
+    ) -> Result<BindAddress, BindAddressError> {
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return Err(BindAddressError::Empty);
@@ -160,7 +169,7 @@ impl BindAddress {
         let (host, port) = split_host_port(text, netloc)?;
         Ok(BindAddress::Tcp {
             host: host.to_ascii_lowercase(),
-            port: parse_port(text, port)?,
+            port: parse_port(text, port, default_port)?,
         })
     }
 }
@@ -206,10 +215,10 @@ fn split_host_port<'a>(
     }
 }
 
-/// Parses the port text; absent means [`DEFAULT_PORT`].
-fn parse_port(text: &str, port: Option<&str>) -> Result<u16, BindAddressError> {
+/// Parses the port text; absent means `default_port`.
+fn parse_port(text: &str, port: Option<&str>, default_port: u16) -> Result<u16, BindAddressError> {
     let Some(port) = port else {
-        return Ok(DEFAULT_PORT);
+        return Ok(default_port);
     };
     let all_digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
     match port.parse::<u16>() {

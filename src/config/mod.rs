@@ -414,6 +414,37 @@ pub struct Settings {
     )]
     pub error_logfile: PathBuf,
 
+    /// Serve Prometheus metrics (`GET /metrics`, text format 0.0.4) and
+    /// the workers' status (`GET /status`, read by `rgunicorn status`) from
+    /// the master on this address: `HOST:PORT`, `[V6]:PORT` or `unix:PATH`,
+    /// as `--bind`. Off when unset. See docs/metrics.md.
+    #[arg(long = "metrics-bind", value_name = "ADDRESS", value_parser = BindAddress::parse)]
+    pub metrics_bind: Option<BindAddress>,
+
+    /// Send gunicorn's statsd metrics (`gunicorn.requests`,
+    /// `gunicorn.request.duration`, ...) over UDP to this `HOST:PORT`
+    /// (port 8125 when omitted). Off when unset.
+    #[arg(long = "statsd-host", value_name = "STATSD_ADDR", value_parser = parse_statsd_host)]
+    pub statsd_host: Option<BindAddress>,
+
+    /// A prefix for the statsd metric names (`app` sends
+    /// `app.gunicorn.requests`).
+    #[arg(
+        long = "statsd-prefix",
+        value_name = "STATSD_PREFIX",
+        default_value = ""
+    )]
+    pub statsd_prefix: String,
+
+    /// Datadog tags added to every statsd metric: a comma-separated list
+    /// (`env:prod,app:web`).
+    #[arg(
+        long = "dogstatsd-tags",
+        value_name = "DOGSTATSD_TAGS",
+        default_value = ""
+    )]
+    pub dogstatsd_tags: String,
+
     /// Read settings from this TOML file, keyed by gunicorn's setting names
     /// (see docs/settings.md) [default: ./rgunicorn.toml when present].
     #[arg(short = 'c', long = "config", value_name = "FILE")]
@@ -574,6 +605,19 @@ impl Settings {
         sources::resolve(args, env, None).map(|resolved| resolved.settings)
     }
 }
+
+/// `--statsd-host`: `HOST:PORT` or `[V6]:PORT` (port 8125 when omitted);
+/// statsd speaks UDP, so a unix socket path is refused.
+fn parse_statsd_host(text: &str) -> Result<BindAddress, String> {
+    match BindAddress::parse_with_default_port(text, STATSD_DEFAULT_PORT) {
+        Ok(BindAddress::Unix(_)) => Err(format!("'{text}' is not HOST:PORT (statsd is UDP)")),
+        Ok(address) => Ok(address),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// statsd's port, for a `--statsd-host` that names only a host.
+pub const STATSD_DEFAULT_PORT: u16 = 8125;
 
 /// The defaults the environment sets, as `(clap arg id, value)`, each value
 /// checked first so that an error names the variable rather than the flag.

@@ -253,32 +253,35 @@ impl BoundSockets {
     }
 }
 
-/// Removes and returns the inherited socket that listens on `address`: the
-/// same path, or the same IP and port (any port for port 0).
+/// Removes and returns the inherited socket that listens on `address`.
 fn take_matching(inherited: &mut [Option<Listener>], address: &BindAddress) -> Option<Listener> {
+    let slot = inherited
+        .iter_mut()
+        .find(|slot| slot.as_ref().is_some_and(|l| listens_on(l, address)))?;
+    slot.take()
+}
+
+/// Whether `listener` listens on `address`: the same path, or the same IP
+/// and port (any port for port 0).
+pub fn listens_on(listener: &Listener, address: &BindAddress) -> bool {
     let wanted = match address {
         BindAddress::Tcp { host, port } => resolve(address, host, *port).ok(),
         BindAddress::Unix(_) => None,
     };
-    let slot = inherited
-        .iter_mut()
-        .find(|slot| match (slot.as_ref(), address) {
-            (Some(Listener::Unix(unix)), BindAddress::Unix(path)) => unix
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_pathname().map(|p| p == path.as_path()))
-                .unwrap_or(false),
-            (Some(Listener::Tcp(tcp)), BindAddress::Tcp { .. }) => {
-                match (tcp.local_addr().ok(), wanted) {
-                    (Some(have), Some(want)) => {
-                        have == want || (want.port() == 0 && have.ip() == want.ip())
-                    }
-                    _ => false,
-                }
+    match (listener, address) {
+        (Listener::Unix(unix), BindAddress::Unix(path)) => unix
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p == path.as_path()))
+            .unwrap_or(false),
+        (Listener::Tcp(tcp), BindAddress::Tcp { .. }) => match (tcp.local_addr().ok(), wanted) {
+            (Some(have), Some(want)) => {
+                have == want || (want.port() == 0 && have.ip() == want.ip())
             }
             _ => false,
-        })?;
-    slot.take()
+        },
+        _ => false,
+    }
 }
 
 /// Wraps an inherited listening fd (from an old master or systemd), making

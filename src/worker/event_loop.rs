@@ -327,8 +327,10 @@ impl EventLoop {
                     self.full_pool_since = Some(Instant::now());
                     self.accept_despite_full_pool(gil);
                 }
-                let heartbeat = &self.shared.heartbeat;
-                gil.with(|py| super::reloader::on_tick(py, heartbeat));
+                if super::reloader::is_watching() {
+                    let heartbeat = &self.shared.heartbeat;
+                    gil.with(|py| super::reloader::on_tick(py, heartbeat));
+                }
                 if !self.master_alive() {
                     log::info!(
                         "Parent changed, shutting down: worker {}",

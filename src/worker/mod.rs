@@ -12,6 +12,7 @@ pub mod forwarded;
 pub mod identity;
 mod reloader;
 mod request_body;
+mod request_metrics;
 mod route_times;
 mod signals;
 mod stream;
@@ -58,6 +59,9 @@ pub struct WorkerContext<'a> {
     pub master_pid: i32,
     /// This worker's liveness slot, shared with the master.
     pub heartbeat: Heartbeat,
+    /// This worker's request counters, shared with the master (with
+    /// `--metrics-bind` or `--statsd-host`).
+    pub metrics: Option<crate::metrics::WorkerMetrics>,
     /// Spawn order (1 for the first worker; gunicorn's `worker.age`).
     pub age: u64,
     /// With `--certfile`: the TLS configuration, loaded by the master, for
@@ -75,6 +79,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         boot_report,
         master_pid,
         heartbeat,
+        metrics,
         age,
         tls,
     } = ctx;
@@ -225,6 +230,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             body_limit: settings.limit_request_body,
             stopping: false,
             heartbeat,
+            metrics: request_metrics::RequestMetrics::new(metrics),
             requests_done: 0,
             max_requests: max_requests_with_jitter(
                 settings.max_requests,
