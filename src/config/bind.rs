@@ -78,7 +78,7 @@ impl Bind {
                 text: text.to_string(),
             });
         }
-        let address = BindAddress::parse_tcp(text, rest)?;
+        let address = BindAddress::parse_tcp(text, rest, DEFAULT_PORT)?;
         Ok(Bind { scheme, address })
     }
 
@@ -161,11 +161,16 @@ impl BindAddress {
             }
             return Ok(BindAddress::Unix(PathBuf::from(path)));
         }
-        BindAddress::parse_tcp(text, trimmed.strip_prefix("tcp://").unwrap_or(trimmed))
+        let netloc = trimmed.strip_prefix("tcp://").unwrap_or(trimmed);
+        BindAddress::parse_tcp(text, netloc, default_port)
     }
 
     /// Parses the `HOST:PORT` part `netloc` of the `--bind` value `text`.
-    fn parse_tcp(text: &str, netloc: &str) -> Result<BindAddress, BindAddressError> {
+    fn parse_tcp(
+        text: &str,
+        netloc: &str,
+        default_port: u16,
+    ) -> Result<BindAddress, BindAddressError> {
         let (host, port) = split_host_port(text, netloc)?;
         Ok(BindAddress::Tcp {
             host: host.to_ascii_lowercase(),
