@@ -506,6 +506,86 @@ fn an_http_bind_matches_a_systemd_socket_and_keeps_it_plain() {
     assert!(response.text().contains("wsgi.url_scheme\tstr\t'http'\n"));
 }
 
+/// Stops the master a USR2 upgrade started (it names itself in
+/// `pid_file`), by pid, when the test ends.
+struct NewMasterGuard {
+    pid_file: PathBuf,
+    old_master: i32,
+}
+
+impl NewMasterGuard {
+    fn pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(&self.pid_file).ok()?;
+        text.trim()
+            .parse()
+            .ok()
+            .filter(|pid| *pid != self.old_master)
+    }
+}
+
+impl Drop for NewMasterGuard {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        let Some(pid) = self.pid() else { return };
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = kill(pid, Signal::SIGTERM);
+        if !wait_until(Duration::from_secs(10), || kill(pid, None).is_err()) {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn after_a_usr2_upgrade_the_http_bind_is_still_plain_and_the_other_tls() {
+    let pki = Pki::new("tls-mixed-usr2");
+    let (cert, key) = pki.write("server", &pki.server("localhost"));
+    let plain = support::server::free_port();
+    let pid_file = pki.path("rgunicorn.pid");
+    let mut server = tls_server(
+        &cert,
+        &key,
+        &[
+            "--bind",
+            &format!("http://{plain}"),
+            "--pid",
+            &pid_file.display().to_string(),
+        ],
+    )
+    .start();
+    let tls_addr = tcp_address(&server);
+    let guard = NewMasterGuard {
+        pid_file: pid_file.clone(),
+        old_master: server.pid() as i32,
+    };
+    server.signal(nix::sys::signal::Signal::SIGUSR2);
+    assert!(
+        wait_until(Duration::from_secs(20), || guard.pid().is_some()),
+        "no new master; log:\n{}",
+        server.log()
+    );
+    assert!(server.wait_for_log_count("Booting worker", 2, Duration::from_secs(20)));
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(20)).is_some());
+    // Only the new master serves now.
+    let log = server.log();
+    assert_eq!(
+        log.matches(&format!("Listening at: http://{plain} "))
+            .count(),
+        2,
+        "{log}"
+    );
+    let tls_listening = format!("Listening at: https://{tls_addr} ");
+    assert_eq!(log.matches(&tls_listening).count(), 2, "{log}");
+
+    let exchange = get(tls_addr, &pki.client_config(None, BOTH), "/").unwrap();
+    assert_eq!(exchange.environ("wsgi.url_scheme"), Some("'https'"));
+    let mut client = support::Client::connect(&Address::Tcp(plain));
+    client.send(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert!(response.text().contains("wsgi.url_scheme\tstr\t'http'\n"));
+}
+
 #[test]
 fn an_https_bind_without_a_certfile_stops_the_start_with_one_line() {
     let bind = format!("https://{}", support::server::free_port());
