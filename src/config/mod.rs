@@ -32,7 +32,7 @@ mod tls;
 mod values;
 
 pub use app_spec::AppSpec;
-pub use bind::{BindAddress, BindAddressError, DEFAULT_PORT};
+pub use bind::{Bind, BindAddress, BindAddressError, BindScheme, DEFAULT_PORT};
 pub use doc::settings_markdown;
 pub use gunicorn_only::{hooks_called_by, HookCaller};
 pub use identity::{parse_group, parse_user, worker_owner, GroupId, UserId};
@@ -93,16 +93,19 @@ pub struct Settings {
     pub threads: usize,
 
     /// The socket to bind: `HOST:PORT`, `HOST` (port 8000), `[V6]:PORT` or
-    /// `unix:PATH`. Repeat to bind several [default: 127.0.0.1:8000, or
-    /// 0.0.0.0:$PORT when PORT is set].
+    /// `unix:PATH`. Repeat to bind several. With `--certfile` every bind
+    /// serves TLS except one written `http://HOST:PORT` or
+    /// `http+unix:PATH`; `https://HOST:PORT` asks for TLS (and needs
+    /// `--certfile`) [default: 127.0.0.1:8000, or 0.0.0.0:$PORT when PORT
+    /// is set].
     #[arg(
         short = 'b',
         long = "bind",
         value_name = "ADDRESS",
-        value_parser = BindAddress::parse,
+        value_parser = Bind::parse,
         hide_default_value = true
     )]
-    pub bind: Vec<BindAddress>,
+    pub bind: Vec<Bind>,
 
     /// The most pending connections each listening socket queues.
     #[arg(long = "backlog", value_name = "INT", value_parser = parse_backlog, default_value = "2048")]
@@ -204,8 +207,9 @@ pub struct Settings {
     pub proxy_allow_from: crate::ip_allow_list::IpAllowList,
 
     /// Serve TLS with this PEM certificate chain (the server's certificate
-    /// first, then intermediates) on every `--bind`. Loaded by the master
-    /// at start and again on HUP. See docs/tls.md.
+    /// first, then intermediates) on every `--bind` not written `http://`
+    /// or `http+unix:`. Loaded by the master at start and again on HUP.
+    /// See docs/tls.md.
     #[arg(long = "certfile", value_name = "FILE")]
     pub certfile: Option<PathBuf>,
 
@@ -648,6 +652,21 @@ fn environment_defaults(
     Ok(defaults)
 }
 
+/// `--bind https://...` asks for TLS, which only `--certfile` can give.
+fn check_https_binds(settings: &Settings) -> Result<(), ConfigError> {
+    match settings
+        .bind
+        .iter()
+        .find(|bind| bind.scheme == BindScheme::Https)
+    {
+        Some(bind) if settings.certfile.is_none() => Err(ConfigError::invalid(
+            "--bind",
+            format!("'{bind}' asks for TLS, which needs --certfile"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// clap (without its `string` feature) takes defaults as `&'static str`.
 /// Settings are loaded at start and on each HUP: a few bytes per load.
 fn leak(value: String) -> &'static str {
@@ -786,11 +805,11 @@ mod tests {
     /// One table row: command line, environment, and what to expect.
     type Case<'a, T> = (&'a [&'a str], &'a [(&'a str, &'a str)], T);
 
-    fn tcp(host: &str, port: u16) -> BindAddress {
-        BindAddress::Tcp {
+    fn tcp(host: &str, port: u16) -> Bind {
+        Bind::unsaid(BindAddress::Tcp {
             host: host.to_string(),
             port,
-        }
+        })
     }
 
     #[test]
@@ -851,7 +870,7 @@ mod tests {
             settings.bind,
             vec![
                 tcp("0.0.0.0", 9000),
-                BindAddress::Unix("/tmp/x.sock".into())
+                Bind::unsaid(BindAddress::Unix("/tmp/x.sock".into()))
             ]
         );
         assert_eq!(settings.backlog, 64);
@@ -882,7 +901,7 @@ mod tests {
 
     #[test]
     fn environment_supplies_defaults_under_the_command_line() {
-        let cases: &[Case<(u32, BindAddress)>] = &[
+        let cases: &[Case<(u32, Bind)>] = &[
             (
                 &["a:b"],
                 &[("WEB_CONCURRENCY", "3")],

@@ -111,9 +111,10 @@ impl MetricsEndpoint {
             backlog: 128,
             reuse_port: false,
             unix_umask: 0,
+            tls_by_default: false,
         };
         let socket = BoundSockets::open(
-            std::slice::from_ref(address),
+            &[crate::config::Bind::unsaid(address.clone())],
             options,
             inherited.into_iter().collect(),
             Inheritance::Upgrade,

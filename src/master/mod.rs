@@ -119,10 +119,10 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
         sockets.chown_unix_socket_files(uid, gid);
     }
     let pid = std::process::id();
-    for listener in sockets.listeners() {
-        let scheme = match tls {
-            Some(_) => crate::http::UrlScheme::Https,
-            None => crate::http::UrlScheme::Http,
+    for (listener, serves_tls) in sockets.listeners().iter().zip(sockets.serves_tls()) {
+        let scheme = match serves_tls {
+            true => crate::http::UrlScheme::Https,
+            false => crate::http::UrlScheme::Http,
         };
         log::info!("Listening at: {} ({pid})", listener.url_as(scheme));
     }
@@ -248,6 +248,7 @@ fn open_sockets(
         backlog: settings.backlog,
         reuse_port: settings.reuse_port,
         unix_umask: settings.umask.unwrap_or(0),
+        tls_by_default: settings.certfile.is_some(),
     };
     let (systemd_fds, upgrade_fds) = match upgrade_fds {
         InheritedFds {
@@ -271,7 +272,7 @@ fn open_sockets(
             }
         }
         return Ok(BoundSockets::open(
-            &[],
+            &settings.bind,
             options,
             inherited,
             Inheritance::Systemd,

@@ -48,6 +48,8 @@ pub struct WorkerContext<'a> {
     /// The master's listening sockets (inherited across the fork; the worker
     /// duplicates what it needs).
     pub listeners: &'a [Listener],
+    /// Whether each of `listeners` serves TLS (with `tls`).
+    pub serves_tls: &'a [bool],
     /// Write end of a pipe to the master: on a boot or app-load failure the
     /// worker writes one line (e.g. `ModuleNotFoundError: No module named
     /// 'x'`) before exiting, and the master quotes it in its exit message.
@@ -62,8 +64,8 @@ pub struct WorkerContext<'a> {
     pub metrics: Option<crate::metrics::WorkerMetrics>,
     /// Spawn order (1 for the first worker; gunicorn's `worker.age`).
     pub age: u64,
-    /// With `--certfile`: the TLS configuration, loaded by the master;
-    /// every connection accepted is then TLS.
+    /// With `--certfile`: the TLS configuration, loaded by the master, for
+    /// the connections accepted on the listeners that serve TLS.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
@@ -73,6 +75,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
     let WorkerContext {
         settings,
         listeners,
+        serves_tls,
         boot_report,
         master_pid,
         heartbeat,
@@ -244,9 +247,11 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             hooks,
             tls,
         };
+        let listening: Vec<(&Listener, bool)> =
+            listeners.iter().zip(serves_tls.iter().copied()).collect();
         let mut event_loop = match EventLoop::new(
             poll,
-            listeners,
+            &listening,
             signals,
             shared,
             settings.worker_connections,

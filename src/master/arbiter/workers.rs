@@ -128,6 +128,7 @@ impl Arbiter {
         let context = WorkerContext {
             settings: &self.settings,
             listeners: own_listeners.unwrap_or(self.sockets.listeners()),
+            serves_tls: self.sockets.serves_tls(),
             boot_report,
             master_pid: self.master_pid.as_raw(),
             heartbeat,
