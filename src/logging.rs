@@ -247,6 +247,9 @@ pub fn init(level: LogLevel) -> Result<(), LoggingError> {
         .target(env_logger::Target::Stderr)
         .write_style(env_logger::WriteStyle::Never)
         .format(|buf, record| {
+            // gunicorn's statsd logger counts each warning, error and
+            // critical line (`gunicorn.log.error`, ...).
+            crate::statsd::count_log_line(level_name(record));
             writeln!(
                 buf,
                 "[{}] [{}] [{}] {}",

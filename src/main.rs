@@ -1,6 +1,9 @@
 //! The `rgunicorn` command: parse settings, run the master, turn errors into
 //! one-line messages and exit codes.
 //!
+//! `rgunicorn status [--metrics-bind ADDRESS | -c FILE]` prints a running
+//! server's workers (see `master::status_command`).
+//!
 //! `--print-config` prints the effective settings and exits 0;
 //! `--check-config` checks them and imports the app in a child process,
 //! exiting 0 (`Config OK`) or 1 with the reason.
@@ -15,6 +18,17 @@ use rgunicorn::{logging, master};
 
 /// The command (`pub` for `src/wheel_main.rs`, the wheel's copy).
 pub fn main() {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    if args.first().map(String::as_str) == Some("status") {
+        match master::status_command::run(&args[1..]) {
+            Ok(table) => print!("{table}"),
+            Err(err) => exit_with_error(&err, 1),
+        }
+        return;
+    }
     let resolved = match config::load_resolved() {
         Ok(resolved) => resolved,
         Err(ConfigError::CommandLine(err)) => err.exit(),

@@ -48,10 +48,11 @@ const ROOMS: &[(&str, Room)] = &[
     ("listener", Foundation),
     ("local_time", Foundation),
     ("logging", Foundation),
-    ("metrics", Foundation), // (next) shared-memory counters
+    ("metrics", Foundation),
     ("os_error", Foundation),
     ("proc_title", Foundation),
     ("proxy_protocol", Foundation),
+    ("statsd", Foundation),
     ("tls_info", Foundation),
     ("x509_name", Foundation),
     ("http", Http),

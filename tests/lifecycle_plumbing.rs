@@ -446,6 +446,9 @@ fn ps_shows_the_master_and_worker_titles() {
     assert_eq!(cmdline(master), format!("rgunicorn: master [{APP}]"));
     assert_eq!(comm(master), "rgunicorn: mast");
     let worker = server.worker_pids()[0];
+    // A worker shows the master's title from the fork until it sets its own.
+    assert!(wait_until(BOOT_TIMEOUT, || cmdline(worker)
+        .starts_with("rgunicorn: worker [")));
     assert_eq!(cmdline(worker), format!("rgunicorn: worker [{APP}]"));
     assert_eq!(comm(worker), "rgunicorn: work");
 

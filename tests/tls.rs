@@ -3,7 +3,8 @@
 //! that are curl, Python's `ssl` and rustls. Served over TLS 1.2 and 1.3
 //! with `https` as the scheme; client certificates with `--cert-reqs`;
 //! plain HTTP to the TLS port; certificate reload on HUP; bad files at the
-//! start; stalled and trickled handshakes under the header timeout.
+//! start; stalled and trickled handshakes under the header timeout; TLS
+//! and plain binds side by side (`--bind http://...`).
 
 mod support;
 
@@ -443,6 +444,163 @@ fn tls_min_version_1_3_refuses_a_tls_1_2_client_and_ciphers_choose_the_suite() {
         exchange.environ("SSL_CIPHER"),
         Some("'TLS13_CHACHA20_POLY1305_SHA256'")
     );
+}
+
+#[test]
+fn an_http_bind_stays_plain_beside_a_tls_bind_of_the_same_server() {
+    let pki = Pki::new("tls-mixed");
+    let (cert, key) = pki.write("server", &pki.server("localhost"));
+    let plain = support::server::free_port();
+    let server = tls_server(&cert, &key, &["--bind", &format!("http://{plain}")]).start();
+    let tls_addr = tcp_address(&server);
+    let log = server.log();
+    assert!(
+        log.contains(&format!("Listening at: https://{tls_addr}")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("Listening at: http://{plain} ")),
+        "{log}"
+    );
+
+    let exchange = get(tls_addr, &pki.client_config(None, BOTH), "/").unwrap();
+    assert!(
+        exchange.text.starts_with("HTTP/1.1 200"),
+        "{}",
+        exchange.text
+    );
+    assert_eq!(exchange.environ("wsgi.url_scheme"), Some("'https'"));
+    assert_eq!(exchange.environ("HTTPS"), Some("'on'"));
+
+    let mut client = support::Client::connect(&Address::Tcp(plain));
+    client.send(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    let text = response.text();
+    assert!(text.contains("wsgi.url_scheme\tstr\t'http'\n"), "{text}");
+    assert!(!text.contains("HTTPS\t"), "{text}");
+    assert!(!text.contains("SSL_PROTOCOL\t"), "{text}");
+}
+
+#[test]
+fn an_http_bind_matches_a_systemd_socket_and_keeps_it_plain() {
+    let pki = Pki::new("tls-systemd-mixed");
+    let (cert, key) = pki.write("server", &pki.server("localhost"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let bind = format!("http://{addr}");
+    let args = ["--certfile", &cert, "--keyfile", &key, "--bind", &bind];
+    let mut server = support::Server::socket_activated(&listener, &args, "echo:application");
+    drop(listener);
+    server.wait_ready();
+    let log = server.log();
+    assert!(
+        log.contains(&format!("Listening at: http://{addr} ")),
+        "{log}"
+    );
+    let mut client = support::Client::connect(&Address::Tcp(addr));
+    client.send(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert!(response.text().contains("wsgi.url_scheme\tstr\t'http'\n"));
+}
+
+/// Stops the master a USR2 upgrade started (it names itself in
+/// `pid_file`), by pid, when the test ends.
+struct NewMasterGuard {
+    pid_file: PathBuf,
+    old_master: i32,
+}
+
+impl NewMasterGuard {
+    fn pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(&self.pid_file).ok()?;
+        text.trim()
+            .parse()
+            .ok()
+            .filter(|pid| *pid != self.old_master)
+    }
+}
+
+impl Drop for NewMasterGuard {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        let Some(pid) = self.pid() else { return };
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = kill(pid, Signal::SIGTERM);
+        if !wait_until(Duration::from_secs(10), || kill(pid, None).is_err()) {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn after_a_usr2_upgrade_the_http_bind_is_still_plain_and_the_other_tls() {
+    let pki = Pki::new("tls-mixed-usr2");
+    let (cert, key) = pki.write("server", &pki.server("localhost"));
+    let plain = support::server::free_port();
+    let pid_file = pki.path("rgunicorn.pid");
+    let mut server = tls_server(
+        &cert,
+        &key,
+        &[
+            "--bind",
+            &format!("http://{plain}"),
+            "--pid",
+            &pid_file.display().to_string(),
+        ],
+    )
+    .start();
+    let tls_addr = tcp_address(&server);
+    let guard = NewMasterGuard {
+        pid_file: pid_file.clone(),
+        old_master: server.pid() as i32,
+    };
+    server.signal(nix::sys::signal::Signal::SIGUSR2);
+    assert!(
+        wait_until(Duration::from_secs(20), || guard.pid().is_some()),
+        "no new master; log:\n{}",
+        server.log()
+    );
+    assert!(server.wait_for_log_count("Booting worker", 2, Duration::from_secs(20)));
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(20)).is_some());
+    // Only the new master serves now.
+    let log = server.log();
+    assert_eq!(
+        log.matches(&format!("Listening at: http://{plain} "))
+            .count(),
+        2,
+        "{log}"
+    );
+    let tls_listening = format!("Listening at: https://{tls_addr} ");
+    assert_eq!(log.matches(&tls_listening).count(), 2, "{log}");
+
+    let exchange = get(tls_addr, &pki.client_config(None, BOTH), "/").unwrap();
+    assert_eq!(exchange.environ("wsgi.url_scheme"), Some("'https'"));
+    let mut client = support::Client::connect(&Address::Tcp(plain));
+    client.send(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert!(response.text().contains("wsgi.url_scheme\tstr\t'http'\n"));
+}
+
+#[test]
+fn an_https_bind_without_a_certfile_stops_the_start_with_one_line() {
+    let bind = format!("https://{}", support::server::free_port());
+    let (code, log) = failed_start(
+        ServerBuilder::new("echo:application")
+            .arg("--bind")
+            .arg(&bind),
+    );
+    assert_eq!(code, Some(1), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("--bind") && l.contains("--certfile"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains(&bind), "{line}");
+    assert!(!log.contains("Listening at"), "{log}");
 }
 
 /// Starts a server expected to fail, returns its exit code and log.

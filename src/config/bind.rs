@@ -1,4 +1,6 @@
-//! `--bind` addresses: TCP (v4, v6, host names) and unix socket paths.
+//! `--bind` values: TCP (v4, v6, host names) and unix socket addresses,
+//! and what the value says about TLS (`http://`, `https://`,
+//! `http+unix:`).
 //!
 //! Only the shape is checked here; host names are resolved and sockets bound
 //! by `master::sockets`.
@@ -18,6 +20,90 @@ pub enum BindAddress {
     Tcp { host: String, port: u16 },
     /// `unix:PATH`.
     Unix(PathBuf),
+}
+
+/// What a `--bind` value says about TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindScheme {
+    /// No scheme (`HOST:PORT`, `tcp://`, `unix:`): TLS when `--certfile` is
+    /// set, as in gunicorn.
+    Unsaid,
+    /// `http://ADDR` or `http+unix:PATH`: plain HTTP even with `--certfile`.
+    Http,
+    /// `https://ADDR`: TLS; needs `--certfile`.
+    Https,
+}
+
+/// One `--bind` value: the address and its scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub scheme: BindScheme,
+    pub address: BindAddress,
+}
+
+impl Bind {
+    /// A bind with no scheme.
+    pub fn unsaid(address: BindAddress) -> Bind {
+        Bind {
+            scheme: BindScheme::Unsaid,
+            address,
+        }
+    }
+
+    /// Parses one `--bind` value: an address as [`BindAddress::parse`]
+    /// takes it, or `http://HOST:PORT`, `https://HOST:PORT` or
+    /// `http+unix:PATH`.
+    pub fn parse(text: &str) -> Result<Bind, BindAddressError> {
+        let trimmed = text.trim();
+        let (scheme, rest) = if let Some(rest) = trimmed.strip_prefix("https://") {
+            (BindScheme::Https, rest)
+        } else if let Some(rest) = trimmed.strip_prefix("http://") {
+            (BindScheme::Http, rest)
+        } else if let Some(path) = trimmed.strip_prefix("http+unix:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(BindAddressError::EmptyUnixPath {
+                    text: text.to_string(),
+                });
+            }
+            return Ok(Bind {
+                scheme: BindScheme::Http,
+                address: BindAddress::Unix(PathBuf::from(path)),
+            });
+        } else {
+            return BindAddress::parse(text).map(Bind::unsaid);
+        };
+        if rest.is_empty() || rest.starts_with("unix:") || rest.contains("://") {
+            return Err(BindAddressError::BadScheme {
+                text: text.to_string(),
+            });
+        }
+        let address = BindAddress::parse_tcp(text, rest, DEFAULT_PORT)?;
+        Ok(Bind { scheme, address })
+    }
+
+    /// Whether this bind serves TLS, given whether `--certfile` is set.
+    pub fn serves_tls(&self, certfile_set: bool) -> bool {
+        match self.scheme {
+            BindScheme::Unsaid => certfile_set,
+            BindScheme::Http => false,
+            BindScheme::Https => true,
+        }
+    }
+}
+
+impl fmt::Display for Bind {
+    /// Writes the value back in `--bind` syntax, scheme included.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.scheme, &self.address) {
+            (BindScheme::Unsaid, address) => write!(f, "{address}"),
+            (BindScheme::Http, BindAddress::Unix(path)) => {
+                write!(f, "http+unix:{}", path.display())
+            }
+            (BindScheme::Http, address) => write!(f, "http://{address}"),
+            (BindScheme::Https, address) => write!(f, "https://{address}"),
+        }
+    }
 }
 
 /// Why a `--bind` value is not an address.
@@ -40,6 +126,9 @@ pub enum BindAddressError {
     /// `unix:` with nothing after it.
     #[error("'{text}' names no socket path after 'unix:'")]
     EmptyUnixPath { text: String },
+    /// `http://` or `https://` followed by nothing or by another scheme.
+    #[error("'{text}': write http://HOST:PORT, https://HOST:PORT or http+unix:PATH")]
+    BadScheme { text: String },
     /// Nothing at all.
     #[error("an empty value is not HOST:PORT, [V6]:PORT or unix:PATH")]
     Empty,
@@ -50,6 +139,15 @@ impl BindAddress {
     /// `[V6]:PORT`, `[V6]`, `:PORT` (all interfaces), `unix:PATH` or
     /// `unix://PATH`. A `tcp://` prefix is accepted, as gunicorn does.
     pub fn parse(text: &str) -> Result<BindAddress, BindAddressError> {
+        BindAddress::parse_with_default_port(text, DEFAULT_PORT)
+    }
+
+    /// Like [`BindAddress::parse`], with `default_port` for a value that
+    /// names only a host (`--statsd-host` defaults to statsd's 8125).
+    pub fn parse_with_default_port(
+        text: &str,
+        default_port: u16,
+    ) -> Result<BindAddress, BindAddressError> {
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return Err(BindAddressError::Empty);
@@ -64,10 +162,19 @@ impl BindAddress {
             return Ok(BindAddress::Unix(PathBuf::from(path)));
         }
         let netloc = trimmed.strip_prefix("tcp://").unwrap_or(trimmed);
+        BindAddress::parse_tcp(text, netloc, default_port)
+    }
+
+    /// Parses the `HOST:PORT` part `netloc` of the `--bind` value `text`.
+    fn parse_tcp(
+        text: &str,
+        netloc: &str,
+        default_port: u16,
+    ) -> Result<BindAddress, BindAddressError> {
         let (host, port) = split_host_port(text, netloc)?;
         Ok(BindAddress::Tcp {
             host: host.to_ascii_lowercase(),
-            port: parse_port(text, port)?,
+            port: parse_port(text, port, default_port)?,
         })
     }
 }
@@ -113,10 +220,10 @@ fn split_host_port<'a>(
     }
 }
 
-/// Parses the port text; absent means [`DEFAULT_PORT`].
-fn parse_port(text: &str, port: Option<&str>) -> Result<u16, BindAddressError> {
+/// Parses the port text; absent means `default_port`.
+fn parse_port(text: &str, port: Option<&str>, default_port: u16) -> Result<u16, BindAddressError> {
     let Some(port) = port else {
-        return Ok(DEFAULT_PORT);
+        return Ok(default_port);
     };
     let all_digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
     match port.parse::<u16>() {
@@ -219,6 +326,61 @@ mod tests {
             let message = BindAddress::parse(text).expect_err(text).to_string();
             assert!(message.contains(reason), "{text:?}: {message}");
             assert!(!message.contains('\n'), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn schemes_say_plain_or_tls() {
+        let cases: &[(&str, BindScheme, BindAddress)] = &[
+            ("127.0.0.1:1", BindScheme::Unsaid, tcp("127.0.0.1", 1)),
+            ("tcp://127.0.0.1:1", BindScheme::Unsaid, tcp("127.0.0.1", 1)),
+            ("http://127.0.0.1:2", BindScheme::Http, tcp("127.0.0.1", 2)),
+            ("https://[::1]:3", BindScheme::Https, tcp("::1", 3)),
+            (
+                "unix:/a.sock",
+                BindScheme::Unsaid,
+                BindAddress::Unix("/a.sock".into()),
+            ),
+            (
+                "http+unix:/b.sock",
+                BindScheme::Http,
+                BindAddress::Unix("/b.sock".into()),
+            ),
+            (
+                "http+unix:///c.sock",
+                BindScheme::Http,
+                BindAddress::Unix("/c.sock".into()),
+            ),
+        ];
+        for (text, scheme, address) in cases {
+            let parsed = Bind::parse(text).unwrap();
+            assert_eq!(
+                (&parsed.scheme, &parsed.address),
+                (scheme, address),
+                "{text}"
+            );
+        }
+        let tls = |text: &str, certfile| Bind::parse(text).unwrap().serves_tls(certfile);
+        assert!(tls("127.0.0.1:1", true) && !tls("127.0.0.1:1", false));
+        assert!(!tls("http://127.0.0.1:1", true) && tls("https://127.0.0.1:1", true));
+        assert!(tls("unix:/a", true) && !tls("http+unix:/a", true));
+        for bad in [
+            "https://",
+            "http://unix:/a",
+            "https://tcp://1.2.3.4:5",
+            "http+unix:",
+            "HTTP://127.0.0.1:1",
+        ] {
+            let message = Bind::parse(bad).expect_err(bad).to_string();
+            assert!(!message.contains('\n'), "{bad}: {message}");
+        }
+        for text in [
+            "http://127.0.0.1:1",
+            "https://[::1]:2",
+            "http+unix:/b.sock",
+            "unix:/a",
+        ] {
+            assert_eq!(Bind::parse(text).unwrap().to_string(), text);
         }
     }
 

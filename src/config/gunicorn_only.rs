@@ -13,7 +13,6 @@ use std::ffi::OsString;
 /// Why each kind of gunicorn-only flag does not carry over.
 const SSL_VERSION: &str =
     "rustls offers TLS 1.2 and 1.3 only: set the floor with --tls-min-version 1.2|1.3";
-const STATSD: &str = "rgunicorn has no statsd client: read the access log or the proxy's metrics";
 const LOGGING: &str =
     "rgunicorn writes its own logs: use --error-logfile, --access-logfile and --access-logformat";
 
@@ -80,9 +79,6 @@ pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     flag_only("paster", true, "PasteDeploy configurations are not supported: name the WSGI callable as APP_MODULE"),
     key_only("raw_paste_global_conf"),
     both("ssl_version", "ssl-version", true, SSL_VERSION),
-    both("statsd_host", "statsd-host", true, STATSD),
-    both("statsd_prefix", "statsd-prefix", true, STATSD),
-    both("dogstatsd_tags", "dogstatsd-tags", true, STATSD),
     both("logconfig", "log-config", true, LOGGING),
     both("logconfig_dict", "log-config-dict", true, LOGGING),
     both("logconfig_json", "log-config-json", true, LOGGING),
@@ -266,7 +262,6 @@ mod tests {
             (&["-k", "gevent"], "--worker-class gevent: gunicorn's flag does not apply: rgunicorn has one kind of worker"),
             (&["--preload"], "--preload: gunicorn's flag does not apply: the master never starts Python"),
             (&["--ssl-version=TLSv1_2"], "--ssl-version TLSv1_2: gunicorn's flag does not apply: rustls offers TLS 1.2 and 1.3 only"),
-            (&["-w", "2", "--statsd-host", "h:1"], "--statsd-host h:1"),
         ];
         for (words, start) in cases {
             let error = run(words).unwrap_err();

@@ -32,7 +32,7 @@ mod tls;
 mod values;
 
 pub use app_spec::AppSpec;
-pub use bind::{BindAddress, BindAddressError, DEFAULT_PORT};
+pub use bind::{Bind, BindAddress, BindAddressError, BindScheme, DEFAULT_PORT};
 pub use doc::settings_markdown;
 pub use gunicorn_only::{hooks_called_by, HookCaller};
 pub use identity::{parse_group, parse_user, worker_owner, GroupId, UserId};
@@ -93,16 +93,19 @@ pub struct Settings {
     pub threads: usize,
 
     /// The socket to bind: `HOST:PORT`, `HOST` (port 8000), `[V6]:PORT` or
-    /// `unix:PATH`. Repeat to bind several [default: 127.0.0.1:8000, or
-    /// 0.0.0.0:$PORT when PORT is set].
+    /// `unix:PATH`. Repeat to bind several. With `--certfile` every bind
+    /// serves TLS except one written `http://HOST:PORT` or
+    /// `http+unix:PATH`; `https://HOST:PORT` asks for TLS (and needs
+    /// `--certfile`) [default: 127.0.0.1:8000, or 0.0.0.0:$PORT when PORT
+    /// is set].
     #[arg(
         short = 'b',
         long = "bind",
         value_name = "ADDRESS",
-        value_parser = BindAddress::parse,
+        value_parser = Bind::parse,
         hide_default_value = true
     )]
-    pub bind: Vec<BindAddress>,
+    pub bind: Vec<Bind>,
 
     /// The most pending connections each listening socket queues.
     #[arg(long = "backlog", value_name = "INT", value_parser = parse_backlog, default_value = "2048")]
@@ -204,8 +207,9 @@ pub struct Settings {
     pub proxy_allow_from: crate::ip_allow_list::IpAllowList,
 
     /// Serve TLS with this PEM certificate chain (the server's certificate
-    /// first, then intermediates) on every `--bind`. Loaded by the master
-    /// at start and again on HUP. See docs/tls.md.
+    /// first, then intermediates) on every `--bind` not written `http://`
+    /// or `http+unix:`. Loaded by the master at start and again on HUP.
+    /// See docs/tls.md.
     #[arg(long = "certfile", value_name = "FILE")]
     pub certfile: Option<PathBuf>,
 
@@ -410,6 +414,37 @@ pub struct Settings {
     )]
     pub error_logfile: PathBuf,
 
+    /// Serve Prometheus metrics (`GET /metrics`, text format 0.0.4) and
+    /// the workers' status (`GET /status`, read by `rgunicorn status`) from
+    /// the master on this address: `HOST:PORT`, `[V6]:PORT` or `unix:PATH`,
+    /// as `--bind`. Off when unset. See docs/metrics.md.
+    #[arg(long = "metrics-bind", value_name = "ADDRESS", value_parser = BindAddress::parse)]
+    pub metrics_bind: Option<BindAddress>,
+
+    /// Send gunicorn's statsd metrics (`gunicorn.requests`,
+    /// `gunicorn.request.duration`, ...) over UDP to this `HOST:PORT`
+    /// (port 8125 when omitted). Off when unset.
+    #[arg(long = "statsd-host", value_name = "STATSD_ADDR", value_parser = parse_statsd_host)]
+    pub statsd_host: Option<BindAddress>,
+
+    /// A prefix for the statsd metric names (`app` sends
+    /// `app.gunicorn.requests`).
+    #[arg(
+        long = "statsd-prefix",
+        value_name = "STATSD_PREFIX",
+        default_value = ""
+    )]
+    pub statsd_prefix: String,
+
+    /// Datadog tags added to every statsd metric: a comma-separated list
+    /// (`env:prod,app:web`).
+    #[arg(
+        long = "dogstatsd-tags",
+        value_name = "DOGSTATSD_TAGS",
+        default_value = ""
+    )]
+    pub dogstatsd_tags: String,
+
     /// Read settings from this TOML file, keyed by gunicorn's setting names
     /// (see docs/settings.md) [default: ./rgunicorn.toml when present].
     #[arg(short = 'c', long = "config", value_name = "FILE")]
@@ -571,6 +606,19 @@ impl Settings {
     }
 }
 
+/// `--statsd-host`: `HOST:PORT` or `[V6]:PORT` (port 8125 when omitted);
+/// statsd speaks UDP, so a unix socket path is refused.
+fn parse_statsd_host(text: &str) -> Result<BindAddress, String> {
+    match BindAddress::parse_with_default_port(text, STATSD_DEFAULT_PORT) {
+        Ok(BindAddress::Unix(_)) => Err(format!("'{text}' is not HOST:PORT (statsd is UDP)")),
+        Ok(address) => Ok(address),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// statsd's port, for a `--statsd-host` that names only a host.
+pub const STATSD_DEFAULT_PORT: u16 = 8125;
+
 /// The defaults the environment sets, as `(clap arg id, value)`, each value
 /// checked first so that an error names the variable rather than the flag.
 fn environment_defaults(
@@ -602,6 +650,21 @@ fn environment_defaults(
         defaults.push(("no_sendfile", "true"));
     }
     Ok(defaults)
+}
+
+/// `--bind https://...` asks for TLS, which only `--certfile` can give.
+fn check_https_binds(settings: &Settings) -> Result<(), ConfigError> {
+    match settings
+        .bind
+        .iter()
+        .find(|bind| bind.scheme == BindScheme::Https)
+    {
+        Some(bind) if settings.certfile.is_none() => Err(ConfigError::invalid(
+            "--bind",
+            format!("'{bind}' asks for TLS, which needs --certfile"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// clap (without its `string` feature) takes defaults as `&'static str`.
@@ -742,11 +805,11 @@ mod tests {
     /// One table row: command line, environment, and what to expect.
     type Case<'a, T> = (&'a [&'a str], &'a [(&'a str, &'a str)], T);
 
-    fn tcp(host: &str, port: u16) -> BindAddress {
-        BindAddress::Tcp {
+    fn tcp(host: &str, port: u16) -> Bind {
+        Bind::unsaid(BindAddress::Tcp {
             host: host.to_string(),
             port,
-        }
+        })
     }
 
     #[test]
@@ -807,7 +870,7 @@ mod tests {
             settings.bind,
             vec![
                 tcp("0.0.0.0", 9000),
-                BindAddress::Unix("/tmp/x.sock".into())
+                Bind::unsaid(BindAddress::Unix("/tmp/x.sock".into()))
             ]
         );
         assert_eq!(settings.backlog, 64);
@@ -838,7 +901,7 @@ mod tests {
 
     #[test]
     fn environment_supplies_defaults_under_the_command_line() {
-        let cases: &[Case<(u32, BindAddress)>] = &[
+        let cases: &[Case<(u32, Bind)>] = &[
             (
                 &["a:b"],
                 &[("WEB_CONCURRENCY", "3")],

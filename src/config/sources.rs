@@ -70,6 +70,7 @@ pub fn resolve(
         .try_get_matches_from(std::iter::once(program).chain(merged))
         .map_err(from_clap_error)?;
     let settings = Settings::from_arg_matches(&matches).map_err(from_clap_error)?;
+    super::check_https_binds(&settings)?;
     let effective_toml = super::effective::render(&Settings::command(), &matches);
     Ok(Resolved {
         settings,
@@ -227,7 +228,7 @@ fn merge(command: &Command, layers: &[&ArgMatches]) -> Vec<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::BindAddress;
+    use crate::config::{Bind, BindAddress};
 
     fn resolve_with(args: &[&str], env: &[(&str, &str)], dir: Option<&Path>) -> Settings {
         let args = std::iter::once("rgunicorn")
@@ -239,8 +240,8 @@ mod tests {
             .settings
     }
 
-    fn port(address: &BindAddress) -> u16 {
-        match address {
+    fn port(bind: &Bind) -> u16 {
+        match &bind.address {
             BindAddress::Tcp { port, .. } => *port,
             other => panic!("{other:?}"),
         }

@@ -8,10 +8,14 @@
 
 pub mod arbiter;
 pub mod daemon;
+mod exposition;
+pub mod metrics_endpoint;
 pub mod pidfile;
 mod reconfigure;
+pub mod scoreboard;
 pub mod signals;
 pub mod sockets;
+pub mod status_command;
 pub mod systemd;
 mod tls;
 pub mod upgrade;
@@ -20,6 +24,7 @@ use crate::config::Settings;
 use crate::listener::Listener;
 use crate::os_error::os_error_text;
 use arbiter::{Arbiter, ArbiterError, Lifecycle};
+use metrics_endpoint::MetricsEndpoint;
 use nix::unistd::getppid;
 use pidfile::PidFileError;
 use signals::SignalQueue;
@@ -43,6 +48,12 @@ pub enum MasterError {
     /// A `--bind` address could not be bound.
     #[error(transparent)]
     Sockets(#[from] SocketError),
+    /// `--metrics-bind` could not be bound.
+    #[error("--metrics-bind: {0}")]
+    MetricsBind(SocketError),
+    /// `--statsd-host` does not resolve, or no UDP socket can reach it.
+    #[error("--statsd-host: cannot send to {address}: {reason}")]
+    Statsd { address: String, reason: String },
     /// `--pid` names a running server, or cannot be written.
     #[error(transparent)]
     PidFile(#[from] PidFileError),
@@ -100,17 +111,23 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     }
     let signals = SignalQueue::install().map_err(|e| MasterError::Signals(os_error_text(&e)))?;
     let upgraded = !upgrade_fds.fds.is_empty();
+    let inherited_metrics = upgrade_fds.metrics_fd;
     let sockets = open_sockets(&settings, upgrade_fds, systemd_fds)?;
+    let metrics_endpoint = open_metrics_endpoint(&settings, inherited_metrics)?;
+    connect_statsd(&settings)?;
     if let Some((uid, gid)) = crate::config::worker_owner(settings.user.as_ref(), settings.group) {
         sockets.chown_unix_socket_files(uid, gid);
     }
     let pid = std::process::id();
-    for listener in sockets.listeners() {
-        let scheme = match tls {
-            Some(_) => crate::http::UrlScheme::Https,
-            None => crate::http::UrlScheme::Http,
+    for (listener, serves_tls) in sockets.listeners().iter().zip(sockets.serves_tls()) {
+        let scheme = match serves_tls {
+            true => crate::http::UrlScheme::Https,
+            false => crate::http::UrlScheme::Http,
         };
         log::info!("Listening at: {} ({pid})", listener.url_as(scheme));
+    }
+    if let Some(endpoint) = &metrics_endpoint {
+        log::info!("Serving metrics at: {}/metrics ({pid})", endpoint.url());
     }
     match settings.threads {
         1 => log::info!("Using worker: {WORKER_CLASS}"),
@@ -123,9 +140,59 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
         launch: Some(launch),
         upgraded_from: upgraded.then(getppid),
     };
-    Arbiter::new(settings, sockets, signals, tls)
-        .with_lifecycle(lifecycle)
-        .run()?;
+    let mut arbiter = Arbiter::new(settings, sockets, signals, tls).with_lifecycle(lifecycle);
+    if let Some(endpoint) = metrics_endpoint {
+        arbiter = arbiter
+            .with_metrics_endpoint(endpoint)
+            .map_err(|e| MasterError::Signals(os_error_text(&e)))?;
+    }
+    arbiter.run()?;
+    Ok(())
+}
+
+/// `--metrics-bind`: the socket an old master handed over when it listens
+/// on the same address (a USR2 upgrade), else a fresh one.
+fn open_metrics_endpoint(
+    settings: &Settings,
+    inherited: Option<i32>,
+) -> Result<Option<MetricsEndpoint>, MasterError> {
+    let inherited = match inherited {
+        Some(fd) => Some(
+            sockets::adopt_fd(fd).map_err(|e| MasterError::InheritedSocket {
+                fd,
+                reason: os_error_text(&e),
+            })?,
+        ),
+        None => None,
+    };
+    let Some(address) = &settings.metrics_bind else {
+        return Ok(None);
+    };
+    let inherited = inherited.filter(|listener| sockets::listens_on(listener, address));
+    MetricsEndpoint::bind(address, inherited)
+        .map(Some)
+        .map_err(MasterError::MetricsBind)
+}
+
+/// `--statsd-host`: opens the client the master and its workers send on.
+fn connect_statsd(settings: &Settings) -> Result<(), MasterError> {
+    let Some(address) = &settings.statsd_host else {
+        return Ok(());
+    };
+    let crate::config::BindAddress::Tcp { host, port } = address else {
+        unreachable!("--statsd-host is never a unix socket (refused when parsed)")
+    };
+    let statsd = crate::statsd::Statsd::connect(
+        host,
+        *port,
+        &settings.statsd_prefix,
+        &settings.dogstatsd_tags,
+    )
+    .map_err(|e| MasterError::Statsd {
+        address: address.to_string(),
+        reason: os_error_text(&e),
+    })?;
+    crate::statsd::install(statsd);
     Ok(())
 }
 
@@ -181,11 +248,13 @@ fn open_sockets(
         backlog: settings.backlog,
         reuse_port: settings.reuse_port,
         unix_umask: settings.umask.unwrap_or(0),
+        tls_by_default: settings.certfile.is_some(),
     };
     let (systemd_fds, upgrade_fds) = match upgrade_fds {
         InheritedFds {
             fds,
             systemd_owned: true,
+            ..
         } if systemd_fds.is_empty() => (fds, Vec::new()),
         InheritedFds { fds, .. } => (systemd_fds, fds),
     };
@@ -203,7 +272,7 @@ fn open_sockets(
             }
         }
         return Ok(BoundSockets::open(
-            &[],
+            &settings.bind,
             options,
             inherited,
             Inheritance::Systemd,

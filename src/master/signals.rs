@@ -67,6 +67,8 @@ const HANDLED: [libc::c_int; 10] = [
 ];
 
 const SIGNALS: Token = Token(0);
+/// Another fd whose readiness wakes the loop (the metrics endpoint's poll).
+const WATCHED: Token = Token(1);
 
 /// The self-pipe and the poll that waits on it.
 pub struct SignalQueue {
@@ -93,6 +95,14 @@ impl SignalQueue {
             events: Events::with_capacity(4),
             last_names: Vec::new(),
         })
+    }
+
+    /// Makes [`SignalQueue::wait`] also return when `fd` becomes readable
+    /// (with no signal, if none came).
+    pub fn watch(&mut self, fd: std::os::fd::RawFd) -> io::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut mio::unix::SourceFd(&fd), WATCHED, Interest::READABLE)
     }
 
     /// Waits up to `timeout` for a signal, then returns every pending one,

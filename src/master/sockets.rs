@@ -10,7 +10,13 @@
 //! binary upgrade (`RGUNICORN_FD`) or from systemd (`LISTEN_FDS`). An
 //! inherited socket is matched to the `--bind` address it listens on; the
 //! addresses nothing was inherited for are bound as usual, and inherited
-//! sockets no `--bind` names are used too.
+//! sockets no `--bind` names are used too. Systemd's sockets replace
+//! `--bind`: a `--bind` naming one's address only says whether it is TLS.
+//!
+//! Each socket knows whether it serves TLS ([`BoundSockets::serves_tls`]):
+//! as its `--bind` says (an inherited socket: the `--bind` matched to it),
+//! else [`SocketOptions::tls_by_default`]. After an exec (USR2) the new
+//! master finds the fact again the same way, from its own `--bind` list.
 //!
 //! With `--reuse-port` the TCP sockets get `SO_REUSEPORT`, and each worker
 //! gets its own listening socket on the same address
@@ -20,7 +26,7 @@
 //! without joining the group, where connections would wait for an accept
 //! that never comes.
 
-use crate::config::BindAddress;
+use crate::config::{Bind, BindAddress};
 use crate::listener::Listener;
 use crate::os_error::os_error_text;
 use nix::sys::socket::{
@@ -58,6 +64,8 @@ pub enum SocketError {
 #[derive(Debug)]
 pub struct BoundSockets {
     listeners: Vec<Listener>,
+    /// Whether `listeners[i]` serves TLS.
+    serves_tls: Vec<bool>,
     unix_paths: Vec<PathBuf>,
     options: SocketOptions,
     /// The sockets are systemd's (socket activation).
@@ -74,6 +82,9 @@ pub struct SocketOptions {
     /// The umask unix socket files are created with (`--umask`, else 0:
     /// a socket anyone on the machine may connect to, as gunicorn's).
     pub unix_umask: u32,
+    /// Whether a socket serves TLS when its `--bind` names no scheme or no
+    /// `--bind` names it (`--certfile` is set).
+    pub tls_by_default: bool,
 }
 
 /// Where inherited sockets come from, which decides who owns their files.
@@ -94,8 +105,10 @@ impl BoundSockets {
             backlog,
             reuse_port: false,
             unix_umask: 0,
+            tls_by_default: false,
         };
-        BoundSockets::open(addresses, options, Vec::new(), Inheritance::Upgrade)
+        let binds: Vec<Bind> = addresses.iter().cloned().map(Bind::unsaid).collect();
+        BoundSockets::open(&binds, options, Vec::new(), Inheritance::Upgrade)
     }
 
     /// `--user`/`--group`: gives the unix socket files we bound to the
@@ -113,24 +126,31 @@ impl BoundSockets {
     }
 
     /// Takes the `inherited` sockets, matching each `--bind` address to the
-    /// inherited socket that listens there, and binds the addresses left.
-    /// Inherited sockets no address names are kept too (after the others).
+    /// inherited socket that listens there, and binds the addresses left
+    /// (not from systemd, whose sockets replace `--bind`). Inherited
+    /// sockets no address names are kept too (after the others).
     pub fn open(
-        addresses: &[BindAddress],
+        binds: &[Bind],
         options: SocketOptions,
         inherited: Vec<Listener>,
         inheritance: Inheritance,
     ) -> Result<BoundSockets, SocketError> {
         let mut bound = BoundSockets {
-            listeners: Vec::with_capacity(addresses.len() + inherited.len()),
+            listeners: Vec::with_capacity(binds.len() + inherited.len()),
+            serves_tls: Vec::with_capacity(binds.len() + inherited.len()),
             unix_paths: Vec::new(),
             options,
             from_systemd: inheritance == Inheritance::Systemd && !inherited.is_empty(),
         };
         let mut inherited: Vec<Option<Listener>> = inherited.into_iter().map(Some).collect();
-        for address in addresses {
+        for bind in binds {
+            let serves_tls = bind.serves_tls(options.tls_by_default);
+            let address = &bind.address;
             if let Some(listener) = take_matching(&mut inherited, address) {
-                bound.adopt(listener, inheritance);
+                bound.adopt(listener, inheritance, serves_tls);
+                continue;
+            }
+            if inheritance == Inheritance::Systemd {
                 continue;
             }
             let listener = match address {
@@ -151,15 +171,16 @@ impl BoundSockets {
                 reason: os_error_text(&e),
             })?;
             bound.listeners.push(listener);
+            bound.serves_tls.push(serves_tls);
         }
         for listener in inherited.into_iter().flatten() {
-            bound.adopt(listener, inheritance);
+            bound.adopt(listener, inheritance, options.tls_by_default);
         }
         Ok(bound)
     }
 
     /// Keeps an inherited socket (owning its file after an upgrade).
-    fn adopt(&mut self, listener: Listener, inheritance: Inheritance) {
+    fn adopt(&mut self, listener: Listener, inheritance: Inheritance, serves_tls: bool) {
         if let (Listener::Unix(unix), Inheritance::Upgrade) = (&listener, inheritance) {
             if let Some(path) = unix
                 .local_addr()
@@ -170,11 +191,18 @@ impl BoundSockets {
             }
         }
         self.listeners.push(listener);
+        self.serves_tls.push(serves_tls);
     }
 
     /// The bound sockets, in `--bind` order.
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
+    }
+
+    /// Whether each of [`BoundSockets::listeners`] (and of
+    /// [`BoundSockets::worker_listeners`], in the same order) serves TLS.
+    pub fn serves_tls(&self) -> &[bool] {
+        &self.serves_tls
     }
 
     /// Whether the sockets came from systemd.
@@ -225,32 +253,35 @@ impl BoundSockets {
     }
 }
 
-/// Removes and returns the inherited socket that listens on `address`: the
-/// same path, or the same IP and port (any port for port 0).
+/// Removes and returns the inherited socket that listens on `address`.
 fn take_matching(inherited: &mut [Option<Listener>], address: &BindAddress) -> Option<Listener> {
+    let slot = inherited
+        .iter_mut()
+        .find(|slot| slot.as_ref().is_some_and(|l| listens_on(l, address)))?;
+    slot.take()
+}
+
+/// Whether `listener` listens on `address`: the same path, or the same IP
+/// and port (any port for port 0).
+pub fn listens_on(listener: &Listener, address: &BindAddress) -> bool {
     let wanted = match address {
         BindAddress::Tcp { host, port } => resolve(address, host, *port).ok(),
         BindAddress::Unix(_) => None,
     };
-    let slot = inherited
-        .iter_mut()
-        .find(|slot| match (slot.as_ref(), address) {
-            (Some(Listener::Unix(unix)), BindAddress::Unix(path)) => unix
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_pathname().map(|p| p == path.as_path()))
-                .unwrap_or(false),
-            (Some(Listener::Tcp(tcp)), BindAddress::Tcp { .. }) => {
-                match (tcp.local_addr().ok(), wanted) {
-                    (Some(have), Some(want)) => {
-                        have == want || (want.port() == 0 && have.ip() == want.ip())
-                    }
-                    _ => false,
-                }
+    match (listener, address) {
+        (Listener::Unix(unix), BindAddress::Unix(path)) => unix
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p == path.as_path()))
+            .unwrap_or(false),
+        (Listener::Tcp(tcp), BindAddress::Tcp { .. }) => match (tcp.local_addr().ok(), wanted) {
+            (Some(have), Some(want)) => {
+                have == want || (want.port() == 0 && have.ip() == want.ip())
             }
             _ => false,
-        })?;
-    slot.take()
+        },
+        _ => false,
+    }
 }
 
 /// Wraps an inherited listening fd (from an old master or systemd), making
@@ -438,6 +469,10 @@ mod tests {
         }
     }
 
+    fn binds(addresses: &[BindAddress]) -> Vec<Bind> {
+        addresses.iter().cloned().map(Bind::unsaid).collect()
+    }
+
     fn temp_socket_path(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("rgunicorn-test-{}-{name}.sock", std::process::id()))
     }
@@ -562,6 +597,7 @@ mod tests {
             backlog: 16,
             reuse_port,
             unix_umask: 0,
+            tls_by_default: true,
         }
     }
 
@@ -609,9 +645,13 @@ mod tests {
             tcp("127.0.0.1", matching.port()),
             BindAddress::Unix(path.clone()), // nothing inherited: freshly bound
         ];
-        let sockets =
-            BoundSockets::open(&addresses, options(false), inherited, Inheritance::Upgrade)
-                .unwrap();
+        let sockets = BoundSockets::open(
+            &binds(&addresses),
+            options(false),
+            inherited,
+            Inheritance::Upgrade,
+        )
+        .unwrap();
         let listeners = sockets.listeners();
         assert_eq!(listeners.len(), 3);
         assert_eq!(tcp_addr(&listeners[0]), matching);
@@ -623,10 +663,49 @@ mod tests {
     }
 
     #[test]
+    fn each_socket_serves_tls_as_the_bind_matched_to_it_says() {
+        use crate::config::BindScheme;
+        let scheme = |scheme, port| Bind {
+            scheme,
+            address: tcp("127.0.0.1", port),
+        };
+        // After an upgrade: matched by address, fresh, and unnamed.
+        let (plain_fd, plain) = inherited_tcp();
+        let (extra_fd, _) = inherited_tcp();
+        let inherited = vec![adopt_fd(extra_fd).unwrap(), adopt_fd(plain_fd).unwrap()];
+        let path = temp_socket_path("tls-fresh");
+        let _ = std::fs::remove_file(&path);
+        let binds = [
+            scheme(BindScheme::Http, plain.port()),
+            Bind::unsaid(BindAddress::Unix(path.clone())),
+        ];
+        let sockets =
+            BoundSockets::open(&binds, options(false), inherited, Inheritance::Upgrade).unwrap();
+        assert_eq!(tcp_addr(&sockets.listeners()[0]), plain);
+        assert_eq!(sockets.serves_tls(), [false, true, true]);
+        drop(sockets);
+
+        // From systemd: a bind only labels the socket it names; the
+        // others are not bound.
+        let (systemd_fd, systemd) = inherited_tcp();
+        let (other_fd, _) = inherited_tcp();
+        let inherited = vec![adopt_fd(other_fd).unwrap(), adopt_fd(systemd_fd).unwrap()];
+        let binds = [
+            scheme(BindScheme::Unsaid, 1),
+            scheme(BindScheme::Http, systemd.port()),
+        ];
+        let sockets =
+            BoundSockets::open(&binds, options(false), inherited, Inheritance::Systemd).unwrap();
+        assert_eq!(sockets.listeners().len(), 2);
+        assert_eq!(tcp_addr(&sockets.listeners()[0]), systemd);
+        assert_eq!(sockets.serves_tls(), [false, true]);
+    }
+
+    #[test]
     fn port_zero_matches_an_inherited_socket_on_the_same_ip() {
         let (fd, addr) = inherited_tcp();
         let sockets = BoundSockets::open(
-            &[tcp("127.0.0.1", 0)],
+            &binds(&[tcp("127.0.0.1", 0)]),
             options(false),
             vec![adopt_fd(fd).unwrap()],
             Inheritance::Upgrade,
@@ -644,7 +723,7 @@ mod tests {
         let old = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let inherited = Listener::Unix(old);
         let sockets = BoundSockets::open(
-            &[BindAddress::Unix(path.clone())],
+            &binds(&[BindAddress::Unix(path.clone())]),
             options(false),
             vec![inherited],
             Inheritance::Upgrade,
@@ -682,7 +761,7 @@ mod tests {
         let mut private = options(false);
         private.unix_umask = 0o077;
         let sockets = BoundSockets::open(
-            &[BindAddress::Unix(path.clone())],
+            &binds(&[BindAddress::Unix(path.clone())]),
             private,
             Vec::new(),
             Inheritance::Upgrade,
@@ -696,7 +775,7 @@ mod tests {
     #[test]
     fn reuse_port_gives_each_worker_its_own_socket_on_the_same_address() {
         let sockets = BoundSockets::open(
-            &[tcp("127.0.0.1", 0)],
+            &binds(&[tcp("127.0.0.1", 0)]),
             options(true),
             Vec::new(),
             Inheritance::Upgrade,

@@ -6,6 +6,9 @@
 //! of binding (`sockets::BoundSockets::open`), so both masters accept on
 //! the same sockets and no connection is refused during the handover.
 //!
+//! The `--metrics-bind` socket goes along the same way, named apart by
+//! `RGUNICORN_METRICS_FD` so that no worker ever accepts on it.
+//!
 //! This module owns the command capture, the fd list encoding and the
 //! fork+exec; the arbiter decides when (and handles the pid file).
 
@@ -24,6 +27,8 @@ pub const GUNICORN_FD_VARIABLE: &str = "GUNICORN_FD";
 /// master then treats them as systemd's (ignores `--bind`, never removes
 /// their files).
 pub const SYSTEMD_OWNED_VARIABLE: &str = "RGUNICORN_FD_SYSTEMD";
+/// The variable naming the inherited `--metrics-bind` socket.
+pub const METRICS_FD_VARIABLE: &str = "RGUNICORN_METRICS_FD";
 
 /// The sockets an old master handed over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +37,8 @@ pub struct InheritedFds {
     pub fds: Vec<RawFd>,
     /// Whether systemd owns them (socket activation of the old master).
     pub systemd_owned: bool,
+    /// The old master's `--metrics-bind` socket, if it had one.
+    pub metrics_fd: Option<RawFd>,
 }
 
 /// Why the inherited-fd variable cannot be used.
@@ -114,21 +121,33 @@ pub fn take_inherited_fds() -> Result<InheritedFds, UpgradeError> {
     for name in [FD_VARIABLE, GUNICORN_FD_VARIABLE, SYSTEMD_OWNED_VARIABLE] {
         std::env::remove_var(name);
     }
+    let metrics = std::env::var(METRICS_FD_VARIABLE).ok();
+    std::env::remove_var(METRICS_FD_VARIABLE);
+    let metrics_fd = match metrics {
+        Some(value) => parse_fd_list(METRICS_FD_VARIABLE, &value)?.first().copied(),
+        None => None,
+    };
     let fds = match (ours, gunicorns) {
         (Some(value), _) => parse_fd_list(FD_VARIABLE, &value)?,
         (None, Some(value)) => parse_fd_list(GUNICORN_FD_VARIABLE, &value)?,
         (None, None) => Vec::new(),
     };
-    Ok(InheritedFds { fds, systemd_owned })
+    Ok(InheritedFds {
+        fds,
+        systemd_owned,
+        metrics_fd,
+    })
 }
 
 /// Forks and execs a new master running `command` with `listeners` open in
 /// it and named by [`FD_VARIABLE`] (and [`SYSTEMD_OWNED_VARIABLE`] when
-/// `systemd_owned`). Returns the new master's pid.
+/// `systemd_owned`), and the `--metrics-bind` socket named by
+/// [`METRICS_FD_VARIABLE`]. Returns the new master's pid.
 pub fn spawn_new_master(
     command: &LaunchCommand,
     listeners: &[RawFd],
     systemd_owned: bool,
+    metrics: Option<RawFd>,
 ) -> io::Result<i32> {
     let program = c_string(command.executable.clone().into_os_string())?;
     let working_dir = c_string(command.working_dir.clone().into_os_string())?;
@@ -140,7 +159,10 @@ pub fn spawn_new_master(
         .collect::<io::Result<Vec<_>>>()?;
     let mut environment = std::env::vars_os()
         .filter(|(name, _)| {
-            name != FD_VARIABLE && name != GUNICORN_FD_VARIABLE && name != SYSTEMD_OWNED_VARIABLE
+            name != FD_VARIABLE
+                && name != GUNICORN_FD_VARIABLE
+                && name != SYSTEMD_OWNED_VARIABLE
+                && name != METRICS_FD_VARIABLE
         })
         .map(|(name, value)| {
             let mut pair = name;
@@ -155,6 +177,10 @@ pub fn spawn_new_master(
     if systemd_owned {
         environment.push(c_string(format!("{SYSTEMD_OWNED_VARIABLE}=1").into())?);
     }
+    if let Some(fd) = metrics {
+        environment.push(c_string(format!("{METRICS_FD_VARIABLE}={fd}").into())?);
+    }
+    let kept_open: Vec<RawFd> = listeners.iter().copied().chain(metrics).collect();
     let argv = null_terminated(&arguments);
     let envp = null_terminated(&environment);
 
@@ -165,7 +191,7 @@ pub fn spawn_new_master(
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         blocked.reset_in_child();
-        exec_in_child(&program, &argv, &envp, listeners, &working_dir);
+        exec_in_child(&program, &argv, &envp, &kept_open, &working_dir);
     }
     blocked.restore();
     if pid < 0 {

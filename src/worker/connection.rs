@@ -18,6 +18,7 @@ use super::access_log::AccessLog;
 use super::app_threads::{Collected, End};
 use super::forwarded::SchemePolicy;
 use super::request_body::{BodyError, BodyReader};
+use super::request_metrics::RequestMetrics;
 use super::stream::Stream;
 use super::threaded_calls::{self, AppCallThreads, CallJob, CallTicket};
 use super::wsgi::environ::RequestInfo;
@@ -86,6 +87,8 @@ pub struct Shared {
     pub stopping: bool,
     /// The liveness slot shared with the master.
     pub heartbeat: Arc<Heartbeat>,
+    /// Where requests are counted (`--metrics-bind`, `--statsd-host`).
+    pub metrics: RequestMetrics,
     /// Requests answered so far.
     pub requests_done: u64,
     /// After this many requests the worker asks to be replaced (0 = never).
@@ -200,6 +203,19 @@ pub struct Connection {
     scheme_trusted: bool,
     /// The current request's `wsgi.url_scheme`.
     url_scheme: UrlScheme,
+    /// Where this connection's requests are counted.
+    metrics: RequestMetrics,
+    /// Whether a request's head is complete and its response is not.
+    in_flight: bool,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.in_flight {
+            self.metrics.request_ended();
+        }
+        self.metrics.connection_closed();
+    }
 }
 
 impl Connection {
@@ -235,6 +251,26 @@ impl Connection {
             request_started: Instant::now(),
             waiting_since: Instant::now(),
             unsent_when_full: None,
+            metrics: {
+                shared.metrics.connection_opened();
+                shared.metrics
+            },
+            in_flight: false,
+        }
+    }
+
+    /// Counts a response that is complete (queued): the app's, with its
+    /// duration, or the server's own (`duration` None).
+    fn count_response(&mut self, status: u16, body_bytes: u64, duration: Option<Duration>) {
+        let method = match self.in_flight {
+            true => self.head.method.get(&self.rbuf),
+            // The head did not parse: no method to trust.
+            false => b"",
+        };
+        self.metrics
+            .response_sent(method, status, body_bytes, duration);
+        if std::mem::take(&mut self.in_flight) {
+            self.metrics.request_ended();
         }
     }
 
@@ -551,6 +587,8 @@ impl Connection {
     /// A complete head: set up the body and answer `Expect: 100-continue`.
     fn on_head(&mut self, gil: Gil<'_>, shared: &mut Shared, head_len: usize) -> Step {
         self.request_started = Instant::now();
+        self.in_flight = true;
+        self.metrics.request_started();
         let scheme = shared.scheme_policy.scheme(
             self.scheme_trusted,
             &self.rbuf,
@@ -742,7 +780,15 @@ impl Connection {
                         self.deadline = Instant::now() + shared.timeouts.send;
                         return Step::Continue;
                     }
-                    Ok(Progress::Complete { keep_alive }) => End::Complete { keep_alive },
+                    Ok(Progress::Complete {
+                        keep_alive,
+                        status,
+                        body_bytes,
+                    }) => End::Complete {
+                        keep_alive,
+                        status,
+                        body_bytes,
+                    },
                     Ok(Progress::Broken) => End::Broken,
                     Err(_) => End::ServerError,
                 }
@@ -763,7 +809,15 @@ impl Connection {
             },
         };
         match end {
-            End::Complete { keep_alive } => self.finish_request(shared, request_end, keep_alive),
+            End::Complete {
+                keep_alive,
+                status,
+                body_bytes,
+            } => {
+                let duration = self.request_started.elapsed();
+                self.count_response(status, body_bytes, Some(duration));
+                self.finish_request(shared, request_end, keep_alive)
+            }
             End::Broken => {
                 // The client has part of the response: send what is
                 // queued, then close so it sees the response end early.
@@ -815,6 +869,7 @@ impl Connection {
         let date = shared.date.now();
         self.out
             .append_with(|buf| http::write_error_response(buf, status, true, date));
+        self.count_response(status, 0, None);
         self.begin_closing(shared);
     }
 

@@ -45,8 +45,24 @@ const ACCEPT_BATCH: usize = 16;
 /// loop of failing accepts.
 const DESCRIPTOR_BACKOFF: Duration = Duration::from_millis(250);
 
-/// A listening socket adopted by this worker.
-enum Acceptor {
+/// A listening socket adopted by this worker, and whether its connections
+/// are TLS.
+struct Acceptor {
+    socket: AcceptSocket,
+    serves_tls: bool,
+}
+
+/// A connection just accepted.
+struct Accepted {
+    socket: Socket,
+    peer: Endpoint,
+    local: Endpoint,
+    /// It came in on a listener that serves TLS.
+    tls: bool,
+}
+
+/// The listening socket of an [`Acceptor`].
+enum AcceptSocket {
     Tcp {
         listener: TcpListener,
         /// The bound address, unless it is a wildcard (then each connection
@@ -58,13 +74,13 @@ enum Acceptor {
 
 impl Acceptor {
     /// Adopts a duplicate of one of the master's listening sockets.
-    fn adopt(listener: &Listener) -> io::Result<Acceptor> {
-        Ok(match listener {
+    fn adopt(listener: &Listener, serves_tls: bool) -> io::Result<Acceptor> {
+        let socket = match listener {
             Listener::Tcp(l) => {
                 let l = l.try_clone()?;
                 l.set_nonblocking(true)?;
                 let local = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
-                Acceptor::Tcp {
+                AcceptSocket::Tcp {
                     listener: TcpListener::from_std(l),
                     local,
                 }
@@ -72,15 +88,26 @@ impl Acceptor {
             Listener::Unix(l) => {
                 let l = l.try_clone()?;
                 l.set_nonblocking(true)?;
-                Acceptor::Unix(UnixListener::from_std(l))
+                AcceptSocket::Unix(UnixListener::from_std(l))
             }
-        })
+        };
+        Ok(Acceptor { socket, serves_tls })
     }
 
     /// Accepts one connection.
-    fn accept(&self) -> io::Result<(Socket, Endpoint, Endpoint)> {
-        match self {
-            Acceptor::Tcp { listener, local } => {
+    fn accept(&self) -> io::Result<Accepted> {
+        let (socket, peer, local) = self.accept_socket()?;
+        Ok(Accepted {
+            socket,
+            peer,
+            local,
+            tls: self.serves_tls,
+        })
+    }
+
+    fn accept_socket(&self) -> io::Result<(Socket, Endpoint, Endpoint)> {
+        match &self.socket {
+            AcceptSocket::Tcp { listener, local } => {
                 let (stream, peer) = listener.accept()?;
                 let _ = stream.set_nodelay(true);
                 let local = match local {
@@ -93,7 +120,7 @@ impl Acceptor {
                     Endpoint::Tcp(local),
                 ))
             }
-            Acceptor::Unix(listener) => {
+            AcceptSocket::Unix(listener) => {
                 let (stream, _) = listener.accept()?;
                 Ok((Socket::Unix(stream), Endpoint::Unix, Endpoint::Unix))
             }
@@ -115,9 +142,9 @@ impl Acceptor {
     }
 
     fn raw_fd(&self) -> RawFd {
-        match self {
-            Acceptor::Tcp { listener, .. } => listener.as_raw_fd(),
-            Acceptor::Unix(listener) => listener.as_raw_fd(),
+        match &self.socket {
+            AcceptSocket::Tcp { listener, .. } => listener.as_raw_fd(),
+            AcceptSocket::Unix(listener) => listener.as_raw_fd(),
         }
     }
 }
@@ -154,11 +181,12 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// Adopts the listening sockets and registers everything with `poll`
-    /// (new, or holding only the app threads' waker).
+    /// Adopts the listening sockets (each with whether it serves TLS) and
+    /// registers everything with `poll` (new, or holding only the app
+    /// threads' waker).
     pub fn new(
         poll: Poll,
-        listeners: &[Listener],
+        listeners: &[(&Listener, bool)],
         mut signals: SignalPipe,
         shared: Shared,
         max_connections: usize,
@@ -168,8 +196,8 @@ impl EventLoop {
         poll.registry()
             .register(signals.receiver(), SIGNALS, Interest::READABLE)?;
         let mut acceptors = Vec::with_capacity(listeners.len());
-        for (index, listener) in listeners.iter().enumerate() {
-            let acceptor = Acceptor::adopt(listener)?;
+        for (index, (listener, serves_tls)) in listeners.iter().enumerate() {
+            let acceptor = Acceptor::adopt(listener, *serves_tls)?;
             accept_interest::add(&poll, acceptor.raw_fd(), Token(LISTENER_BASE + index))?;
             acceptors.push(acceptor);
         }
@@ -299,8 +327,10 @@ impl EventLoop {
                     self.full_pool_since = Some(Instant::now());
                     self.accept_despite_full_pool(gil);
                 }
-                let heartbeat = &self.shared.heartbeat;
-                gil.with(|py| super::reloader::on_tick(py, heartbeat));
+                if super::reloader::is_watching() {
+                    let heartbeat = &self.shared.heartbeat;
+                    gil.with(|py| super::reloader::on_tick(py, heartbeat));
+                }
                 if !self.master_alive() {
                     log::info!(
                         "Parent changed, shutting down: worker {}",
@@ -379,7 +409,7 @@ impl EventLoop {
         for index in 0..self.acceptors.len() {
             loop {
                 match self.acceptors[index].accept() {
-                    Ok((socket, peer, local)) => self.add_connection(gil, socket, peer, local),
+                    Ok(accepted) => self.add_connection(gil, accepted),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
                 }
@@ -485,9 +515,9 @@ impl EventLoop {
                 return;
             };
             match acceptor.accept() {
-                Ok((stream, peer, local)) => {
+                Ok(accepted) => {
                     self.descriptor_shortage_logged = false;
-                    self.add_connection(gil, stream, peer, local)
+                    self.add_connection(gil, accepted)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -513,7 +543,7 @@ impl EventLoop {
                     return;
                 }
                 match self.acceptors[index].accept() {
-                    Ok((stream, peer, local)) => self.add_connection(gil, stream, peer, local),
+                    Ok(accepted) => self.add_connection(gil, accepted),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
                 }
@@ -632,10 +662,15 @@ impl EventLoop {
         self.resume_accepting();
     }
 
-    fn add_connection(&mut self, gil: Gil<'_>, socket: Socket, peer: Endpoint, local: Endpoint) {
+    fn add_connection(&mut self, gil: Gil<'_>, accepted: Accepted) {
+        let Accepted {
+            socket,
+            peer,
+            local,
+            tls,
+        } = accepted;
         let stream = match &self.shared.tls {
-            None => Stream::plain(socket),
-            Some(config) => {
+            Some(config) if tls => {
                 match TlsSession::new(config.clone(), self.shared.proxy_protocol.is_some()) {
                     Ok(session) => Stream::tls(socket, session),
                     Err(e) => {
@@ -644,6 +679,7 @@ impl EventLoop {
                     }
                 }
             }
+            _ => Stream::plain(socket),
         };
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);

@@ -12,6 +12,7 @@ pub mod forwarded;
 pub mod identity;
 mod reloader;
 mod request_body;
+mod request_metrics;
 mod route_times;
 mod signals;
 mod stream;
@@ -47,6 +48,8 @@ pub struct WorkerContext<'a> {
     /// The master's listening sockets (inherited across the fork; the worker
     /// duplicates what it needs).
     pub listeners: &'a [Listener],
+    /// Whether each of `listeners` serves TLS (with `tls`).
+    pub serves_tls: &'a [bool],
     /// Write end of a pipe to the master: on a boot or app-load failure the
     /// worker writes one line (e.g. `ModuleNotFoundError: No module named
     /// 'x'`) before exiting, and the master quotes it in its exit message.
@@ -56,10 +59,13 @@ pub struct WorkerContext<'a> {
     pub master_pid: i32,
     /// This worker's liveness slot, shared with the master.
     pub heartbeat: Heartbeat,
+    /// This worker's request counters, shared with the master (with
+    /// `--metrics-bind` or `--statsd-host`).
+    pub metrics: Option<crate::metrics::WorkerMetrics>,
     /// Spawn order (1 for the first worker; gunicorn's `worker.age`).
     pub age: u64,
-    /// With `--certfile`: the TLS configuration, loaded by the master;
-    /// every connection accepted is then TLS.
+    /// With `--certfile`: the TLS configuration, loaded by the master, for
+    /// the connections accepted on the listeners that serve TLS.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
@@ -69,9 +75,11 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
     let WorkerContext {
         settings,
         listeners,
+        serves_tls,
         boot_report,
         master_pid,
         heartbeat,
+        metrics,
         age,
         tls,
     } = ctx;
@@ -222,6 +230,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             body_limit: settings.limit_request_body,
             stopping: false,
             heartbeat,
+            metrics: request_metrics::RequestMetrics::new(metrics),
             requests_done: 0,
             max_requests: max_requests_with_jitter(
                 settings.max_requests,
@@ -238,9 +247,11 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             hooks,
             tls,
         };
+        let listening: Vec<(&Listener, bool)> =
+            listeners.iter().zip(serves_tls.iter().copied()).collect();
         let mut event_loop = match EventLoop::new(
             poll,
-            listeners,
+            &listening,
             signals,
             shared,
             settings.worker_connections,

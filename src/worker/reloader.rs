@@ -55,6 +55,12 @@ pub fn start(py: Python<'_>, settings: &Settings) {
     RELOADER.with(|cell| *cell.borrow_mut() = Some(reloader));
 }
 
+/// Whether `--reload` is watching (so the loop need not take the GIL for
+/// [`on_tick`] otherwise).
+pub fn is_watching() -> bool {
+    RELOADER.with(|cell| cell.borrow().is_some())
+}
+
 /// From the event loop's tick: at most once a second, checks the watched
 /// files and asks the master to reload when one changed.
 pub fn on_tick(py: Python<'_>, heartbeat: &Heartbeat) {

@@ -151,7 +151,15 @@ impl ResponseSink for Handover<'_> {
 
     fn deliver(&self, out: &mut OutQueue, ending: Option<Ending>) -> bool {
         let end = ending.map(|ending| match ending {
-            Ending::Complete { keep_alive } => End::Complete { keep_alive },
+            Ending::Complete {
+                keep_alive,
+                status,
+                body_bytes,
+            } => End::Complete {
+                keep_alive,
+                status,
+                body_bytes,
+            },
             Ending::Broken => End::Broken,
             Ending::ServerError => End::ServerError,
         });

@@ -23,6 +23,7 @@
 //! `murder`, `replacement` (HUP, max-requests, `--reload`),
 //! `signal_actions` (USR1, USR2, WINCH) and `stopping`.
 
+mod metrics;
 mod murder;
 mod reap;
 mod replacement;
@@ -30,13 +31,16 @@ mod signal_actions;
 mod stopping;
 mod workers;
 
+use super::metrics_endpoint::MetricsEndpoint;
 use super::pidfile::{PidFile, PidFileError};
+use super::scoreboard::Scoreboard;
 use super::signals::{MasterSignal, SignalQueue};
 use super::sockets::BoundSockets;
 use super::systemd::{Notification, Notifier};
 use super::upgrade::LaunchCommand;
 use crate::config::Settings;
 use crate::heartbeat::{Heartbeat, Phase};
+use crate::metrics::WorkerMetrics;
 use crate::worker::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::unistd::{getpid, Pid};
 use std::collections::BTreeMap;
@@ -128,10 +132,20 @@ struct WorkerRecord {
     replaced: bool,
     /// When it was sent SIGABRT for exceeding `--timeout`.
     aborted_at: Option<Instant>,
+    /// Its number among the live workers (1, 2, ...; reused once free).
+    slot: u32,
+    /// Its request counters (with `--metrics-bind` or `--statsd-host`).
+    metrics: Option<WorkerMetrics>,
 }
 
 impl WorkerRecord {
-    fn new(age: u64, boot_report: OwnedFd, heartbeat: Heartbeat) -> WorkerRecord {
+    fn new(
+        age: u64,
+        boot_report: OwnedFd,
+        heartbeat: Heartbeat,
+        slot: u32,
+        metrics: Option<WorkerMetrics>,
+    ) -> WorkerRecord {
         WorkerRecord {
             age,
             booted_at: Instant::now(),
@@ -141,6 +155,8 @@ impl WorkerRecord {
             heartbeat,
             replaced: false,
             aborted_at: None,
+            slot,
+            metrics,
         }
     }
 }
@@ -196,6 +212,10 @@ pub struct Arbiter {
     new_master: Option<Pid>,
     /// systemd is still to hear `READY=1` (at start, and after a reload).
     ready_pending: bool,
+    /// `--metrics-bind`: served from this loop (see `metrics_endpoint`).
+    metrics_endpoint: Option<MetricsEndpoint>,
+    /// Retired counts and restarts, for `/metrics` and `/status`.
+    scoreboard: Scoreboard,
     /// The TLS configuration new workers serve with (`None`: plain HTTP);
     /// rebuilt on HUP.
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -225,6 +245,8 @@ impl Arbiter {
             pid_file: None,
             new_master: None,
             ready_pending: true,
+            metrics_endpoint: None,
+            scoreboard: Scoreboard::new(),
             tls,
         }
     }
@@ -256,6 +278,7 @@ impl Arbiter {
         loop {
             let timeout = self.next_timeout();
             let signals = self.wait_for_signals(timeout)?;
+            self.serve_metrics();
             for (signal, name) in signals {
                 if signal != MasterSignal::Child {
                     log::info!("Handling signal: {name}");
@@ -284,6 +307,7 @@ impl Arbiter {
             self.manage_workers();
             self.retire_replaced_workers();
             self.notify_ready_once_serving();
+            self.send_statsd_gauges();
         }
     }
 

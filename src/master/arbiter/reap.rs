@@ -5,6 +5,8 @@ use super::{
     Arbiter, ArbiterError, WorkerRecord, BOOT_REPORT_LIMIT, FIRST_RESPAWN_DELAY, MAX_RESPAWN_DELAY,
     QUICK_DEATH,
 };
+use crate::heartbeat::Phase;
+use crate::master::scoreboard::Ending;
 use crate::worker::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -67,6 +69,16 @@ impl Arbiter {
             }
             (None, Some(signal)) => log::error!("Worker (pid:{pid}) was sent {}!", signal.as_str()),
             (None, None) => {}
+        }
+        if let Some(metrics) = &record.metrics {
+            let ending = Ending {
+                timed_out: record.aborted_at.is_some(),
+                replaced: record.replaced,
+                reached_max_requests: record.heartbeat.phase() == Phase::Retiring,
+                asked_to_stop: record.stopping_since.is_some(),
+                killed_by_someone_else: signal == Some(Signal::SIGKILL) && !record.killed,
+            };
+            self.scoreboard.retire(metrics, ending);
         }
         let reload_failed = self
             .reload_from_age
@@ -186,7 +198,7 @@ mod tests {
     fn record_with_report(report: &[u8]) -> WorkerRecord {
         let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
         std::fs::File::from(write).write_all(report).unwrap();
-        WorkerRecord::new(1, read, Heartbeat::new().unwrap())
+        WorkerRecord::new(1, read, Heartbeat::new().unwrap(), 1, None)
     }
 
     #[test]
@@ -210,7 +222,7 @@ mod tests {
         let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
         let mut writer = std::fs::File::from(write);
         writer.write_all(b"partial line").unwrap();
-        let record = WorkerRecord::new(1, read, Heartbeat::new().unwrap());
+        let record = WorkerRecord::new(1, read, Heartbeat::new().unwrap(), 1, None);
         assert_eq!(read_boot_report(record), "partial line");
     }
 }

@@ -61,6 +61,7 @@ impl Arbiter {
             &launch,
             &self.sockets.raw_fds(),
             self.sockets.from_systemd(),
+            self.metrics_endpoint.as_ref().map(|e| e.listener_fd()),
         ) {
             Ok(pid) => {
                 let pid = Pid::from_raw(pid);

@@ -37,6 +37,9 @@ impl Arbiter {
             Some(pid) => {
                 log::info!("New master (pid:{pid}) keeps the sockets");
                 self.sockets.keep_unix_socket_files();
+                if let Some(endpoint) = self.metrics_endpoint.as_mut() {
+                    endpoint.keep_unix_socket_file();
+                }
             }
             None => self.lifecycle.notifier.notify(Notification::Stopping),
         }

@@ -5,6 +5,7 @@ use super::{Arbiter, WorkerRecord, TICK};
 use crate::heartbeat::Heartbeat;
 use crate::listener::Listener;
 use crate::master::signals;
+use crate::metrics::WorkerMetrics;
 use crate::worker::{self, WorkerContext};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -55,6 +56,11 @@ impl Arbiter {
     pub(super) fn spawn_worker(&mut self) -> io::Result<()> {
         let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         let heartbeat = Heartbeat::new()?;
+        let counting = self.metrics_endpoint.is_some() || crate::statsd::client().is_some();
+        let metrics = counting.then(WorkerMetrics::new).transpose()?;
+        let slot = (1..)
+            .find(|n| self.workers.values().all(|w| w.slot != *n))
+            .expect("a free slot number");
         // `--reuse-port`: the worker's own sockets, closed here after the fork.
         let own_listeners = self.sockets.worker_listeners()?;
         let _ = io::stderr().flush();
@@ -79,7 +85,7 @@ impl Arbiter {
                 self.next_age += 1;
                 self.workers.insert(
                     child,
-                    WorkerRecord::new(self.next_age, report_read, heartbeat),
+                    WorkerRecord::new(self.next_age, report_read, heartbeat, slot, metrics),
                 );
                 log::info!("Booting worker with pid: {child}");
                 Ok(())
@@ -87,10 +93,18 @@ impl Arbiter {
             ForkResult::Child => {
                 drop(report_read);
                 drop(self.signals.take());
+                if let Some(endpoint) = self.metrics_endpoint.take() {
+                    endpoint.close_in_child();
+                }
                 blocked.reset_in_child();
                 let age = self.next_age + 1;
-                let code =
-                    self.become_worker(report_write, heartbeat, own_listeners.as_deref(), age);
+                let code = self.become_worker(
+                    report_write,
+                    heartbeat,
+                    metrics,
+                    own_listeners.as_deref(),
+                    age,
+                );
                 let _ = io::stderr().flush();
                 // SAFETY: `_exit` ends the child without running the master's
                 // atexit handlers or destructors (which would kill "its"
@@ -106,6 +120,7 @@ impl Arbiter {
         &mut self,
         boot_report: OwnedFd,
         heartbeat: Heartbeat,
+        metrics: Option<WorkerMetrics>,
         own_listeners: Option<&[Listener]>,
         age: u64,
     ) -> i32 {
@@ -113,9 +128,11 @@ impl Arbiter {
         let context = WorkerContext {
             settings: &self.settings,
             listeners: own_listeners.unwrap_or(self.sockets.listeners()),
+            serves_tls: self.sockets.serves_tls(),
             boot_report,
             master_pid: self.master_pid.as_raw(),
             heartbeat,
+            metrics,
             age,
             tls: self.tls.clone(),
         };

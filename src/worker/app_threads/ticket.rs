@@ -29,8 +29,13 @@ pub trait Chunks: Default + Send {
 /// How an exchange run on an app thread ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
-    /// The response is complete; the connection may be kept if `keep_alive`.
-    Complete { keep_alive: bool },
+    /// The response is complete; the connection may be kept if
+    /// `keep_alive`. `status` and `body_bytes` are what was sent.
+    Complete {
+        keep_alive: bool,
+        status: u16,
+        body_bytes: u64,
+    },
     /// The app failed after its headers were sent: close after the bytes.
     Broken,
     /// The app failed before sending anything: answer 500.
@@ -98,18 +103,23 @@ impl<C: Chunks> Ticket<C> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Loop side: moves what the thread delivered into `out`, or reports
-    /// the end once everything before it was collected.
+    /// Loop side: moves what the thread delivered into `out`, and reports
+    /// the end once everything before it is collected (with the last
+    /// bytes, when they came together).
     pub fn collect(&self, out: &mut C) -> Collected {
         let mut outbox = self.outbox();
         if !outbox.out.is_empty() {
             out.append(&mut outbox.out);
+            let end = outbox.end;
             let waiting = outbox.thread_waiting;
             drop(outbox);
             if waiting {
                 self.room.notify_one();
             }
-            return Collected::Bytes;
+            // With the last bytes, the end at once: the response is
+            // complete as soon as it is queued (and counted before the
+            // client can have read it), as for an exchange run inline.
+            return end.map_or(Collected::Bytes, Collected::End);
         }
         match outbox.end {
             Some(end) => Collected::End(end),
@@ -171,5 +181,44 @@ impl<C: Chunks> Ticket<C> {
             outbox.thread_waiting = false;
         }
         !outbox.cancelled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Bytes(Vec<u8>);
+
+    impl Chunks for Bytes {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn append(&mut self, other: &mut Self) {
+            self.0.append(&mut other.0);
+        }
+        fn clear(&mut self) {
+            self.0.clear();
+        }
+    }
+
+    const END: End = End::Complete {
+        keep_alive: true,
+        status: 200,
+        body_bytes: 2,
+    };
+
+    #[test]
+    fn the_last_bytes_come_with_the_end() {
+        let ticket = Ticket::<Bytes>::new(0, 1024);
+        let mut out = Bytes::default();
+        assert_eq!(ticket.collect(&mut out), Collected::Nothing);
+        ticket.deliver(&mut Bytes(b"he".to_vec()), None, Duration::ZERO);
+        assert_eq!(ticket.collect(&mut out), Collected::Bytes);
+        ticket.deliver(&mut Bytes(b"llo".to_vec()), Some(END), Duration::ZERO);
+        assert_eq!(ticket.collect(&mut out), Collected::End(END));
+        assert_eq!(out.0, b"hello");
+        assert_eq!(ticket.collect(&mut out), Collected::End(END));
     }
 }

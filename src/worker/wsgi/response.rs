@@ -179,6 +179,15 @@ impl AppResponse {
         self.body_sent
     }
 
+    /// The status code the app gave (500 when it gave none that reads).
+    pub fn status_code(&self, py: Python<'_>) -> u16 {
+        self.start_response
+            .borrow(py)
+            .status()
+            .and_then(crate::http::status_code)
+            .unwrap_or(500)
+    }
+
     /// Whether the status line and headers have been queued.
     pub fn head_sent(&self) -> bool {
         self.framing.is_some()

@@ -19,8 +19,13 @@ use pyo3::prelude::*;
 /// How a response handed over ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
-    /// Complete; the connection may be kept if `keep_alive`.
-    Complete { keep_alive: bool },
+    /// Complete; the connection may be kept if `keep_alive`. `status` and
+    /// `body_bytes` are what was sent.
+    Complete {
+        keep_alive: bool,
+        status: u16,
+        body_bytes: u64,
+    },
     /// The app failed after its headers were queued: close after the bytes.
     Broken,
     /// The app failed before anything was queued: answer 500.
@@ -107,7 +112,15 @@ fn serve<S: ResponseSink>(
         heartbeat.thread_enters_app(index);
         let ending = match exchange.pump(py, context, &view, &mut out, PumpUntil::EachItem) {
             Ok(Progress::More) => None,
-            Ok(Progress::Complete { keep_alive }) => Some(Ending::Complete { keep_alive }),
+            Ok(Progress::Complete {
+                keep_alive,
+                status,
+                body_bytes,
+            }) => Some(Ending::Complete {
+                keep_alive,
+                status,
+                body_bytes,
+            }),
             Ok(Progress::Broken) => Some(Ending::Broken),
             Err(_) => Some(Ending::ServerError),
         };

@@ -93,8 +93,13 @@ pub enum Progress {
     /// More of the response may come: write what was queued, pump again.
     More,
     /// The response is complete once the queue is written; `keep_alive`
-    /// says whether the connection may serve another request.
-    Complete { keep_alive: bool },
+    /// says whether the connection may serve another request; `status`
+    /// and `body_bytes` are what was sent (for the metrics).
+    Complete {
+        keep_alive: bool,
+        status: u16,
+        body_bytes: u64,
+    },
     /// The app failed after its headers were queued: send what is queued,
     /// then close so the client sees the response end early.
     Broken,
@@ -181,7 +186,11 @@ impl Exchange {
                     let body_sent = self.response.body_sent();
                     hooks.after_request(py, hooked, Outcome::Completed { body_sent });
                 }
-                Ok(Progress::Complete { keep_alive })
+                Ok(Progress::Complete {
+                    keep_alive,
+                    status: self.response.status_code(py),
+                    body_bytes: self.response.body_sent(),
+                })
             }
             Err(error) => {
                 let head_sent = self.response.head_sent();
