@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks --threads and writes the "App threads" section of
-# docs/benchmarks.md (between its markers; the rest of the file is
-# bench/run.sh's).
+# docs/benchmarks.md (between its markers; bench/compare.py writes the
+# rest of the file and keeps this section).
 #
 # 1. I/O-bound: bench/sleepy.py:/sleep (20 ms time.sleep), 2 workers × 8
 #    threads, 64 keep-alive connections: rgunicorn --threads 8, gunicorn
