@@ -77,8 +77,7 @@ pub fn begin_response<'h>(
     keep_alive: bool,
     date: &[u8],
 ) -> Result<(ResponseFraming, bool), &'static str> {
-    let start = out.len();
-    let result = write_head(
+    write_head_or_nothing(
         out,
         version,
         status,
@@ -87,11 +86,7 @@ pub fn begin_response<'h>(
         keep_alive,
         date,
         Fields::Check,
-    );
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
+    )
 }
 
 /// [`begin_response`] for headers whose names were already found to be
@@ -108,8 +103,7 @@ pub fn begin_validated_response<'h>(
     keep_alive: bool,
     date: &[u8],
 ) -> Result<(ResponseFraming, bool), &'static str> {
-    let start = out.len();
-    let result = write_head(
+    write_head_or_nothing(
         out,
         version,
         status,
@@ -118,6 +112,24 @@ pub fn begin_validated_response<'h>(
         keep_alive,
         date,
         Fields::Trusted,
+    )
+}
+
+/// [`write_head`], leaving `out` as it was on error.
+#[allow(clippy::too_many_arguments)]
+fn write_head_or_nothing<'h>(
+    out: &mut Vec<u8>,
+    version: Version,
+    status: &[u8],
+    headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+    is_head: bool,
+    keep_alive: bool,
+    date: &[u8],
+    fields: Fields,
+) -> Result<(ResponseFraming, bool), &'static str> {
+    let start = out.len();
+    let result = write_head(
+        out, version, status, headers, is_head, keep_alive, date, fields,
     );
     if result.is_err() {
         out.truncate(start);
