@@ -106,6 +106,23 @@ pub struct Shared {
     /// With `--certfile`: the TLS configuration every accepted connection
     /// starts its session with.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The loop's clock: read once per loop turn (and when a request starts
+    /// or ends, which need the precise time anyway), so that deadlines
+    /// cost no clock read of their own.
+    pub now: Instant,
+    /// The chunk every connection reads into (one per worker, so a read
+    /// neither zero-fills a buffer nor allocates for a connection that has
+    /// nothing to say).
+    pub read_chunk: ReadChunk,
+}
+
+/// The worker's read chunk (see [`Shared::read_chunk`]).
+pub struct ReadChunk(Box<[u8; READ_CHUNK]>);
+
+impl Default for ReadChunk {
+    fn default() -> ReadChunk {
+        ReadChunk(Box::new([0; READ_CHUNK]))
+    }
 }
 
 /// Who is running the current exchange.
@@ -157,6 +174,25 @@ pub enum EvictionCost {
     Silent,
 }
 
+/// What an event says about a connection's socket.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Readiness {
+    pub readable: bool,
+    pub writable: bool,
+    /// The client has closed its end (EPOLLRDHUP).
+    pub read_closed: bool,
+}
+
+impl Readiness {
+    /// Readable and writable (a new connection: the edges may have come
+    /// before it was registered).
+    pub const BOTH: Readiness = Readiness {
+        readable: true,
+        writable: true,
+        read_closed: false,
+    };
+}
+
 /// Whether the event loop should keep the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
@@ -182,6 +218,9 @@ pub struct Connection {
     out: OutQueue,
     readable: bool,
     writable: bool,
+    /// An event has reported the client's end of the stream (EPOLLRDHUP):
+    /// read until EOF.
+    read_closed: bool,
     peer_closed: bool,
     deadline: Instant,
     /// Work left in this turn (see [`TURN_BUDGET`]).
@@ -244,12 +283,13 @@ impl Connection {
             out: OutQueue::default(),
             readable: false,
             writable: false,
+            read_closed: false,
             peer_closed: false,
-            deadline: Instant::now() + shared.timeouts.head,
+            deadline: shared.now + shared.timeouts.head,
             budget: TURN_BUDGET,
             served_any: false,
-            request_started: Instant::now(),
-            waiting_since: Instant::now(),
+            request_started: shared.now,
+            waiting_since: shared.now,
             unsent_when_full: None,
             metrics: {
                 shared.metrics.connection_opened();
@@ -308,15 +348,10 @@ impl Connection {
     }
 
     /// Handles a readiness event (or news from its exchange).
-    pub fn on_event(
-        &mut self,
-        gil: Gil<'_>,
-        shared: &mut Shared,
-        readable: bool,
-        writable: bool,
-    ) -> Keep {
-        self.readable |= readable;
-        self.writable |= writable;
+    pub fn on_event(&mut self, gil: Gil<'_>, shared: &mut Shared, event: Readiness) -> Keep {
+        self.readable |= event.readable;
+        self.writable |= event.writable;
+        self.read_closed |= event.read_closed;
         self.drive(gil, shared)
     }
 
@@ -353,14 +388,14 @@ impl Connection {
         ) && !self.output_waiting();
         if waiting_for_app_thread {
             // The app's own time is --timeout's business (the master).
-            self.deadline = Instant::now() + shared.timeouts.send;
+            self.deadline = shared.now + shared.timeouts.send;
             return Keep::Open;
         }
         // Queued output is a response still being sent, whatever the state
         // (an idle connection may still hold the end of its last response).
         let sending = matches!(self.state, State::Responding { .. }) || self.output_waiting();
         if sending && self.client_still_reading() {
-            self.deadline = Instant::now() + shared.timeouts.send;
+            self.deadline = shared.now + shared.timeouts.send;
             return Keep::Open;
         }
         match &mut self.state {
@@ -401,11 +436,11 @@ impl Connection {
     /// written out starts its keep-alive timeout.
     fn refresh_send_deadline(&mut self, shared: &Shared) {
         match self.state {
-            State::Responding { .. } => self.deadline = Instant::now() + shared.timeouts.send,
+            State::Responding { .. } => self.deadline = shared.now + shared.timeouts.send,
             State::Idle if self.out.is_empty() => {
-                self.deadline = Instant::now() + shared.timeouts.keepalive
+                self.deadline = shared.now + shared.timeouts.keepalive
             }
-            State::Idle => self.deadline = Instant::now() + shared.timeouts.send,
+            State::Idle => self.deadline = shared.now + shared.timeouts.send,
             _ => {}
         }
     }
@@ -526,7 +561,7 @@ impl Connection {
                 }
             }
         }
-        match self.read_more() {
+        match self.read_more(&mut shared.read_chunk) {
             Ok(true) => Step::Continue,
             Ok(false) => Step::Wait,
             Err(()) => Step::Close,
@@ -552,7 +587,7 @@ impl Connection {
         if !self.rbuf.is_empty() {
             if matches!(self.state, State::Idle) {
                 self.state = State::ReadingHead;
-                self.deadline = Instant::now() + shared.timeouts.head;
+                self.deadline = shared.now + shared.timeouts.head;
             }
             match http::parse_head(&self.rbuf, &mut self.head, &shared.limits) {
                 Ok(Status::Complete(head_len)) => return self.on_head(gil, shared, head_len),
@@ -566,7 +601,7 @@ impl Connection {
         } else if shared.stopping && self.served_any {
             return self.close_after_output(shared);
         }
-        match self.read_more() {
+        match self.read_more(&mut shared.read_chunk) {
             Ok(true) => Step::Continue,
             Ok(false) => Step::Wait,
             Err(()) => self.close_after_output(shared),
@@ -586,7 +621,10 @@ impl Connection {
 
     /// A complete head: set up the body and answer `Expect: 100-continue`.
     fn on_head(&mut self, gil: Gil<'_>, shared: &mut Shared, head_len: usize) -> Step {
-        self.request_started = Instant::now();
+        // The precise time, for the request's duration; it also brings the
+        // loop's clock forward.
+        shared.now = Instant::now();
+        self.request_started = shared.now;
         self.in_flight = true;
         self.metrics.request_started();
         let scheme = shared.scheme_policy.scheme(
@@ -615,9 +653,9 @@ impl Connection {
             reader,
             head_len,
             body_pos: head_len,
-            started: Instant::now(),
+            started: shared.now,
         };
-        self.deadline = Instant::now() + shared.timeouts.body_idle;
+        self.deadline = shared.now + shared.timeouts.body_idle;
         self.step_body(gil, shared)
     }
 
@@ -644,9 +682,9 @@ impl Connection {
         // the head (its spans index the buffer) and read more.
         self.rbuf.truncate(*head_len);
         *body_pos = *head_len;
-        match self.read_more() {
+        match self.read_more(&mut shared.read_chunk) {
             Ok(true) => {
-                self.deadline = Instant::now() + shared.timeouts.body_idle;
+                self.deadline = shared.now + shared.timeouts.body_idle;
                 Step::Continue
             }
             Ok(false) => Step::Wait,
@@ -736,7 +774,7 @@ impl Connection {
             running,
             request_end,
         };
-        self.deadline = Instant::now() + shared.timeouts.send;
+        self.deadline = shared.now + shared.timeouts.send;
         Step::Continue
     }
 
@@ -777,7 +815,7 @@ impl Connection {
                     gil.with(|py| exchange.pump(py, context, &request, out, PumpUntil::HighWater));
                 match pumped {
                     Ok(Progress::More) => {
-                        self.deadline = Instant::now() + shared.timeouts.send;
+                        self.deadline = shared.now + shared.timeouts.send;
                         return Step::Continue;
                     }
                     Ok(Progress::Complete {
@@ -795,7 +833,7 @@ impl Connection {
             }
             Running::Threaded(ticket) => match ticket.collect(&mut self.out) {
                 Collected::Bytes => {
-                    self.deadline = Instant::now() + shared.timeouts.send;
+                    self.deadline = shared.now + shared.timeouts.send;
                     return Step::Continue;
                 }
                 Collected::Nothing => return Step::Wait,
@@ -814,7 +852,8 @@ impl Connection {
                 status,
                 body_bytes,
             } => {
-                let duration = self.request_started.elapsed();
+                shared.now = Instant::now();
+                let duration = shared.now.saturating_duration_since(self.request_started);
                 self.count_response(status, body_bytes, Some(duration));
                 self.finish_request(shared, request_end, keep_alive)
             }
@@ -850,10 +889,10 @@ impl Connection {
         let keepalive_enabled = !shared.timeouts.keepalive.is_zero();
         if keep_alive && keepalive_enabled && !self.peer_closed && !shared.stopping {
             self.state = State::Idle;
-            self.waiting_since = Instant::now();
+            self.waiting_since = shared.now;
             // Up to HIGH_WATER of the response may still be queued: the
             // keep-alive timeout starts once it is written.
-            self.deadline = Instant::now()
+            self.deadline = shared.now
                 + match self.out.is_empty() {
                     true => shared.timeouts.keepalive,
                     false => shared.timeouts.send,
@@ -878,7 +917,7 @@ impl Connection {
             half_closed: false,
             drained: 0,
         };
-        self.deadline = Instant::now() + shared.timeouts.send;
+        self.deadline = shared.now + shared.timeouts.send;
     }
 
     /// Flushes the final response, half-closes, drains what the client still
@@ -897,7 +936,7 @@ impl Connection {
         if !*half_closed {
             *half_closed = true;
             self.stream.shutdown(Shutdown::Write);
-            self.deadline = Instant::now() + shared.timeouts.linger;
+            self.deadline = shared.now + shared.timeouts.linger;
         }
         if self.peer_closed {
             return Step::Close;
@@ -922,15 +961,15 @@ impl Connection {
 
     /// Reads what the socket has into `rbuf`. Ok(true): got bytes;
     /// Ok(false): would block; Err: EOF or error (the connection is over).
-    fn read_more(&mut self) -> Result<bool, ()> {
+    fn read_more(&mut self, chunk: &mut ReadChunk) -> Result<bool, ()> {
         if !self.readable {
             return Ok(false);
         }
-        // Read into a scratch chunk and keep only what arrived: a connection
-        // that has nothing to say (an idle one, thousands of them in a flood)
-        // never allocates a read buffer.
-        let mut chunk = [0u8; READ_CHUNK];
-        match self.stream.read(&mut chunk) {
+        // Read into the worker's chunk and keep only what arrived: a
+        // connection that has nothing to say (an idle one, thousands of them
+        // in a flood) never allocates a read buffer.
+        let chunk = &mut chunk.0[..];
+        match self.stream.read(chunk) {
             Ok(0) => {
                 self.peer_closed = true;
                 Err(())
@@ -938,6 +977,15 @@ impl Connection {
             Ok(n) => {
                 self.rbuf.extend_from_slice(&chunk[..n]);
                 self.budget = self.budget.saturating_sub(n);
+                // Edge-triggered: a short read of the socket itself emptied
+                // its queue, and what arrives next (the client's FIN too) is
+                // a new event, so the read that would say EAGAIN is skipped.
+                // Not when the event already said the client closed (no new
+                // event would come for the EOF) or the bytes came through
+                // TLS (the session may hold more than it gave).
+                if n < chunk.len() && !self.read_closed && self.stream.short_read_drains() {
+                    self.readable = false;
+                }
                 Ok(true)
             }
             Err(e) => match e.kind() {

@@ -5,7 +5,7 @@
 //! threads wake it when an exchange has news for a connection.
 
 use super::accept_interest;
-use super::connection::{AppCalls, Connection, EvictionCost, Keep, Shared};
+use super::connection::{AppCalls, Connection, EvictionCost, Keep, Readiness, Shared};
 use super::signals::{SignalPipe, WorkerSignal};
 use super::stream::{Socket, Stream};
 use super::tls_session::TlsSession;
@@ -283,6 +283,7 @@ impl EventLoop {
             };
             let poll = &mut self.poll;
             let polled = gil.without(|| poll.poll(&mut events, Some(timeout)));
+            self.shared.now = Instant::now();
             if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
@@ -303,22 +304,27 @@ impl EventLoop {
                     Token(t) if t >= CONNECTION_BASE => self.on_connection_event(
                         gil,
                         t - CONNECTION_BASE,
-                        event.is_readable(),
-                        event.is_writable(),
+                        Readiness {
+                            readable: event.is_readable(),
+                            writable: event.is_writable(),
+                            read_closed: event.is_read_closed(),
+                        },
                     ),
                     Token(t) => self.accept_from(gil, t - LISTENER_BASE),
                 }
             }
             self.serve_ready(gil);
-            if self.accept_resume_at.is_some_and(|at| Instant::now() >= at) {
+            let now = Instant::now();
+            self.shared.now = now;
+            if self.accept_resume_at.is_some_and(|at| now >= at) {
                 self.accept_resume_at = None;
                 self.resume_accepting();
             }
             self.shared.heartbeat.beat();
             self.check_max_requests();
             self.with_access_log(|log| log.flush());
-            if Instant::now() >= next_tick {
-                next_tick = Instant::now() + TICK;
+            if now >= next_tick {
+                next_tick = now + TICK;
                 self.expire_deadlines(gil);
                 if self
                     .full_pool_since
@@ -340,7 +346,7 @@ impl EventLoop {
                 }
             }
             if let Some(deadline) = self.stop_deadline {
-                if self.open == 0 || Instant::now() >= deadline {
+                if self.open == 0 || now >= deadline {
                     return 0;
                 }
             }
@@ -643,7 +649,7 @@ impl EventLoop {
             let Some(slot) = self.ready.pop_front() else {
                 break;
             };
-            self.on_connection_event(gil, slot, false, false);
+            self.on_connection_event(gil, slot, Readiness::default());
         }
     }
 
@@ -656,7 +662,7 @@ impl EventLoop {
         for ticket in threads.pool.take_news() {
             let slot = ticket.slot();
             if matches!(&self.slots.get(slot), Some(Some(c)) if c.holds(&ticket)) {
-                self.on_connection_event(gil, slot, false, false);
+                self.on_connection_event(gil, slot, Readiness::default());
             }
         }
         self.resume_accepting();
@@ -699,14 +705,14 @@ impl EventLoop {
         self.slots[slot] = Some(connection);
         self.open += 1;
         // Data may already be waiting: the edge came before registration.
-        self.on_connection_event(gil, slot, true, true);
+        self.on_connection_event(gil, slot, Readiness::BOTH);
     }
 
-    fn on_connection_event(&mut self, gil: Gil<'_>, slot: usize, readable: bool, writable: bool) {
+    fn on_connection_event(&mut self, gil: Gil<'_>, slot: usize, event: Readiness) {
         let Some(Some(connection)) = self.slots.get_mut(slot) else {
             return;
         };
-        match connection.on_event(gil, &mut self.shared, readable, writable) {
+        match connection.on_event(gil, &mut self.shared, event) {
             Keep::Open => {}
             Keep::Yield => self.ready.push_back(slot),
             Keep::Close => self.close_slot(gil, slot),
@@ -715,7 +721,7 @@ impl EventLoop {
 
     /// Times out connections whose deadline has passed.
     fn expire_deadlines(&mut self, gil: Gil<'_>) {
-        let now = Instant::now();
+        let now = self.shared.now;
         for slot in 0..self.slots.len() {
             let Some(connection) = self.slots[slot].as_mut() else {
                 continue;

@@ -29,14 +29,14 @@ use crate::config::Settings;
 use crate::heartbeat::{Heartbeat, Phase};
 use crate::http::{HttpDate, Limits};
 use crate::listener::Listener;
-use connection::{AppCalls, Shared, Timeouts};
+use connection::{AppCalls, ReadChunk, Shared, Timeouts};
 use event_loop::EventLoop;
 use pyo3::prelude::*;
 use signals::SignalPipe;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wsgi::exchange::AppContext;
 use wsgi::gil::Gil;
 use wsgi::response::ResponseOptions;
@@ -246,6 +246,8 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
                 .then(|| settings.proxy_allow_from.clone()),
             hooks,
             tls,
+            now: Instant::now(),
+            read_chunk: ReadChunk::default(),
         };
         let listening: Vec<(&Listener, bool)> =
             listeners.iter().zip(serves_tls.iter().copied()).collect();

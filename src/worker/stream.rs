@@ -71,6 +71,13 @@ impl Stream {
         self.tls.as_ref().and_then(|tls| tls.info())
     }
 
+    /// Whether a read that returned less than asked for has emptied the
+    /// socket's receive queue: true for plain text; with TLS the session
+    /// may hold decrypted bytes it did not return.
+    pub fn short_read_drains(&self) -> bool {
+        self.tls.is_none()
+    }
+
     /// Whether TLS records are waiting to be written (the socket was full
     /// when they were made): keep writing even with nothing else queued,
     /// and do not close before they are out.

@@ -189,7 +189,14 @@ impl OutQueue {
                     slices[count] = IoSlice::new(&piece.data()[skip..]);
                     count += 1;
                 }
-                match out.write_vectored(&slices[..count]) {
+                // One piece (a small response's head and body share a
+                // buffer) goes out with send(2), which skips writev's trip
+                // through the file layer.
+                let result = match count {
+                    1 => out.write(&slices[0]),
+                    _ => out.write_vectored(&slices[..count]),
+                };
+                match result {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
