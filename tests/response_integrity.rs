@@ -138,6 +138,74 @@ fn a_half_closed_unix_socket_client_gets_every_byte_of_a_20_mib_body() {
     assert_half_closed_clients_get_every_byte(Some(&dir.join("s.sock")), 20 * MIB);
 }
 
+/// A request that asks the server to close after its response.
+fn closing_request(n: usize) -> Vec<u8> {
+    format!("GET /bytes?n={n} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .into_bytes()
+}
+
+/// With `Connection: close` (and every byte of the request read) the
+/// worker closes the socket right after queueing the last byte, without
+/// a half-close and a wait for the client's FIN: the kernel must still
+/// deliver the whole send queue to a client that reads slowly.
+#[test]
+fn a_connection_close_client_gets_every_byte_without_a_lingering_close() {
+    let server = serving(ServerBuilder::new("serving:application"));
+    let largest = pattern(MIB + 20 * SIZE_STEP);
+    let failures: Vec<String> = (0..20)
+        .filter_map(|run| {
+            let expected = &largest[..MIB + run * SIZE_STEP];
+            let mut socket = Stream::connect(server.address());
+            let mut received = Vec::with_capacity(expected.len() + 1024);
+            socket
+                .write_all(&closing_request(expected.len()))
+                .map_err(|e| format!("send: {e}"))
+                .and_then(|()| read_slowly_to_end(&mut socket, &mut received, 64 * 1024))
+                .and_then(|()| check_response(&received, expected))
+                .err()
+                .map(|e| format!("run {run}: {e}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Bytes a client sends after a `Connection: close` request (which RFC 9112
+/// forbids, but clients do), while its response is still going out, sit
+/// unread in the worker's receive queue:
+/// closing the socket then would send a reset that can destroy the end of
+/// the response in the client's kernel. The worker must see them and fall
+/// back to the lingering close (half-close, drain, close).
+#[test]
+fn bytes_sent_after_a_connection_close_request_do_not_reset_its_response() {
+    let server = serving(ServerBuilder::new("serving:application"));
+    // Far more than the kernel's socket buffers hold, so the response is
+    // still queued in the worker when the stray bytes arrive.
+    let expected = pattern(32 * MIB);
+    let failures: Vec<String> = (0..5)
+        .filter_map(|run| {
+            let mut socket = Stream::connect(server.address());
+            let mut received = Vec::with_capacity(expected.len() + 1024);
+            let mut first = vec![0; 64 * 1024];
+            let outcome = socket
+                .write_all(&closing_request(expected.len()))
+                .and_then(|()| socket.read(&mut first))
+                .map_err(|e| format!("start: {e}"))
+                .and_then(|n| {
+                    received.extend_from_slice(&first[..n]);
+                    // The response has started: these arrive while its
+                    // end is still queued in the worker.
+                    socket
+                        .write_all(b"stray bytes after the request\r\n")
+                        .map_err(|e| format!("send stray bytes: {e}"))
+                })
+                .and_then(|()| read_slowly_to_end(&mut socket, &mut received, 64 * 1024))
+                .and_then(|()| check_response(&received, &expected));
+            outcome.err().map(|e| format!("run {run}: {e}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Reads into `received` until EOF, at most `chunk` bytes at a time with a
 /// 1 ms pause after each read, so the worker keeps finding the socket full
 /// (as with a client slower than the server).

@@ -159,8 +159,17 @@ enum State {
         request_end: usize,
     },
     /// Flushing a final response, then half-closing and draining the client
-    /// so it reads the response instead of a reset.
-    Closing { half_closed: bool, drained: usize },
+    /// so it reads the response instead of a reset. `linger` is false when
+    /// the client has said it sends nothing more (`Connection: close`, or
+    /// HTTP/1.0 without keep-alive) and everything it sent has been read:
+    /// then the response is flushed and the socket closed at once, unless
+    /// bytes turn out to be waiting unread (which would make the close a
+    /// reset).
+    Closing {
+        half_closed: bool,
+        drained: usize,
+        linger: bool,
+    },
 }
 
 /// What closing a waiting connection costs, in the order the connection
@@ -181,16 +190,6 @@ pub struct Readiness {
     pub writable: bool,
     /// The client has closed its end (EPOLLRDHUP).
     pub read_closed: bool,
-}
-
-impl Readiness {
-    /// Readable and writable (a new connection: the edges may have come
-    /// before it was registered).
-    pub const BOTH: Readiness = Readiness {
-        readable: true,
-        writable: true,
-        read_closed: false,
-    };
 }
 
 /// Whether the event loop should keep the connection.
@@ -899,6 +898,10 @@ impl Connection {
                 };
         } else {
             self.begin_closing(shared);
+            let client_is_done = !self.head.keep_alive && self.rbuf.is_empty();
+            if let State::Closing { linger, .. } = &mut self.state {
+                *linger = !client_is_done;
+            }
         }
         Step::Continue
     }
@@ -916,6 +919,7 @@ impl Connection {
         self.state = State::Closing {
             half_closed: false,
             drained: 0,
+            linger: true,
         };
         self.deadline = shared.now + shared.timeouts.send;
     }
@@ -929,11 +933,18 @@ impl Connection {
         let State::Closing {
             half_closed,
             drained,
+            linger,
         } = &mut self.state
         else {
             unreachable!("step_closing outside Closing")
         };
         if !*half_closed {
+            if !*linger && self.stream.nothing_unread() {
+                // The response is in the kernel's send queue, which a close
+                // still delivers (then FIN); no shutdown, no wait for the
+                // client's FIN.
+                return Step::Close;
+            }
             *half_closed = true;
             self.stream.shutdown(Shutdown::Write);
             self.deadline = shared.now + shared.timeouts.linger;

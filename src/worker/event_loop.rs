@@ -68,6 +68,9 @@ enum AcceptSocket {
         /// The bound address, unless it is a wildcard (then each connection
         /// asks its own socket).
         local: Option<SocketAddr>,
+        /// `TCP_NODELAY` is set on the listening socket, which Linux copies
+        /// to every accepted one (no setsockopt per connection).
+        nodelay_inherited: bool,
     },
     Unix(UnixListener),
 }
@@ -80,9 +83,11 @@ impl Acceptor {
                 let l = l.try_clone()?;
                 l.set_nonblocking(true)?;
                 let local = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
+                let nodelay_inherited = cfg!(target_os = "linux") && set_nodelay(&l);
                 AcceptSocket::Tcp {
                     listener: TcpListener::from_std(l),
                     local,
+                    nodelay_inherited,
                 }
             }
             Listener::Unix(l) => {
@@ -107,9 +112,15 @@ impl Acceptor {
 
     fn accept_socket(&self) -> io::Result<(Socket, Endpoint, Endpoint)> {
         match &self.socket {
-            AcceptSocket::Tcp { listener, local } => {
+            AcceptSocket::Tcp {
+                listener,
+                local,
+                nodelay_inherited,
+            } => {
                 let (stream, peer) = listener.accept()?;
-                let _ = stream.set_nodelay(true);
+                if !nodelay_inherited {
+                    let _ = stream.set_nodelay(true);
+                }
                 let local = match local {
                     Some(addr) => *addr,
                     None => stream.local_addr()?,
@@ -147,6 +158,23 @@ impl Acceptor {
             AcceptSocket::Unix(listener) => listener.as_raw_fd(),
         }
     }
+}
+
+/// Sets `TCP_NODELAY` on a listening socket; false if it could not.
+fn set_nodelay(listener: &std::net::TcpListener) -> bool {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads one c_int from `on`, which outlives the
+    // call, on an open socket.
+    let result = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    result == 0
 }
 
 /// The worker's loop and everything it owns.
@@ -331,7 +359,7 @@ impl EventLoop {
                     .is_some_and(|since| since.elapsed() >= FULL_POOL_ACCEPT_AFTER)
                 {
                     self.full_pool_since = Some(Instant::now());
-                    self.accept_despite_full_pool(gil);
+                    self.accept_despite_full_pool();
                 }
                 if super::reloader::is_watching() {
                     let heartbeat = &self.shared.heartbeat;
@@ -394,7 +422,7 @@ impl EventLoop {
         if let Some(hooks) = &self.shared.hooks {
             gil.with(|py| hooks.stopping(py));
         }
-        self.drain_backlog(gil);
+        self.drain_backlog();
         for acceptor in self.acceptors.drain(..) {
             if !self.accept_paused {
                 let _ = accept_interest::remove(&self.poll, acceptor.raw_fd());
@@ -411,11 +439,11 @@ impl EventLoop {
     /// graceful stop serves the clients that were queued (on Kubernetes, the
     /// ones routed here before the endpoint was removed) instead of
     /// resetting them when the sockets close.
-    fn drain_backlog(&mut self, gil: Gil<'_>) {
+    fn drain_backlog(&mut self) {
         for index in 0..self.acceptors.len() {
             loop {
                 match self.acceptors[index].accept() {
-                    Ok(accepted) => self.add_connection(gil, accepted),
+                    Ok(accepted) => self.add_connection(accepted),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
                 }
@@ -523,7 +551,7 @@ impl EventLoop {
             match acceptor.accept() {
                 Ok(accepted) => {
                     self.descriptor_shortage_logged = false;
-                    self.add_connection(gil, accepted)
+                    self.add_connection(accepted)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -542,14 +570,14 @@ impl EventLoop {
 
     /// Accepts a batch from each listener although the app threads are full
     /// (see [`FULL_POOL_ACCEPT_AFTER`]); the requests queue.
-    fn accept_despite_full_pool(&mut self, gil: Gil<'_>) {
+    fn accept_despite_full_pool(&mut self) {
         for index in 0..self.acceptors.len() {
             for _ in 0..ACCEPT_BATCH {
                 if self.open >= self.max_connections {
                     return;
                 }
                 match self.acceptors[index].accept() {
-                    Ok(accepted) => self.add_connection(gil, accepted),
+                    Ok(accepted) => self.add_connection(accepted),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
                 }
@@ -668,7 +696,7 @@ impl EventLoop {
         self.resume_accepting();
     }
 
-    fn add_connection(&mut self, gil: Gil<'_>, accepted: Accepted) {
+    fn add_connection(&mut self, accepted: Accepted) {
         let Accepted {
             socket,
             peer,
@@ -704,8 +732,10 @@ impl EventLoop {
         }
         self.slots[slot] = Some(connection);
         self.open += 1;
-        // Data may already be waiting: the edge came before registration.
-        self.on_connection_event(gil, slot, Readiness::BOTH);
+        // Registering polls the socket: what is already there (writable at
+        // once, the request if it came before) is reported by the next
+        // poll, so nothing is tried here (a read now would mostly find
+        // the request not there yet).
     }
 
     fn on_connection_event(&mut self, gil: Gil<'_>, slot: usize, event: Readiness) {
@@ -735,7 +765,8 @@ impl EventLoop {
     fn close_slot(&mut self, gil: Gil<'_>, slot: usize) {
         if let Some(mut connection) = self.slots[slot].take() {
             connection.abort(gil);
-            let _ = self.poll.registry().deregister(connection.stream());
+            // Closing the socket (its only descriptor) takes it out of the
+            // epoll set: no deregistration call.
             drop(connection);
             self.free_slots.push(slot);
             self.open -= 1;

@@ -78,6 +78,20 @@ impl Stream {
         self.tls.is_none()
     }
 
+    /// Whether the socket's receive queue is empty (`FIONREAD`), so closing
+    /// it sends a FIN rather than a reset. Always false with TLS: its close
+    /// goes through the session's close_notify.
+    pub fn nothing_unread(&self) -> bool {
+        if self.tls.is_some() {
+            return false;
+        }
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD on an open socket writes one c_int into
+        // `unread`, which outlives the call.
+        let result = unsafe { libc::ioctl(self.as_raw_fd(), libc::FIONREAD, &mut unread) };
+        result == 0 && unread == 0
+    }
+
     /// Whether TLS records are waiting to be written (the socket was full
     /// when they were made): keep writing even with nothing else queued,
     /// and do not close before they are out.
