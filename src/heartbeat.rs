@@ -268,16 +268,19 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Milliseconds on CLOCK_MONOTONIC, which master and workers share.
+/// Milliseconds on CLOCK_MONOTONIC_COARSE, which master and workers share:
+/// the monotonic clock as of the kernel's last tick (a few ms behind at
+/// most, plenty for timeouts counted in seconds), read without touching
+/// the hardware clock, because a worker beats on every request.
 fn monotonic_ms() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: clock_gettime writes into a valid timespec; CLOCK_MONOTONIC
-    // always exists on Linux.
+    // SAFETY: clock_gettime writes into a valid timespec;
+    // CLOCK_MONOTONIC_COARSE exists on every Linux since 2.6.32.
     unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+        libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now);
     }
     now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
 }

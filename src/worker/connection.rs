@@ -902,6 +902,7 @@ impl Connection {
             if let State::Closing { linger, .. } = &mut self.state {
                 *linger = !client_is_done;
             }
+            self.stream.mark_last_writes();
         }
         Step::Continue
     }

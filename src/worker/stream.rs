@@ -29,12 +29,21 @@ pub enum Socket {
 pub struct Stream {
     socket: Socket,
     tls: Option<Box<TlsSession>>,
+    /// Every further write is the end of the connection's last response:
+    /// plain TCP writes go out with `MSG_MORE`, so the kernel holds their
+    /// last partial segment and the FIN of the close (or shutdown) that
+    /// follows leaves in it (one packet for the client to take, not two).
+    last_writes: bool,
 }
 
 impl Stream {
     /// A plain-text stream.
     pub fn plain(socket: Socket) -> Stream {
-        Stream { socket, tls: None }
+        Stream {
+            socket,
+            tls: None,
+            last_writes: false,
+        }
     }
 
     /// A stream whose bytes are TLS records of `session`, which starts with
@@ -43,6 +52,7 @@ impl Stream {
         Stream {
             socket,
             tls: Some(Box::new(session)),
+            last_writes: false,
         }
     }
 
@@ -76,6 +86,12 @@ impl Stream {
     /// may hold decrypted bytes it did not return.
     pub fn short_read_drains(&self) -> bool {
         self.tls.is_none()
+    }
+
+    /// Says that what is written from now on ends the connection: a close
+    /// or shutdown follows once it is out (see [`Stream::last_writes`]).
+    pub fn mark_last_writes(&mut self) {
+        self.last_writes = true;
     }
 
     /// Whether the socket's receive queue is empty (`FIONREAD`), so closing
@@ -140,12 +156,14 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.tls {
             Some(tls) => tls.write_vectored(&mut self.socket, &[IoSlice::new(buf)]),
+            None if self.last_writes => self.socket.send_more(&[IoSlice::new(buf)]),
             None => self.socket.write(buf),
         }
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match &mut self.tls {
             Some(tls) => tls.write_vectored(&mut self.socket, bufs),
+            None if self.last_writes => self.socket.send_more(bufs),
             None => self.socket.write_vectored(bufs),
         }
     }
@@ -183,6 +201,33 @@ impl Source for Stream {
 }
 
 impl Socket {
+    /// Writes `bufs` with `MSG_MORE` on TCP (the kernel may hold a partial
+    /// segment for what follows: more data, or the FIN); a unix socket
+    /// writes them plainly.
+    fn send_more(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let Socket::Tcp(socket) = self else {
+            return self.write_vectored(bufs);
+        };
+        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+        // IoSlice is ABI-compatible with iovec on unix (std guarantees it).
+        message.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        message.msg_iovlen = bufs.len() as _;
+        // SAFETY: the socket is open; `message` points at `bufs`' iovecs,
+        // which outlive the call and are only read.
+        let sent = unsafe {
+            libc::sendmsg(
+                socket.as_raw_fd(),
+                &message,
+                libc::MSG_NOSIGNAL | libc::MSG_MORE,
+            )
+        };
+        match sent {
+            n if n >= 0 => Ok(n as usize),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+
     /// Shuts down one or both directions, ignoring "not connected".
     pub fn shutdown(&self, how: Shutdown) {
         let _ = match self {
