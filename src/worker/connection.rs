@@ -46,6 +46,9 @@ const LINGER_DRAIN_LIMIT: usize = 256 * 1024;
 /// one connection may do per turn before it yields to the others.
 const TURN_BUDGET: usize = 1024 * 1024;
 const REQUEST_COST: usize = 64 * 1024;
+/// Responses to pipelined requests are gathered for one write while they
+/// come to less than this.
+const COALESCE_BELOW: usize = 64 * 1024;
 /// A body must have been arriving this long before its rate is judged.
 const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
@@ -245,6 +248,9 @@ pub struct Connection {
     metrics: RequestMetrics,
     /// Whether a request's head is complete and its response is not.
     in_flight: bool,
+    /// The queue holds only whole responses, and the next (pipelined)
+    /// request is already in `rbuf`: the write waits for its response.
+    gathering: bool,
 }
 
 impl Drop for Connection {
@@ -295,6 +301,7 @@ impl Connection {
                 shared.metrics
             },
             in_flight: false,
+            gathering: false,
         }
     }
 
@@ -467,37 +474,48 @@ impl Connection {
         }
     }
 
+    /// Writes what is queued (and TLS records waiting) as far as the
+    /// socket takes it; `Err` when the client has gone.
+    fn write_out(&mut self, gil: Gil<'_>, shared: &Shared) -> Result<(), Keep> {
+        if !self.out.is_empty() && self.writable {
+            match self.out.write_to(&mut self.stream) {
+                Ok(n) => {
+                    self.budget = self.budget.saturating_sub(n);
+                    if n > 0 {
+                        self.refresh_send_deadline(shared);
+                    }
+                    if !self.out.is_empty() {
+                        self.note_socket_full();
+                    }
+                }
+                Err(e) => {
+                    log::debug!("Client went away while writing: {e}");
+                    self.abort(gil);
+                    return Err(Keep::Close);
+                }
+            }
+        }
+        if self.writable && self.stream.has_pending_output() {
+            match self.stream.flush_pending() {
+                Ok(()) => self.refresh_send_deadline(shared),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.note_socket_full(),
+                Err(e) => {
+                    log::debug!("Client went away while writing: {e}");
+                    self.abort(gil);
+                    return Err(Keep::Close);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the state machine until it must wait for the socket.
     fn drive(&mut self, gil: Gil<'_>, shared: &mut Shared) -> Keep {
         self.budget = TURN_BUDGET;
         loop {
-            if !self.out.is_empty() && self.writable {
-                match self.out.write_to(&mut self.stream) {
-                    Ok(n) => {
-                        self.budget = self.budget.saturating_sub(n);
-                        if n > 0 {
-                            self.refresh_send_deadline(shared);
-                        }
-                        if !self.out.is_empty() {
-                            self.note_socket_full();
-                        }
-                    }
-                    Err(e) => {
-                        log::debug!("Client went away while writing: {e}");
-                        self.abort(gil);
-                        return Keep::Close;
-                    }
-                }
-            }
-            if self.writable && self.stream.has_pending_output() {
-                match self.stream.flush_pending() {
-                    Ok(()) => self.refresh_send_deadline(shared),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.note_socket_full(),
-                    Err(e) => {
-                        log::debug!("Client went away while writing: {e}");
-                        self.abort(gil);
-                        return Keep::Close;
-                    }
+            if !(self.gathering && self.budget > 0) {
+                if let Err(keep) = self.write_out(gil, shared) {
+                    return keep;
                 }
             }
             let step = match self.state {
@@ -508,9 +526,15 @@ impl Connection {
                 State::Closing { .. } => self.step_closing(shared),
             };
             match step {
-                Step::Continue if self.budget == 0 => return Keep::Yield,
+                Step::Continue if self.budget == 0 => {
+                    return match self.write_out(gil, shared) {
+                        Ok(()) => Keep::Yield,
+                        Err(keep) => keep,
+                    };
+                }
                 Step::Continue => continue,
                 Step::Wait => {
+                    self.gathering = false;
                     if self.output_waiting() && self.writable {
                         continue;
                     }
@@ -780,7 +804,7 @@ impl Connection {
     /// Takes more of the response from the exchange: pumps it here, or
     /// collects what its app thread delivered.
     fn step_response(&mut self, gil: Gil<'_>, shared: &mut Shared) -> Step {
-        if !self.out.is_empty() {
+        if !self.out.is_empty() && !self.gathering {
             // Write what is queued before taking more.
             return Step::Wait;
         }
@@ -814,6 +838,8 @@ impl Connection {
                     gil.with(|py| exchange.pump(py, context, &request, out, PumpUntil::HighWater));
                 match pumped {
                     Ok(Progress::More) => {
+                        // A response in parts: its parts go out as they come.
+                        self.gathering = false;
                         self.deadline = shared.now + shared.timeouts.send;
                         return Step::Continue;
                     }
@@ -832,6 +858,7 @@ impl Connection {
             }
             Running::Threaded(ticket) => match ticket.collect(&mut self.out) {
                 Collected::Bytes => {
+                    self.gathering = false;
                     self.deadline = shared.now + shared.timeouts.send;
                     return Step::Continue;
                 }
@@ -887,6 +914,9 @@ impl Connection {
         self.served_any = true;
         let keepalive_enabled = !shared.timeouts.keepalive.is_zero();
         if keep_alive && keepalive_enabled && !self.peer_closed && !shared.stopping {
+            // The next request is already here (pipelined): answer it
+            // before writing, so the responses leave in one write.
+            self.gathering = !self.rbuf.is_empty() && self.out.len() < COALESCE_BELOW;
             self.state = State::Idle;
             self.waiting_since = shared.now;
             // Up to HIGH_WATER of the response may still be queued: the
