@@ -10,9 +10,10 @@
 //! work, so each app thread has its own entry: since when it has been inside
 //! the application (0 while it is not) and for which request. A thread
 //! inside the app for longer than `--timeout` is stuck even though the loop
-//! still beats. The master only reads; a worker that changes phase (serving,
-//! retiring) also wakes it with SIGCHLD, so a handover does not wait for the
-//! master's next tick.
+//! still beats. The master only reads (and stamps the slot's creation, just
+//! before the fork, so the worker can tell how long it took to boot); a
+//! worker that changes phase (serving, retiring) also wakes it with SIGCHLD,
+//! so a handover does not wait for the master's next tick.
 
 use std::io;
 use std::ptr::NonNull;
@@ -34,8 +35,9 @@ pub enum Phase {
     Booting,
     /// Serving; `--timeout` applies.
     Serving,
-    /// Asked to be replaced (max-requests reached): the master starts a
-    /// successor, then stops this worker gracefully.
+    /// Asked to be replaced (near or at `--max-requests`): the master
+    /// starts a successor, then stops this worker gracefully once the
+    /// successor serves.
     Retiring,
 }
 
@@ -51,6 +53,9 @@ impl Phase {
 
 #[repr(C)]
 struct Slot {
+    /// When the master created the slot (monotonic ms), just before it
+    /// forked the worker.
+    created_ms: AtomicU64,
     beat_ms: AtomicU64,
     phase: AtomicU32,
     /// Set by a worker whose `--reload` watcher saw a source file change.
@@ -123,6 +128,10 @@ impl Heartbeat {
         }
         let slot = NonNull::new(address.cast::<Slot>()).expect("mmap returned a non-null address");
         let heartbeat = Heartbeat { slot };
+        heartbeat
+            .slot()
+            .created_ms
+            .store(monotonic_ms(), Ordering::Relaxed);
         heartbeat.beat();
         Ok(heartbeat)
     }
@@ -142,6 +151,13 @@ impl Heartbeat {
     pub fn silent_for(&self) -> Duration {
         let last = self.slot().beat_ms.load(Ordering::Relaxed);
         Duration::from_millis(monotonic_ms().saturating_sub(last))
+    }
+
+    /// How long since the master created the slot, just before forking the
+    /// worker: read as the worker starts serving, its boot time.
+    pub fn since_created(&self) -> Duration {
+        let created = self.slot().created_ms.load(Ordering::Relaxed);
+        Duration::from_millis(monotonic_ms().saturating_sub(created))
     }
 
     /// Moves the worker to `phase` (and beats).
@@ -291,6 +307,7 @@ mod tests {
         let heartbeat = Heartbeat::new().unwrap();
         assert_eq!(heartbeat.phase(), Phase::Booting);
         assert!(heartbeat.silent_for() < Duration::from_secs(1));
+        assert!(heartbeat.since_created() < Duration::from_secs(1));
     }
 
     #[test]

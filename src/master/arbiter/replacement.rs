@@ -24,14 +24,15 @@ impl Arbiter {
         requested
     }
 
-    /// Workers that reached `--max-requests` ask for a successor.
+    /// Workers near or at `--max-requests` ask for a successor (each asks
+    /// about one boot before its limit, see `worker::recycling`).
     pub(super) fn note_retiring_workers(&mut self) {
         for (pid, worker) in self.workers.iter_mut() {
             if !worker.replaced
                 && worker.stopping_since.is_none()
                 && worker.heartbeat.phase() == Phase::Retiring
             {
-                log::info!("Worker (pid:{pid}) reached its max requests; booting its successor");
+                log::info!("Worker (pid:{pid}) asked for its successor (max requests); booting it");
                 worker.replaced = true;
             }
         }
@@ -40,7 +41,8 @@ impl Arbiter {
     /// TERMs workers being replaced (by HUP or max-requests) one for one as
     /// their successors serve, so capacity never dips below the wanted
     /// number and no old worker serves longer than it takes one successor
-    /// to boot. Workers that reached max-requests go first, then the oldest.
+    /// to boot. Workers that asked for a successor (max-requests) go first,
+    /// then the oldest.
     pub(super) fn retire_replaced_workers(&mut self) {
         let active = |w: &&WorkerRecord| w.stopping_since.is_none();
         let serving_successors = self
