@@ -10,10 +10,13 @@
 //! work, so each app thread has its own entry: since when it has been inside
 //! the application (0 while it is not) and for which request. A thread
 //! inside the app for longer than `--timeout` is stuck even though the loop
-//! still beats. The master only reads (and stamps the slot's creation, just
-//! before the fork, so the worker can tell how long it took to boot); a
-//! worker that changes phase (serving, retiring) also wakes it with SIGCHLD,
-//! so a handover does not wait for the master's next tick.
+//! still beats. The worker also records how long it took to boot (from the
+//! slot's creation, which the master stamps just before the fork). The
+//! master reads, and writes one thing: the latest boot time seen among all
+//! its workers, the best guess of how long the next one will take (for
+//! `--max-requests`, see `worker::recycling`). A worker that changes phase
+//! (serving, retiring) also wakes the master with SIGCHLD, so a handover
+//! does not wait for the master's next tick.
 
 use std::io;
 use std::ptr::NonNull;
@@ -39,6 +42,11 @@ pub enum Phase {
     /// starts a successor, then stops this worker gracefully once the
     /// successor serves.
     Retiring,
+    /// Asked for a successor before it served half its `--max-requests`
+    /// (its requests come faster than a worker boots): the master starts
+    /// the successor but does not stop this worker until it moves on to
+    /// [`Phase::Retiring`].
+    AskedEarly,
 }
 
 impl Phase {
@@ -46,8 +54,20 @@ impl Phase {
         match value {
             1 => Phase::Serving,
             2 => Phase::Retiring,
+            3 => Phase::AskedEarly,
             _ => Phase::Booting,
         }
+    }
+
+    /// Whether the worker serves (booted, not yet stopped): `--timeout`
+    /// applies.
+    pub fn is_serving(self) -> bool {
+        self != Phase::Booting
+    }
+
+    /// Whether the worker asked for a successor (`--max-requests`).
+    pub fn wants_successor(self) -> bool {
+        matches!(self, Phase::Retiring | Phase::AskedEarly)
     }
 }
 
@@ -56,6 +76,12 @@ struct Slot {
     /// When the master created the slot (monotonic ms), just before it
     /// forked the worker.
     created_ms: AtomicU64,
+    /// How long the worker took from the slot's creation to serving, in ms
+    /// (0 until it serves; at least 1 once it does).
+    booted_in_ms: AtomicU64,
+    /// Written by the master: the latest `booted_in_ms` among all its
+    /// workers (0 = none yet).
+    latest_boot_ms: AtomicU64,
     beat_ms: AtomicU64,
     phase: AtomicU32,
     /// Set by a worker whose `--reload` watcher saw a source file change.
@@ -153,11 +179,29 @@ impl Heartbeat {
         Duration::from_millis(monotonic_ms().saturating_sub(last))
     }
 
-    /// How long since the master created the slot, just before forking the
-    /// worker: read as the worker starts serving, its boot time.
-    pub fn since_created(&self) -> Duration {
+    /// The worker starts serving: records how long it took since the master
+    /// created the slot (just before forking it), and returns that.
+    pub fn record_boot(&self) -> Duration {
         let created = self.slot().created_ms.load(Ordering::Relaxed);
-        Duration::from_millis(monotonic_ms().saturating_sub(created))
+        let booted_in = monotonic_ms().saturating_sub(created).max(1);
+        self.slot().booted_in_ms.store(booted_in, Ordering::Release);
+        Duration::from_millis(booted_in)
+    }
+
+    /// How long the worker took to boot, once it serves.
+    pub fn boot(&self) -> Option<Duration> {
+        millis(self.slot().booted_in_ms.load(Ordering::Acquire))
+    }
+
+    /// The master tells the worker the latest boot time among its workers.
+    pub fn set_latest_boot(&self, boot: Duration) {
+        let ms = (boot.as_millis() as u64).max(1);
+        self.slot().latest_boot_ms.store(ms, Ordering::Release);
+    }
+
+    /// The latest boot time among the master's workers, if it told one.
+    pub fn latest_boot(&self) -> Option<Duration> {
+        millis(self.slot().latest_boot_ms.load(Ordering::Acquire))
     }
 
     /// Moves the worker to `phase` (and beats).
@@ -167,6 +211,7 @@ impl Heartbeat {
             Phase::Booting => 0,
             Phase::Serving => 1,
             Phase::Retiring => 2,
+            Phase::AskedEarly => 3,
         };
         self.slot().phase.store(value, Ordering::Release);
     }
@@ -284,6 +329,11 @@ impl Drop for Heartbeat {
     }
 }
 
+/// A stored number of milliseconds (0 = none).
+fn millis(ms: u64) -> Option<Duration> {
+    (ms != 0).then(|| Duration::from_millis(ms))
+}
+
 /// Milliseconds on CLOCK_MONOTONIC, which master and workers share.
 fn monotonic_ms() -> u64 {
     let mut now = libc::timespec {
@@ -307,13 +357,29 @@ mod tests {
         let heartbeat = Heartbeat::new().unwrap();
         assert_eq!(heartbeat.phase(), Phase::Booting);
         assert!(heartbeat.silent_for() < Duration::from_secs(1));
-        assert!(heartbeat.since_created() < Duration::from_secs(1));
+        assert_eq!((heartbeat.boot(), heartbeat.latest_boot()), (None, None));
+    }
+
+    #[test]
+    fn a_boot_is_timed_from_the_slots_creation() {
+        let heartbeat = Heartbeat::new().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let boot = heartbeat.record_boot();
+        assert!(boot >= Duration::from_millis(20), "{boot:?}");
+        assert_eq!(heartbeat.boot(), Some(boot));
+        heartbeat.set_latest_boot(Duration::from_millis(70));
+        assert_eq!(heartbeat.latest_boot(), Some(Duration::from_millis(70)));
     }
 
     #[test]
     fn phases_round_trip() {
         let heartbeat = Heartbeat::new().unwrap();
-        for phase in [Phase::Serving, Phase::Retiring, Phase::Booting] {
+        for phase in [
+            Phase::Serving,
+            Phase::AskedEarly,
+            Phase::Retiring,
+            Phase::Booting,
+        ] {
             heartbeat.set_phase(phase);
             assert_eq!(heartbeat.phase(), phase);
         }

@@ -337,9 +337,9 @@ pub struct Settings {
     /// A worker is replaced after serving this many requests (0 = never),
     /// to limit the damage of memory leaks. Its successor boots first, so
     /// capacity never dips: the worker asks for it about one boot before its
-    /// limit (judged by its recent request rate and how long it took to
-    /// boot itself; never before half the limit) and stops as soon as the
-    /// successor serves.
+    /// limit (judged by its recent request rate and how long workers take
+    /// to boot) and stops as soon as the successor serves, but not before
+    /// it has served half the limit.
     #[arg(long = "max-requests", value_name = "INT", default_value_t = 0)]
     pub max_requests: u64,
 

@@ -6,7 +6,7 @@
 
 use super::accept_interest;
 use super::connection::{AppCalls, Connection, EvictionCost, Keep, Shared};
-use super::recycling::Recycling;
+use super::recycling::{Ask, Recycling, Step};
 use super::signals::{SignalPipe, WorkerSignal};
 use super::stream::{Socket, Stream};
 use super::tls_session::TlsSession;
@@ -439,7 +439,7 @@ impl EventLoop {
     /// `--max-requests` with how long this worker took to boot (fork to
     /// now) as the guess of how long its successor will take.
     pub fn start_serving(&mut self) {
-        let boot = self.shared.heartbeat.since_created();
+        let boot = self.shared.heartbeat.record_boot();
         log::debug!(
             "Worker (pid:{}) serving, booted in {} ms",
             std::process::id(),
@@ -454,27 +454,33 @@ impl EventLoop {
     /// left would take about one boot (see [`Recycling`]), and at the
     /// limit, if the successor is not serving yet, defers new connections
     /// to the other workers. The master stops this worker as soon as its
-    /// successor serves.
+    /// successor serves (after an early ask: once this worker lets it).
     fn check_max_requests(&mut self) {
         let served = self.shared.requests_done;
-        let (ask, at_limit) = match &mut self.recycling {
+        let (step, at_limit) = match &mut self.recycling {
             Some(recycling) if self.stop_deadline.is_none() => (
-                recycling.check(served, Instant::now()),
+                recycling.check(served, Instant::now(), self.shared.heartbeat.latest_boot()),
                 recycling.reached_limit(served),
             ),
             _ => return,
         };
-        if let Some(ask) = ask {
-            log::info!(
-                "Autorestarting worker (pid:{}): asking for its successor at {} of {} requests \
-                 ({:.0} requests/s, booted in {} ms)",
-                std::process::id(),
-                ask.served,
-                ask.limit,
-                ask.rate,
-                ask.boot.as_millis()
-            );
-            self.announce_phase(Phase::Retiring);
+        match step {
+            Some(Step::Ask(ask)) => {
+                log_ask(&ask);
+                self.announce_phase(Phase::Retiring);
+            }
+            Some(Step::AskEarly(ask)) => {
+                log_ask(&ask);
+                self.announce_phase(Phase::AskedEarly);
+            }
+            Some(Step::Retire) => {
+                log::debug!(
+                    "Worker (pid:{}) may retire once its successor serves: {served} requests served",
+                    std::process::id()
+                );
+                self.announce_phase(Phase::Retiring);
+            }
+            None => {}
         }
         if at_limit && !self.deferring_accepts {
             self.deferring_accepts = true;
@@ -785,4 +791,18 @@ impl EventLoop {
             self.resume_accepting();
         }
     }
+}
+
+/// The worker's line when it asks for its successor (`Autorestarting
+/// worker` is gunicorn's word for it, which operators grep for).
+fn log_ask(ask: &Ask) {
+    log::info!(
+        "Autorestarting worker (pid:{}): asking for its successor at {} of {} requests \
+         ({:.0} requests/s, a boot takes about {} ms)",
+        std::process::id(),
+        ask.served,
+        ask.limit,
+        ask.rate,
+        ask.boot.as_millis()
+    );
 }

@@ -36,8 +36,10 @@ impl Arbiter {
                     );
                     to_kill.push(*pid);
                 }
-                Phase::Serving | Phase::Retiring
-                    if !timeout.is_zero() && worker.heartbeat.silent_for() > timeout =>
+                phase
+                    if phase.is_serving()
+                        && !timeout.is_zero()
+                        && worker.heartbeat.silent_for() > timeout =>
                 {
                     log::error!(
                         target: crate::logging::CRITICAL,
@@ -46,7 +48,7 @@ impl Arbiter {
                     );
                     to_abort.push(*pid);
                 }
-                Phase::Serving | Phase::Retiring if !timeout.is_zero() => {
+                phase if phase.is_serving() && !timeout.is_zero() => {
                     if let Some(stuck) = worker.heartbeat.stuck_thread(timeout) {
                         log::error!(
                             target: crate::logging::CRITICAL,

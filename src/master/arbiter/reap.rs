@@ -5,7 +5,6 @@ use super::{
     Arbiter, ArbiterError, WorkerRecord, BOOT_REPORT_LIMIT, FIRST_RESPAWN_DELAY, MAX_RESPAWN_DELAY,
     QUICK_DEATH,
 };
-use crate::heartbeat::Phase;
 use crate::master::scoreboard::Ending;
 use crate::worker::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::errno::Errno;
@@ -74,7 +73,7 @@ impl Arbiter {
             let ending = Ending {
                 timed_out: record.aborted_at.is_some(),
                 replaced: record.replaced,
-                reached_max_requests: record.heartbeat.phase() == Phase::Retiring,
+                reached_max_requests: record.heartbeat.phase().wants_successor(),
                 asked_to_stop: record.stopping_since.is_some(),
                 killed_by_someone_else: signal == Some(Signal::SIGKILL) && !record.killed,
             };
