@@ -46,11 +46,6 @@ pub enum Phase {
     /// starts a successor, then stops this worker gracefully once the
     /// successor serves.
     Retiring,
-    /// Asked for a successor before it served half its `--max-requests`
-    /// (its requests come faster than a worker boots): the master starts
-    /// the successor but does not stop this worker until it moves on to
-    /// [`Phase::Retiring`].
-    AskedEarly,
 }
 
 impl Phase {
@@ -58,20 +53,8 @@ impl Phase {
         match value {
             1 => Phase::Serving,
             2 => Phase::Retiring,
-            3 => Phase::AskedEarly,
             _ => Phase::Booting,
         }
-    }
-
-    /// Whether the worker serves (booted, not yet stopped): `--timeout`
-    /// applies.
-    pub fn is_serving(self) -> bool {
-        self != Phase::Booting
-    }
-
-    /// Whether the worker asked for a successor (`--max-requests`).
-    pub fn wants_successor(self) -> bool {
-        matches!(self, Phase::Retiring | Phase::AskedEarly)
     }
 }
 
@@ -208,7 +191,6 @@ impl Heartbeat {
             Phase::Booting => 0,
             Phase::Serving => 1,
             Phase::Retiring => 2,
-            Phase::AskedEarly => 3,
         };
         self.slot().phase.store(value, Ordering::Release);
     }
@@ -362,12 +344,7 @@ mod tests {
     #[test]
     fn phases_round_trip() {
         let heartbeat = Heartbeat::new().unwrap();
-        for phase in [
-            Phase::Serving,
-            Phase::AskedEarly,
-            Phase::Retiring,
-            Phase::Booting,
-        ] {
+        for phase in [Phase::Serving, Phase::Retiring, Phase::Booting] {
             heartbeat.set_phase(phase);
             assert_eq!(heartbeat.phase(), phase);
         }

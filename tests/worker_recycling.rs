@@ -1,18 +1,24 @@
 //! Worker recycling under load: with `--max-requests` a worker asks for
 //! its successor about one boot before its limit (once the requests it has
-//! left would take no longer than its own boot did, never before half its
-//! limit, and at the limit whatever the rate), defers new connections to
-//! the others once at its limit, and is stopped as soon as the successor
-//! serves; a HUP retires each old worker as soon as a new one serves.
-//! Capacity never dips: the successor boots first.
+//! left would take no longer than a boot, never before half its limit, and
+//! at the limit whatever the rate), defers new connections to the others
+//! once at its limit, and is stopped as soon as the successor serves; a HUP
+//! retires each old worker as soon as a new one serves. Capacity never
+//! dips: the successor boots first.
 //!
 //! The max-requests load is paced like the issue's: four clients, one
 //! request each every 20 ms, each on a new connection, to
 //! `serving:application`'s `/pid`, which answers with the pid of the worker
 //! that served it. Which worker served what is counted on the client side;
-//! each worker's budget (`--max-requests` plus its jitter share), when it
-//! asked, and how many it had served when it was stopped come from its log
-//! lines.
+//! each worker's budget (`--max-requests` plus its jitter share), boot,
+//! ask, and how many it had served when it was stopped come from the log.
+//!
+//! At this load a budget of 20 lasts about 0.2 s, about one boot: no worker
+//! serves more than twice its budget as long as its successor boots within
+//! about one and a half budgets' time. A machine that boots slower than
+//! that (we saw 0.4–2.5 s while other builds loaded both cores) makes the
+//! bound unreachable for any handover that keeps capacity; the test then
+//! says so for the workers concerned instead of failing.
 
 mod support;
 
@@ -215,9 +221,6 @@ fn recycled(log: &str) -> BTreeMap<i32, Recycled> {
     recycled
 }
 
-/// The fewest requests that give a worker a request rate (its
-/// `recycling::RATE_REQUESTS`): the earliest it can ask for a successor.
-const RATE_REQUESTS: u64 = 4;
 /// How much of twice its budget a worker may have used when its successor
 /// serves, for the bound to count as within reach; the rest is for the
 /// requests in flight and a request rate that varies.
@@ -225,12 +228,10 @@ const REACH: f64 = 0.8;
 
 /// How long a successor may take to boot for `2 × limit` to be within
 /// reach of a worker that booted in `boot` and got `rate` requests a
-/// second: it asks about one boot (its own at least) before its limit, at
-/// its `RATE_REQUESTS`th request at the earliest, and serves on until its
-/// successor serves. No design can do better without a dip in capacity
-/// (stopping a worker before its successor serves).
+/// second: it asks about one boot (its own at least) before its limit, but
+/// not before half of it, and serves on until its successor serves.
 fn boot_within_reach(limit: u64, boot: Duration, rate: f64) -> Duration {
-    let ask = (limit as f64 - rate * boot.as_secs_f64()).max(RATE_REQUESTS as f64);
+    let ask = (limit as f64 - rate * boot.as_secs_f64()).max(limit.div_ceil(2) as f64);
     let spare = REACH * (2 * limit) as f64 - CLIENTS as f64 - ask;
     Duration::from_secs_f64((spare / rate).max(0.0))
 }
@@ -241,6 +242,17 @@ fn under_paced_load_no_worker_serves_more_than_twice_its_max_requests() {
     let server = recycling_server(2, MAX_REQUESTS, JITTER);
     let exchanges = Load::start(&server, 100, Duration::from_millis(20)).finish_when_done();
     let counts = counts(&exchanges);
+    // Every worker that asked for a successor is retired once it serves,
+    // load or not: wait for that, so each retirement is in the log.
+    let all_retired = support::wait_until(WAIT, || {
+        let log = server.log();
+        log.matches(") retiring after ").count() >= log.matches(") asked for its successor").count()
+    });
+    assert!(
+        all_retired,
+        "workers that asked were not retired; log:\n{}",
+        server.log()
+    );
     let log = server.log();
     let recycled = recycled(&log);
     // The worker that served most for its budget.
@@ -325,10 +337,12 @@ fn under_paced_load_no_worker_serves_more_than_twice_its_max_requests() {
             );
         }
     }
+    // At least the first two workers were recycled (400 requests, budgets
+    // of at most 24; how many generations depends on how fast they boot).
     let retired = recycled.values().filter(|r| r.retired_after.is_some());
     assert!(
-        retired.count() >= 4,
-        "too few workers were recycled: {recycled:?}; log:\n{log}"
+        retired.count() >= 2,
+        "the first workers were not recycled: {recycled:?}; log:\n{log}"
     );
 }
 
@@ -359,10 +373,11 @@ fn under_heavy_load_no_worker_retires_before_half_its_max_requests() {
             (MAX_REQUESTS..=MAX_REQUESTS + JITTER).contains(&limit),
             "worker {pid} had a budget of {limit}; log:\n{log}"
         );
-        // It asked early (its budget takes less than a boot here), but was
-        // not stopped before it served half of it.
+        // However fast the requests come, it neither asks nor is stopped
+        // before it served half its budget.
+        let half = limit.div_ceil(2);
         assert!(
-            retired_after >= limit.div_ceil(2),
+            asked_at >= half && retired_after >= half,
             "worker {pid} asked at {asked_at} and retired after {retired_after} requests \
              with a budget of {limit}; log:\n{log}"
         );

@@ -338,8 +338,8 @@ pub struct Settings {
     /// to limit the damage of memory leaks. Its successor boots first, so
     /// capacity never dips: the worker asks for it about one boot before its
     /// limit (judged by its recent request rate and how long workers take
-    /// to boot) and stops as soon as the successor serves, but not before
-    /// it has served half the limit.
+    /// to boot; never before half the limit) and stops as soon as the
+    /// successor serves.
     #[arg(long = "max-requests", value_name = "INT", default_value_t = 0)]
     pub max_requests: u64,
 

@@ -217,7 +217,7 @@ impl Scoreboard {
             let worker_gauges = worker.metrics.gauges();
             gauges += worker_gauges;
             let state = match (worker.leaving, worker.phase) {
-                (true, _) | (_, Phase::Retiring | Phase::AskedEarly) => WorkerState::Retiring,
+                (true, _) | (_, Phase::Retiring) => WorkerState::Retiring,
                 (false, Phase::Booting) => WorkerState::Booting,
                 (false, Phase::Serving) => WorkerState::Serving,
             };

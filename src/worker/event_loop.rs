@@ -6,7 +6,7 @@
 
 use super::accept_interest;
 use super::connection::{AppCalls, Connection, EvictionCost, Keep, Shared};
-use super::recycling::{Ask, Recycling, Step};
+use super::recycling::{Ask, Recycling};
 use super::signals::{SignalPipe, WorkerSignal};
 use super::stream::{Socket, Stream};
 use super::tls_session::TlsSession;
@@ -435,9 +435,9 @@ impl EventLoop {
         }
     }
 
-    /// Tells the master this worker serves, and starts counting towards
-    /// `--max-requests` with how long this worker took to boot (fork to
-    /// now) as the guess of how long its successor will take.
+    /// Tells the master this worker serves, records how long it took to
+    /// boot (for the master, which passes the latest boot on to every
+    /// worker), and starts counting towards `--max-requests`.
     pub fn start_serving(&mut self) {
         let boot = self.shared.heartbeat.record_boot();
         log::debug!(
@@ -454,33 +454,19 @@ impl EventLoop {
     /// left would take about one boot (see [`Recycling`]), and at the
     /// limit, if the successor is not serving yet, defers new connections
     /// to the other workers. The master stops this worker as soon as its
-    /// successor serves (after an early ask: once this worker lets it).
+    /// successor serves.
     fn check_max_requests(&mut self) {
         let served = self.shared.requests_done;
-        let (step, at_limit) = match &mut self.recycling {
+        let (ask, at_limit) = match &mut self.recycling {
             Some(recycling) if self.stop_deadline.is_none() => (
                 recycling.check(served, Instant::now(), self.shared.heartbeat.latest_boot()),
                 recycling.reached_limit(served),
             ),
             _ => return,
         };
-        match step {
-            Some(Step::Ask(ask)) => {
-                log_ask(&ask);
-                self.announce_phase(Phase::Retiring);
-            }
-            Some(Step::AskEarly(ask)) => {
-                log_ask(&ask);
-                self.announce_phase(Phase::AskedEarly);
-            }
-            Some(Step::Retire) => {
-                log::debug!(
-                    "Worker (pid:{}) may retire once its successor serves: {served} requests served",
-                    std::process::id()
-                );
-                self.announce_phase(Phase::Retiring);
-            }
-            None => {}
+        if let Some(ask) = ask {
+            log_ask(&ask);
+            self.announce_phase(Phase::Retiring);
         }
         if at_limit && !self.deferring_accepts {
             self.deferring_accepts = true;

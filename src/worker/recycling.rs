@@ -5,34 +5,28 @@
 //! Asking only at the limit would make the worker serve on for a whole
 //! boot; under load that is request rate × boot time past its limit. So the
 //! worker asks early: as soon as the requests it has left would take no
-//! longer than a boot (`remaining ≤ rate × boot`), and at the limit
-//! whatever the rate. The boot it expects is the longer of its own and the
-//! latest among its siblings (the master passes that on): its own may date
-//! from a quieter machine. The master stops it as soon as the successor
-//! serves, so it retires close to its limit however long a boot takes.
-//! With fewer than [`RATE_REQUESTS`] recent requests there is no rate, so
-//! a worker whose requests come further apart than a boot asks exactly at
-//! its limit.
+//! longer than a boot (`remaining ≤ rate × boot`), but never before half
+//! its budget, and at the limit whatever the rate. The boot it expects is
+//! the longer of its own and the latest among its siblings (the master
+//! passes that on): its own may date from a quieter machine. The master
+//! stops it as soon as the successor serves, so it retires close to its
+//! limit however long a boot takes, and never below half of it.
 //!
-//! When requests come so fast that a whole budget takes less than a boot,
-//! the worker asks before it has served half its budget (an early ask): the
-//! successor boots at once, but the worker must not be stopped yet, or a
-//! successor that boots faster than this worker did would retire it far
-//! below its limit. It tells the master it may be stopped once it has
-//! served half its budget, or two of its boots after asking if its requests
-//! dried up meanwhile (so it does not stay on beside its successor).
+//! The rate is over about the last second (or the worker's life, if that is
+//! shorter), so a short burst does not pass for a load; with fewer than
+//! [`RATE_REQUESTS`] requests, or requests further apart than a boot, the
+//! worker asks exactly at its limit.
 //!
 //! Knows nothing of sockets, the event loop or the master: it is told the
 //! count and the time, and answers.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// How many of the latest requests the rate is measured over: enough to
-/// smooth one slow request out, few enough to follow a change of load.
-const RATE_WINDOW: usize = 16;
-/// The fewest recent requests that give a rate.
-pub const RATE_REQUESTS: usize = 4;
+/// The fewest requests that give a rate.
+pub const RATE_REQUESTS: u64 = 4;
+/// How far back the rate looks: requests count less the longer ago they
+/// came, by e⁻¹ per `RATE_HORIZON`.
+const RATE_HORIZON: Duration = Duration::from_secs(1);
 
 /// A worker's request budget and the measure of its recent request rate.
 #[derive(Debug)]
@@ -40,33 +34,8 @@ pub struct Recycling {
     limit: u64,
     /// How long this worker took from fork to serving.
     boot: Duration,
-    /// When each of the latest requests (up to [`RATE_WINDOW`] + 1) was
-    /// counted.
-    window: VecDeque<Instant>,
-    /// Requests counted into `window` so far.
-    counted: u64,
-    state: State,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum State {
-    /// Not asked yet.
-    Counting,
-    /// Asked before half the budget, at this time; not to be stopped yet.
-    AskedEarly(Instant),
-    /// Asked; may be stopped as soon as the successor serves.
-    Asked,
-}
-
-/// What the worker should tell the master.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Step {
-    /// Ask for a successor now, and be stopped as soon as it serves.
-    Ask(Ask),
-    /// Ask for a successor now, but do not be stopped until [`Step::Retire`].
-    AskEarly(Ask),
-    /// After an early ask: be stopped as soon as the successor serves.
-    Retire,
+    rate: RequestRate,
+    asked: bool,
 }
 
 /// The facts of an ask, for the log.
@@ -76,7 +45,7 @@ pub struct Ask {
     pub served: u64,
     /// The worker's budget.
     pub limit: u64,
-    /// Requests per second over the latest requests.
+    /// Requests per second, recently.
     pub rate: f64,
     /// How long the successor is expected to take to boot.
     pub boot: Duration,
@@ -89,9 +58,8 @@ impl Recycling {
         Recycling {
             limit,
             boot,
-            window: VecDeque::with_capacity(RATE_WINDOW + 1),
-            counted: 0,
-            state: State::Counting,
+            rate: RequestRate::default(),
+            asked: false,
         }
     }
 
@@ -102,7 +70,7 @@ impl Recycling {
 
     /// Whether the worker has asked for its successor.
     pub fn asked(&self) -> bool {
-        self.state != State::Counting
+        self.asked
     }
 
     /// Whether `served` requests use up the budget.
@@ -111,72 +79,87 @@ impl Recycling {
     }
 
     /// Takes in the count of requests served by `now` (and the latest boot
-    /// time among the sibling workers, if known) and says what to tell the
-    /// master, if anything: each step comes once.
+    /// time among the sibling workers, if known) and says whether to ask
+    /// for the successor now (once; never again after).
     pub fn check(
         &mut self,
         served: u64,
         now: Instant,
         latest_boot: Option<Duration>,
-    ) -> Option<Step> {
-        self.count(served, now);
-        let half = self.limit.div_ceil(2);
-        let boot = latest_boot.map_or(self.boot, |latest| latest.max(self.boot));
-        match self.state {
-            State::Counting => {
-                let rate = self.rate(now);
-                let remaining = self.limit.saturating_sub(served);
-                let due = remaining == 0 || remaining as f64 <= rate * boot.as_secs_f64();
-                if !due {
-                    return None;
-                }
-                let ask = Ask {
-                    served,
-                    limit: self.limit,
-                    rate,
-                    boot,
-                };
-                if served >= half {
-                    self.state = State::Asked;
-                    Some(Step::Ask(ask))
-                } else {
-                    self.state = State::AskedEarly(now);
-                    Some(Step::AskEarly(ask))
-                }
-            }
-            State::AskedEarly(at) if served >= half || now >= at + 2 * boot => {
-                self.state = State::Asked;
-                Some(Step::Retire)
-            }
-            State::AskedEarly(_) | State::Asked => None,
+    ) -> Option<Ask> {
+        self.rate.count(served, now);
+        if self.asked {
+            return None;
         }
+        let boot = latest_boot.map_or(self.boot, |latest| latest.max(self.boot));
+        let rate = self.rate.per_second(now);
+        let remaining = self.limit.saturating_sub(served);
+        let half_spent = served >= self.limit.div_ceil(2);
+        let due = remaining == 0 || (half_spent && remaining as f64 <= rate * boot.as_secs_f64());
+        if !due {
+            return None;
+        }
+        self.asked = true;
+        Some(Ask {
+            served,
+            limit: self.limit,
+            rate,
+            boot,
+        })
     }
+}
 
-    /// Records the requests served since the last call as counted at `now`.
+/// Requests per second over about the last [`RATE_HORIZON`]: an
+/// exponentially decaying count, divided by the share of the horizon the
+/// worker has been counting for (so a young worker's rate is its rate so
+/// far, not diluted by the time before its first request).
+#[derive(Debug, Default)]
+struct RequestRate {
+    /// The decayed count, as of `updated`, over the horizon in seconds.
+    decayed: f64,
+    updated: Option<Instant>,
+    /// When the first request was counted: the measure starts there (that
+    /// request itself only marks the start).
+    since: Option<Instant>,
+    counted: u64,
+}
+
+impl RequestRate {
+    /// Records that `served` requests have been served by `now`.
     fn count(&mut self, served: u64, now: Instant) {
         let new = served.saturating_sub(self.counted);
-        self.counted = served.max(self.counted);
-        for _ in 0..new.min(RATE_WINDOW as u64 + 1) {
-            self.window.push_back(now);
-            if self.window.len() > RATE_WINDOW + 1 {
-                self.window.pop_front();
+        if new == 0 {
+            return;
+        }
+        let since = *self.since.get_or_insert(now);
+        let counted = match self.counted {
+            // The first request starts the measure.
+            0 => new - 1,
+            _ => new,
+        };
+        self.counted = served;
+        self.decayed = self.decayed_at(now) + counted as f64 / RATE_HORIZON.as_secs_f64();
+        self.updated = Some(now.max(since));
+    }
+
+    fn decayed_at(&self, now: Instant) -> f64 {
+        match self.updated {
+            Some(updated) => {
+                let elapsed = now.saturating_duration_since(updated);
+                self.decayed * (-elapsed.as_secs_f64() / RATE_HORIZON.as_secs_f64()).exp()
             }
+            None => 0.0,
         }
     }
 
-    /// Requests per second since the oldest request in the window: the
-    /// requests after it over the time from it until `now` (so the rate
-    /// falls while no request comes; a worker idle before its first
-    /// request is not slowed by that wait). No rate before
-    /// [`RATE_REQUESTS`] requests.
-    fn rate(&self, now: Instant) -> f64 {
-        match self.window.front() {
-            Some(oldest) if self.window.len() >= RATE_REQUESTS => {
-                let span = now.saturating_duration_since(*oldest).as_secs_f64();
-                (self.window.len() - 1) as f64 / span.max(1e-3)
-            }
-            _ => 0.0,
-        }
+    /// The rate at `now` (0 before [`RATE_REQUESTS`] requests).
+    fn per_second(&self, now: Instant) -> f64 {
+        let Some(since) = self.since.filter(|_| self.counted >= RATE_REQUESTS) else {
+            return 0.0;
+        };
+        let age = now.saturating_duration_since(since).as_secs_f64();
+        let share = 1.0 - (-age / RATE_HORIZON.as_secs_f64()).exp();
+        self.decayed_at(now) / share.max(1e-6)
     }
 }
 
@@ -200,73 +183,40 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    /// Serves requests `from..=to`, `gap` apart after `start`, checking
-    /// after each; returns each step with the count it came at.
-    fn serve(
+    /// Serves requests `range`, `gap` apart after `start`, checking after
+    /// each; returns the count at which the worker asked, if it did.
+    fn ask_at(
         recycling: &mut Recycling,
         start: Instant,
         gap: Duration,
         range: std::ops::RangeInclusive<u64>,
-    ) -> Vec<(u64, Step)> {
-        range
-            .filter_map(|served| {
-                let now = start + gap * served as u32;
-                recycling
-                    .check(served, now, None)
-                    .map(|step| (served, step))
-            })
-            .collect()
-    }
-
-    fn kinds(steps: &[(u64, Step)]) -> Vec<(u64, &'static str)> {
-        steps
-            .iter()
-            .map(|(served, step)| {
-                let kind = match step {
-                    Step::Ask(_) => "ask",
-                    Step::AskEarly(_) => "ask early",
-                    Step::Retire => "retire",
-                };
-                (*served, kind)
-            })
-            .collect()
+        latest_boot: Option<Duration>,
+    ) -> Option<u64> {
+        range.into_iter().find(|&served| {
+            let now = start + gap * served as u32;
+            recycling.check(served, now, latest_boot).is_some()
+        })
     }
 
     #[test]
     fn with_requests_further_apart_than_a_boot_it_asks_exactly_at_the_limit() {
         let start = Instant::now();
         let mut recycling = Recycling::new(20, 100 * MS);
-        let steps = serve(&mut recycling, start, 150 * MS, 1..=25);
-        assert_eq!(kinds(&steps), [(20, "ask")]);
+        assert_eq!(
+            ask_at(&mut recycling, start, 150 * MS, 1..=25, None),
+            Some(20)
+        );
     }
 
     #[test]
     fn under_load_it_asks_one_boot_before_the_limit() {
         let start = Instant::now();
-        // 100 requests/s and a 55 ms boot: 5 requests before the limit.
+        // 100 requests/s and a 55 ms boot: 5.5 requests before the limit.
         let mut recycling = Recycling::new(20, 55 * MS);
-        let steps = serve(&mut recycling, start, 10 * MS, 1..=25);
-        assert_eq!(kinds(&steps), [(15, "ask")]);
-        let Step::Ask(ask) = steps[0].1 else {
-            unreachable!()
-        };
-        assert!((ask.rate - 100.0).abs() < 1.0, "{ask:?}");
-        assert_eq!((ask.limit, ask.boot), (20, 55 * MS));
-    }
-
-    #[test]
-    fn a_slower_latest_boot_of_a_sibling_makes_it_ask_earlier_a_faster_one_not_later() {
-        let start = Instant::now();
-        let ask_at = |latest: Duration| {
-            let mut recycling = Recycling::new(20, 55 * MS);
-            (1..=25).find(|&served| {
-                let now = start + 10 * MS * served as u32;
-                recycling.check(served, now, Some(latest)).is_some()
-            })
-        };
-        // 100 requests/s: a 105 ms boot is 10.5 requests, a 55 ms one 5.5.
-        assert_eq!(ask_at(105 * MS), Some(10));
-        assert_eq!(ask_at(10 * MS), Some(15));
+        assert_eq!(
+            ask_at(&mut recycling, start, 10 * MS, 1..=25, None),
+            Some(15)
+        );
     }
 
     #[test]
@@ -274,79 +224,86 @@ mod tests {
         // Serving for 10 s before the load starts, then 100 requests/s.
         let start = Instant::now() + Duration::from_secs(10);
         let mut recycling = Recycling::new(20, 55 * MS);
-        let steps = serve(&mut recycling, start, 10 * MS, 1..=25);
-        assert_eq!(kinds(&steps), [(15, "ask")]);
+        assert_eq!(
+            ask_at(&mut recycling, start, 10 * MS, 1..=25, None),
+            Some(15)
+        );
     }
 
     #[test]
-    fn when_a_budget_takes_less_than_a_boot_it_asks_at_once_and_retires_at_half() {
+    fn a_slower_latest_boot_of_a_sibling_makes_it_ask_earlier_a_faster_one_not_later() {
         let start = Instant::now();
-        // 1000 requests/s and a 400 ms boot: 400 requests in one boot.
+        // 100 requests/s: a 75 ms boot is 7.5 requests, a 55 ms one 5.5.
+        let mut recycling = Recycling::new(20, 55 * MS);
+        let slower = Some(75 * MS);
+        assert_eq!(
+            ask_at(&mut recycling, start, 10 * MS, 1..=25, slower),
+            Some(13)
+        );
+        let mut recycling = Recycling::new(20, 55 * MS);
+        let faster = Some(10 * MS);
+        assert_eq!(
+            ask_at(&mut recycling, start, 10 * MS, 1..=25, faster),
+            Some(15)
+        );
+    }
+
+    #[test]
+    fn it_never_asks_before_half_its_budget() {
+        let start = Instant::now();
+        // 1000 requests/s and a 400 ms boot would mean 400 requests early.
         let mut recycling = Recycling::new(21, 400 * MS);
-        let steps = serve(&mut recycling, start, MS, 1..=25);
-        assert_eq!(
-            kinds(&steps),
-            [(RATE_REQUESTS as u64, "ask early"), (11, "retire")]
-        );
-    }
-
-    #[test]
-    fn after_an_early_ask_it_retires_two_boots_later_if_requests_dry_up() {
-        let start = Instant::now();
-        // 1000 requests/s and a 200 ms boot: 200 requests in one boot.
-        let mut recycling = Recycling::new(100, 200 * MS);
-        let steps = serve(&mut recycling, start, MS, 1..=10);
-        assert_eq!(kinds(&steps), [(RATE_REQUESTS as u64, "ask early")]);
-        let asked_at = start + RATE_REQUESTS as u32 * MS;
-        assert_eq!(recycling.check(10, asked_at + 399 * MS, None), None);
-        assert_eq!(
-            recycling.check(10, asked_at + 400 * MS, None),
-            Some(Step::Retire)
-        );
-        assert_eq!(recycling.check(11, asked_at + 500 * MS, None), None);
+        assert_eq!(ask_at(&mut recycling, start, MS, 1..=25, None), Some(11));
     }
 
     #[test]
     fn there_is_no_rate_before_a_few_requests() {
         let start = Instant::now();
         let mut recycling = Recycling::new(3, Duration::from_secs(10));
-        let steps = serve(&mut recycling, start, MS, 1..=3);
-        assert_eq!(kinds(&steps), [(3, "ask")]);
+        assert_eq!(ask_at(&mut recycling, start, MS, 1..=3, None), Some(3));
     }
 
     #[test]
     fn it_asks_once() {
         let start = Instant::now();
         let mut recycling = Recycling::new(2, 10 * MS);
-        assert!(matches!(
-            recycling.check(2, start + MS, None),
-            Some(Step::Ask(_))
-        ));
+        assert!(recycling.check(2, start + MS, None).is_some());
         assert!(recycling.asked());
         assert_eq!(recycling.check(3, start + 2 * MS, None), None);
     }
 
     #[test]
-    fn the_rate_falls_while_no_request_comes() {
+    fn a_short_burst_in_an_old_worker_is_not_a_load() {
         let start = Instant::now();
-        let mut recycling = Recycling::new(100, 10 * MS);
-        // A burst of 40 at 1000/s: 10 in a boot, fewer than the 60 left...
-        assert_eq!(serve(&mut recycling, start, MS, 1..=40), []);
-        assert!(recycling.rate(start + 41 * MS) > 500.0);
-        // ...then quiet: a second later the latest 16 came at under 20/s.
-        assert!(recycling.rate(start + 1041 * MS) < 20.0);
-        assert_eq!(recycling.check(50, start + 1041 * MS, None), None);
+        let mut recycling = Recycling::new(1000, Duration::from_secs(2));
+        // Ten minutes at a request a second...
+        assert_eq!(
+            ask_at(&mut recycling, start, 1000 * MS, 1..=600, None),
+            None
+        );
+        // ...then 16 requests in 32 ms: about 16/s over the last second,
+        // not 500/s; 384 left take far longer than a boot.
+        let burst = start + Duration::from_secs(601);
+        assert_eq!(ask_at(&mut recycling, burst, 2 * MS, 601..=616, None), None);
+        let rate = recycling.rate.per_second(burst + 1232 * MS);
+        assert!((10.0..25.0).contains(&rate), "{rate}");
     }
 
     #[test]
-    fn the_rate_is_over_the_latest_requests() {
+    fn the_rate_follows_the_load_and_falls_while_no_request_comes() {
         let start = Instant::now();
-        let mut recycling = Recycling::new(1000, Duration::ZERO);
-        serve(&mut recycling, start, 100 * MS, 1..=20);
-        // Then 16 requests in one turn, 1 ms later: the window is them.
-        recycling.check(36, start + 2001 * MS, None);
-        assert_eq!(recycling.window.len(), RATE_WINDOW + 1);
-        assert!(recycling.rate(start + 2002 * MS) > 1000.0);
+        let mut rate = RequestRate::default();
+        for served in 1..=300 {
+            rate.count(served, start + 10 * MS * served as u32);
+        }
+        let busy = start + 3000 * MS;
+        assert!(
+            (95.0..105.0).contains(&rate.per_second(busy)),
+            "{}",
+            rate.per_second(busy)
+        );
+        let quiet = busy + Duration::from_secs(3);
+        assert!(rate.per_second(quiet) < 6.0, "{}", rate.per_second(quiet));
     }
 
     #[test]

@@ -36,10 +36,8 @@ impl Arbiter {
                     );
                     to_kill.push(*pid);
                 }
-                phase
-                    if phase.is_serving()
-                        && !timeout.is_zero()
-                        && worker.heartbeat.silent_for() > timeout =>
+                Phase::Serving | Phase::Retiring
+                    if !timeout.is_zero() && worker.heartbeat.silent_for() > timeout =>
                 {
                     log::error!(
                         target: crate::logging::CRITICAL,
@@ -48,7 +46,7 @@ impl Arbiter {
                     );
                     to_abort.push(*pid);
                 }
-                phase if phase.is_serving() && !timeout.is_zero() => {
+                Phase::Serving | Phase::Retiring if !timeout.is_zero() => {
                     if let Some(stuck) = worker.heartbeat.stuck_thread(timeout) {
                         log::error!(
                             target: crate::logging::CRITICAL,

@@ -5,6 +5,7 @@ use super::{
     Arbiter, ArbiterError, WorkerRecord, BOOT_REPORT_LIMIT, FIRST_RESPAWN_DELAY, MAX_RESPAWN_DELAY,
     QUICK_DEATH,
 };
+use crate::heartbeat::Phase;
 use crate::master::scoreboard::Ending;
 use crate::worker::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::errno::Errno;
@@ -73,7 +74,7 @@ impl Arbiter {
             let ending = Ending {
                 timed_out: record.aborted_at.is_some(),
                 replaced: record.replaced,
-                reached_max_requests: record.heartbeat.phase().wants_successor(),
+                reached_max_requests: record.heartbeat.phase() == Phase::Retiring,
                 asked_to_stop: record.stopping_since.is_some(),
                 killed_by_someone_else: signal == Some(Signal::SIGKILL) && !record.killed,
             };

@@ -50,7 +50,7 @@ impl Arbiter {
         for (pid, worker) in self.workers.iter_mut() {
             if !worker.replaced
                 && worker.stopping_since.is_none()
-                && worker.heartbeat.phase().wants_successor()
+                && worker.heartbeat.phase() == Phase::Retiring
             {
                 log::info!("Worker (pid:{pid}) asked for its successor (max requests); booting it");
                 worker.replaced = true;
@@ -63,9 +63,8 @@ impl Arbiter {
     /// their successors serve, so capacity never dips below the wanted
     /// number and no old worker serves longer than it takes one successor
     /// to boot. Workers that asked for a successor (max-requests) go first,
-    /// in the order they asked, then the oldest; one that asked early is kept until it moves on to
-    /// Retiring (half its budget served), so asking early never retires a
-    /// worker far below its limit.
+    /// in the order they asked (the first to ask is nearest its limit),
+    /// then the oldest.
     pub(super) fn retire_replaced_workers(&mut self) {
         let active = |w: &&WorkerRecord| w.stopping_since.is_none();
         let serving_successors = self
@@ -74,10 +73,11 @@ impl Arbiter {
             .filter(active)
             .filter(|w| !w.replaced && w.heartbeat.phase() == Phase::Serving)
             .count();
-        let replaced: Vec<(&Pid, &WorkerRecord)> = self
+        let mut replaced: Vec<(Option<Instant>, u64, Pid)> = self
             .workers
             .iter()
             .filter(|(_, w)| w.replaced && w.stopping_since.is_none())
+            .map(|(pid, w)| (w.asked_at, w.age, *pid))
             .collect();
         if replaced.is_empty() {
             if serving_successors >= self.num_workers as usize {
@@ -90,14 +90,8 @@ impl Arbiter {
         let can_retire = (serving_successors + replaced.len())
             .saturating_sub(self.num_workers as usize)
             .min(replaced.len());
-        let mut stoppable: Vec<(Option<Instant>, u64, Pid)> = replaced
-            .into_iter()
-            .filter(|(_, w)| w.heartbeat.phase() != Phase::AskedEarly)
-            .map(|(pid, w)| (w.asked_at, w.age, *pid))
-            .collect();
-        // Those that asked first (in the order they asked), then the oldest.
-        stoppable.sort_by_key(|&(asked_at, age, pid)| (asked_at.is_none(), asked_at, age, pid));
-        for (_, _, pid) in stoppable.into_iter().take(can_retire) {
+        replaced.sort_by_key(|&(asked_at, age, pid)| (asked_at.is_none(), asked_at, age, pid));
+        for (_, _, pid) in replaced.into_iter().take(can_retire) {
             self.retire_worker(pid);
         }
         if serving_successors >= self.num_workers as usize {
@@ -161,7 +155,7 @@ impl Arbiter {
                 if worker.stopping_since.is_none() {
                     new_set.push(*pid);
                 }
-            } else if worker.replaced && !worker.heartbeat.phase().wants_successor() {
+            } else if worker.replaced && worker.heartbeat.phase() != Phase::Retiring {
                 worker.replaced = false;
             }
         }
