@@ -392,7 +392,8 @@ fn under_heavy_load_no_worker_retires_before_half_its_max_requests() {
 
 #[test]
 fn a_worker_with_requests_further_apart_than_a_boot_asks_exactly_at_its_limit() {
-    const LIMIT: u64 = 4;
+    // Past half of it, the worker has the requests a rate takes.
+    const LIMIT: u64 = 8;
     let _turn = take_turn();
     let server = recycling_server(1, LIMIT, 0);
     let first = served_by(server.address());
