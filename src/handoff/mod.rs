@@ -17,6 +17,7 @@
 //! Knows nothing of Python, of forking or of the worker: data and its
 //! encoding only.
 
+pub mod tickets;
 pub mod tls;
 
 use crate::config::Settings;
