@@ -24,8 +24,7 @@ pub use rgunicorn::{
 pub mod worker;
 
 use handoff::{
-    take_inherited_fd, Handoff, HandoffError, Role, WorkerFacts, NO_HANDOFF, PYTHON_PROGRAM,
-    WORKER_BOOT_ERROR,
+    take_inherited_fd, Handoff, HandoffError, Role, WorkerFacts, PYTHON_PROGRAM, WORKER_BOOT_ERROR,
 };
 use heartbeat::Heartbeat;
 use listener::Listener;
@@ -40,7 +39,7 @@ fn main() {
         Ok(handoff) => handoff,
         Err(err) => {
             eprintln!("{PYTHON_PROGRAM}: {err}");
-            std::process::exit(NO_HANDOFF);
+            std::process::exit(err.exit_code());
         }
     };
     if let Some(path) = &handoff.log_file {
