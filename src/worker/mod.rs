@@ -1,6 +1,7 @@
-//! A worker process: after the fork it resets signal handling, starts the
-//! embedded interpreter, imports the application and serves connections from
-//! its event loop until told to stop.
+//! A worker process (the `rgunicorn-python` program, started by the master
+//! with fork and exec): it resets signal handling, starts the embedded
+//! interpreter, imports the application and serves connections from its
+//! event loop until told to stop.
 
 mod accept_interest;
 mod access_log;
@@ -21,10 +22,9 @@ mod threaded_calls;
 mod tls_session;
 pub mod wsgi;
 
-/// Exit code: the worker could not start (interpreter, sockets, signals).
-pub const WORKER_BOOT_ERROR: i32 = 3;
-/// Exit code: the application could not be imported or found.
-pub const APP_LOAD_ERROR: i32 = 4;
+/// The exit codes the master reads (their home is the handoff, the door
+/// both programs name).
+pub use crate::handoff::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 
 use crate::config::Settings;
 use crate::heartbeat::Heartbeat;
@@ -42,11 +42,13 @@ use wsgi::exchange::AppContext;
 use wsgi::gil::Gil;
 use wsgi::response::ResponseOptions;
 
-/// What the master hands a worker at fork time.
+/// What a worker is given at start (rebuilt from the master's handoff).
 pub struct WorkerContext<'a> {
     /// The effective settings.
     pub settings: &'a Settings,
-    /// The master's listening sockets (inherited across the fork; the worker
+    /// The command line rgunicorn was started with: the app's `sys.argv`.
+    pub argv: &'a [std::ffi::OsString],
+    /// The listening sockets (inherited from the master; the worker
     /// duplicates what it needs).
     pub listeners: &'a [Listener],
     /// Whether each of `listeners` serves TLS (with `tls`).
@@ -70,11 +72,12 @@ pub struct WorkerContext<'a> {
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
-/// Runs a worker in the freshly forked child. Returns the process exit code
-/// (0, [`WORKER_BOOT_ERROR`] or [`APP_LOAD_ERROR`]); the caller exits with it.
+/// Runs a worker. Returns the process exit code (0, [`WORKER_BOOT_ERROR`]
+/// or [`APP_LOAD_ERROR`]); the caller exits with it.
 pub fn run(ctx: WorkerContext<'_>) -> i32 {
     let WorkerContext {
         settings,
+        argv,
         listeners,
         serves_tls,
         boot_report,
@@ -116,7 +119,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
     if settings.capture_output {
         crate::logging::capture_output();
     }
-    if let Err(e) = wsgi::interpreter::start(settings) {
+    if let Err(e) = wsgi::interpreter::start(settings, argv) {
         return fail(WORKER_BOOT_ERROR, &e.to_string());
     }
     Python::attach(|py| {
