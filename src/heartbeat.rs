@@ -61,7 +61,7 @@ impl Phase {
 #[repr(C)]
 struct Slot {
     /// When the master created the slot (monotonic ms), just before it
-    /// forked the worker.
+    /// started the worker.
     created_ms: AtomicU64,
     /// How long the worker took from the slot's creation to serving, in ms
     /// (0 until it serves; at least 1 once it does).
@@ -160,7 +160,7 @@ impl Heartbeat {
     }
 
     /// The worker starts serving: records how long it took since the master
-    /// created the slot (just before forking it), and returns that.
+    /// created the slot (just before starting it), and returns that.
     pub fn record_boot(&self) -> Duration {
         let created = self.slot().created_ms.load(Ordering::Relaxed);
         let booted_in = monotonic_ms().saturating_sub(created).max(1);

@@ -73,11 +73,16 @@ impl Arbiter {
             .filter(active)
             .filter(|w| !w.replaced && w.heartbeat.phase() == Phase::Serving)
             .count();
-        let mut replaced: Vec<(Option<Instant>, u64, Pid)> = self
+        // Sorted: those that asked (or reached max-requests after a HUP),
+        // by when they asked, then the oldest.
+        let mut replaced: Vec<(bool, bool, Option<Instant>, u64, Pid)> = self
             .workers
             .iter()
             .filter(|(_, w)| w.replaced && w.stopping_since.is_none())
-            .map(|(pid, w)| (w.asked_at, w.age, *pid))
+            .map(|(pid, w)| {
+                let retiring = w.heartbeat.phase() == Phase::Retiring;
+                (!retiring, w.asked_at.is_none(), w.asked_at, w.age, *pid)
+            })
             .collect();
         if replaced.is_empty() {
             if serving_successors >= self.num_workers as usize {
@@ -90,8 +95,8 @@ impl Arbiter {
         let can_retire = (serving_successors + replaced.len())
             .saturating_sub(self.num_workers as usize)
             .min(replaced.len());
-        replaced.sort_by_key(|&(asked_at, age, pid)| (asked_at.is_none(), asked_at, age, pid));
-        for (_, _, pid) in replaced.into_iter().take(can_retire) {
+        replaced.sort();
+        for (_, _, _, _, pid) in replaced.into_iter().take(can_retire) {
             self.retire_worker(pid);
         }
         if serving_successors >= self.num_workers as usize {
