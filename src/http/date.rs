@@ -10,6 +10,8 @@
 //! The calendar conversion is done here (days since the epoch to a
 //! proleptic Gregorian date) rather than through a date crate.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 /// The length of an IMF-fixdate string.
 pub const IMF_FIXDATE_LEN: usize = 29;
 
@@ -52,22 +54,10 @@ impl Default for HttpDate {
     }
 }
 
-/// Whole seconds since the epoch: `time(2)`, which the vDSO answers from
-/// the kernel's last tick without reading the hardware clock (this runs
-/// once per response; `SystemTime::now` costs a full clock read).
-#[cfg(target_os = "linux")]
-fn unix_seconds_now() -> u64 {
-    // SAFETY: time(NULL) writes nothing and cannot fail on Linux.
-    let seconds = unsafe { libc::time(std::ptr::null_mut()) };
-    // A clock before 1970 is a broken clock; show the epoch rather than fail.
-    u64::try_from(seconds).unwrap_or(0)
-}
-
-#[cfg(not(target_os = "linux"))]
 fn unix_seconds_now() -> u64 {
     // A clock before 1970 is a broken clock; show the epoch rather than fail.
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
