@@ -273,7 +273,11 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let wake_at = [self.stop_deadline, self.accept_resume_at]
+            let queue_check_at = match &mut self.shared.calls {
+                AppCalls::Threads(threads) => threads.wake_for_queued(),
+                AppCalls::Inline(_) => None,
+            };
+            let wake_at = [self.stop_deadline, self.accept_resume_at, queue_check_at]
                 .into_iter()
                 .flatten()
                 .fold(next_tick, Instant::min);
