@@ -55,7 +55,11 @@ pub const ACCESS_LOG_DEFAULT_FORMAT: &str =
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 
 /// All settings of one rgunicorn run.
-#[derive(Debug, Clone, clap::Parser)]
+// Also serde data: the master hands its effective `Settings` to each
+// Python program it starts (`handoff`), which reads them back exactly
+// rather than parsing the sources again.
+#[derive(Debug, Clone, clap::Parser, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[command(
     name = "rgunicorn",
     version,
@@ -335,7 +339,11 @@ pub struct Settings {
     pub timeout: u64,
 
     /// A worker is replaced after serving this many requests (0 = never),
-    /// to limit the damage of memory leaks.
+    /// to limit the damage of memory leaks. Its successor boots first, so
+    /// capacity never dips: the worker asks for it about one boot before its
+    /// limit (judged by its recent request rate and how long workers take
+    /// to boot; never before half the limit) and stops as soon as the
+    /// successor serves.
     #[arg(long = "max-requests", value_name = "INT", default_value_t = 0)]
     pub max_requests: u64,
 

@@ -1,6 +1,7 @@
-//! A worker process: after the fork it resets signal handling, starts the
-//! embedded interpreter, imports the application and serves connections from
-//! its event loop until told to stop.
+//! A worker process (the `rgunicorn-python` program, started by the master
+//! with fork and exec): it resets signal handling, starts the embedded
+//! interpreter, imports the application and serves connections from its
+//! event loop until told to stop.
 
 mod accept_interest;
 mod access_log;
@@ -10,6 +11,7 @@ mod connection;
 mod event_loop;
 pub mod forwarded;
 pub mod identity;
+mod recycling;
 mod reloader;
 mod request_body;
 mod request_metrics;
@@ -20,13 +22,12 @@ mod threaded_calls;
 mod tls_session;
 pub mod wsgi;
 
-/// Exit code: the worker could not start (interpreter, sockets, signals).
-pub const WORKER_BOOT_ERROR: i32 = 3;
-/// Exit code: the application could not be imported or found.
-pub const APP_LOAD_ERROR: i32 = 4;
+/// The exit codes the master reads (their home is the handoff, the door
+/// both programs name).
+pub use crate::handoff::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 
 use crate::config::Settings;
-use crate::heartbeat::{Heartbeat, Phase};
+use crate::heartbeat::Heartbeat;
 use crate::http::{HttpDate, Limits};
 use crate::listener::Listener;
 use connection::{AppCalls, Shared, Timeouts};
@@ -41,11 +42,13 @@ use wsgi::exchange::AppContext;
 use wsgi::gil::Gil;
 use wsgi::response::ResponseOptions;
 
-/// What the master hands a worker at fork time.
+/// What a worker is given at start (rebuilt from the master's handoff).
 pub struct WorkerContext<'a> {
     /// The effective settings.
     pub settings: &'a Settings,
-    /// The master's listening sockets (inherited across the fork; the worker
+    /// The command line rgunicorn was started with: the app's `sys.argv`.
+    pub argv: &'a [std::ffi::OsString],
+    /// The listening sockets (inherited from the master; the worker
     /// duplicates what it needs).
     pub listeners: &'a [Listener],
     /// Whether each of `listeners` serves TLS (with `tls`).
@@ -69,11 +72,12 @@ pub struct WorkerContext<'a> {
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
-/// Runs a worker in the freshly forked child. Returns the process exit code
-/// (0, [`WORKER_BOOT_ERROR`] or [`APP_LOAD_ERROR`]); the caller exits with it.
+/// Runs a worker. Returns the process exit code (0, [`WORKER_BOOT_ERROR`]
+/// or [`APP_LOAD_ERROR`]); the caller exits with it.
 pub fn run(ctx: WorkerContext<'_>) -> i32 {
     let WorkerContext {
         settings,
+        argv,
         listeners,
         serves_tls,
         boot_report,
@@ -115,7 +119,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
     if settings.capture_output {
         crate::logging::capture_output();
     }
-    if let Err(e) = wsgi::interpreter::start(settings) {
+    if let Err(e) = wsgi::interpreter::start(settings, argv) {
         return fail(WORKER_BOOT_ERROR, &e.to_string());
     }
     Python::attach(|py| {
@@ -232,7 +236,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             heartbeat,
             metrics: request_metrics::RequestMetrics::new(metrics),
             requests_done: 0,
-            max_requests: max_requests_with_jitter(
+            max_requests: recycling::max_requests_with_jitter(
                 settings.max_requests,
                 settings.max_requests_jitter,
             ),
@@ -268,7 +272,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         };
         // Serving once the listeners are in the poll: the master may now
         // retire the worker this one replaces.
-        event_loop.announce_phase(Phase::Serving);
+        event_loop.start_serving();
         let code = match multithread {
             false => event_loop.run(Gil::Held(py)),
             true => py.detach(|| event_loop.run(Gil::Released)),
@@ -289,20 +293,6 @@ fn dump_tracebacks_on_abort(py: Python<'_>) -> PyResult<()> {
     py.import("faulthandler")?
         .call_method("enable", (), Some(&kwargs))?;
     Ok(())
-}
-
-/// This worker's request budget: `--max-requests` plus a random share of
-/// `--max-requests-jitter`, so workers do not all leave together
-/// (0 = unlimited).
-fn max_requests_with_jitter(max_requests: u64, jitter: u64) -> u64 {
-    if max_requests == 0 {
-        return 0;
-    }
-    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos() as u64);
-    max_requests + seed % (jitter + 1)
 }
 
 /// What a Python program does on its way out, short of finalising the

@@ -9,8 +9,8 @@
 //! * No exit path leaves a worker behind: stops end with SIGKILL for the
 //!   stragglers, and dropping the arbiter kills and reaps whatever is left.
 //!
-//! The arbiter never touches Python; the child side of a fork only hands
-//! over to [`crate::worker::run`] and `_exit`s with its code.
+//! The arbiter never touches Python: a worker is the Python program,
+//! started through `master::python_process` with a worker's handoff.
 //!
 //! Life-cycle duties (see `docs/signals.md`): the pid file is written once
 //! the first workers are forked and removed on every way out; systemd hears
@@ -33,21 +33,22 @@ mod workers;
 
 use super::metrics_endpoint::MetricsEndpoint;
 use super::pidfile::{PidFile, PidFileError};
+use super::python_process::PythonProgram;
 use super::scoreboard::Scoreboard;
 use super::signals::{MasterSignal, SignalQueue};
 use super::sockets::BoundSockets;
 use super::systemd::{Notification, Notifier};
 use super::upgrade::LaunchCommand;
 use crate::config::Settings;
+use crate::handoff::tls::TlsMaterial;
+use crate::handoff::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use crate::heartbeat::{Heartbeat, Phase};
 use crate::metrics::WorkerMetrics;
-use crate::worker::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::unistd::{getpid, Pid};
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The loop wakes at least this often even without signals.
@@ -130,10 +131,15 @@ struct WorkerRecord {
     /// A successor is wanted (HUP, or max-requests reached): it keeps
     /// serving until enough newer workers serve, then gets TERM.
     replaced: bool,
+    /// When it asked for a successor (max-requests): the first to ask is
+    /// the first retired.
+    asked_at: Option<Instant>,
     /// When it was sent SIGABRT for exceeding `--timeout`.
     aborted_at: Option<Instant>,
     /// Its number among the live workers (1, 2, ...; reused once free).
     slot: u32,
+    /// Whether its boot time has been passed on to the other workers.
+    boot_shared: bool,
     /// Its request counters (with `--metrics-bind` or `--statsd-host`).
     metrics: Option<WorkerMetrics>,
 }
@@ -154,8 +160,10 @@ impl WorkerRecord {
             killed: false,
             heartbeat,
             replaced: false,
+            asked_at: None,
             aborted_at: None,
             slot,
+            boot_shared: false,
             metrics,
         }
     }
@@ -216,9 +224,11 @@ pub struct Arbiter {
     metrics_endpoint: Option<MetricsEndpoint>,
     /// Retired counts and restarts, for `/metrics` and `/status`.
     scoreboard: Scoreboard,
-    /// The TLS configuration new workers serve with (`None`: plain HTTP);
-    /// rebuilt on HUP.
-    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS files new workers build their configuration from (`None`:
+    /// plain HTTP); read again on HUP.
+    tls: Option<TlsMaterial>,
+    /// The program every worker runs.
+    python: PythonProgram,
 }
 
 impl Arbiter {
@@ -228,7 +238,8 @@ impl Arbiter {
         settings: Settings,
         sockets: BoundSockets,
         signals: SignalQueue,
-        tls: Option<Arc<rustls::ServerConfig>>,
+        tls: Option<TlsMaterial>,
+        python: PythonProgram,
     ) -> Arbiter {
         Arbiter {
             num_workers: settings.workers.max(1),
@@ -248,6 +259,7 @@ impl Arbiter {
             metrics_endpoint: None,
             scoreboard: Scoreboard::new(),
             tls,
+            python,
         }
     }
 
@@ -303,6 +315,7 @@ impl Arbiter {
             if self.take_reload_requests() {
                 self.reload();
             }
+            self.share_boot_times();
             self.note_retiring_workers();
             self.manage_workers();
             self.retire_replaced_workers();
