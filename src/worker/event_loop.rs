@@ -552,8 +552,18 @@ impl EventLoop {
     /// including the successor once it polls, is offered it first. The
     /// retiring worker still accepts when all of them are busy, so
     /// capacity does not dip while the successor boots.
+    ///
+    /// With app threads there is no such queue (every polling worker is
+    /// told about every connection, see `accept_interest`): the worker
+    /// stops polling the listeners, as a full one does, and takes only
+    /// what still waits after [`FULL_POOL_ACCEPT_AFTER`].
     fn yield_accepts_to_siblings(&mut self) {
         if self.accept_paused {
+            return;
+        }
+        if !self.exclusive_accepts {
+            self.full_pool_since.get_or_insert_with(Instant::now);
+            self.pause_accepting();
             return;
         }
         for (index, acceptor) in self.acceptors.iter().enumerate() {
@@ -634,9 +644,12 @@ impl EventLoop {
     }
 
     /// Whether a new connection may be taken: below the connection cap, and
-    /// the app threads (if any) not full.
+    /// the app threads (if any) not full nor deferring to the other workers
+    /// (see [`EventLoop::yield_accepts_to_siblings`]).
     fn has_room(&self) -> bool {
-        self.open < self.max_connections && self.app_threads_have_room()
+        self.open < self.max_connections
+            && self.app_threads_have_room()
+            && (self.exclusive_accepts || !self.deferring_accepts)
     }
 
     /// Whether the app threads (if any) can take another request.
