@@ -1,5 +1,6 @@
-//! The heartbeat a worker shares with its master: one mapping of anonymous
-//! shared memory per worker, mapped by the master before the fork, so proving
+//! The heartbeat a worker shares with its master: one page of shared memory
+//! per worker ([`SharedPage`], a memfd), mapped by the master before the
+//! fork (or sent to the preload zygote, which forks the worker), so proving
 //! liveness costs the worker an atomic store (no file on a slow disk, no
 //! syscall beyond the vDSO clock read).
 //!
@@ -14,8 +15,9 @@
 //! retiring) also wakes it with SIGCHLD, so a handover does not wait for the
 //! master's next tick.
 
+use crate::shared_page::SharedPage;
 use std::io;
-use std::ptr::NonNull;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -84,14 +86,8 @@ pub struct StuckThread {
 
 /// One worker's shared slot. Created by the master; inherited by the worker.
 pub struct Heartbeat {
-    slot: NonNull<Slot>,
+    page: SharedPage,
 }
-
-// SAFETY: the slot is only accessed through atomics; the mapping lives as
-// long as the `Heartbeat` and is unmapped once, on drop.
-unsafe impl Send for Heartbeat {}
-// SAFETY: as above: all access is atomic.
-unsafe impl Sync for Heartbeat {}
 
 impl std::fmt::Debug for Heartbeat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -105,32 +101,29 @@ impl std::fmt::Debug for Heartbeat {
 impl Heartbeat {
     /// Maps a fresh shared slot (phase Booting, beat now).
     pub fn new() -> io::Result<Heartbeat> {
-        // SAFETY: an anonymous shared mapping with no address hint; the
-        // result is checked against MAP_FAILED before use. Zeroed memory is a
-        // valid `Slot` (atomics of zero).
-        let address = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                std::mem::size_of::<Slot>(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if address == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let slot = NonNull::new(address.cast::<Slot>()).expect("mmap returned a non-null address");
-        let heartbeat = Heartbeat { slot };
+        // Zeroed memory is a valid `Slot` (atomics of zero).
+        let page = SharedPage::create(c"rgunicorn-heartbeat", std::mem::size_of::<Slot>())?;
+        let heartbeat = Heartbeat { page };
         heartbeat.beat();
         Ok(heartbeat)
     }
 
+    /// Maps the slot whose memfd the master sent (a worker forked by the
+    /// preload zygote).
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Heartbeat> {
+        let page = SharedPage::from_fd(fd, std::mem::size_of::<Slot>())?;
+        Ok(Heartbeat { page })
+    }
+
+    /// The slot's memfd, to send to the process that forks the worker.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.page.fd()
+    }
+
     fn slot(&self) -> &Slot {
-        // SAFETY: the mapping is live and properly aligned (page-aligned)
-        // for as long as `self` exists.
-        unsafe { self.slot.as_ref() }
+        // SAFETY: the mapping is live, page-aligned and at least a `Slot`
+        // long for as long as `self` exists; all access is atomic.
+        unsafe { self.page.as_ptr().cast::<Slot>().as_ref() }
     }
 
     /// Records that the worker is alive now.
@@ -257,15 +250,6 @@ fn load_request(words: &[AtomicU64]) -> String {
     }
     let len = (bytes[0] as usize).min(words.len() * 8 - 1);
     String::from_utf8_lossy(&bytes[1..1 + len]).into_owned()
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping created in `new`, once.
-        unsafe {
-            libc::munmap(self.slot.as_ptr().cast(), std::mem::size_of::<Slot>());
-        }
-    }
 }
 
 /// Milliseconds on CLOCK_MONOTONIC, which master and workers share.

@@ -1,6 +1,6 @@
-//! The request counters a worker shares with its master: one mapping of
-//! anonymous shared memory per worker, mapped by the master before the fork
-//! (as the heartbeat is), so counting a request costs the worker a handful
+//! The request counters a worker shares with its master: one page of shared
+//! memory per worker ([`SharedPage`], a memfd), mapped by the master before
+//! the fork (as the heartbeat is), so counting a request costs the worker a handful
 //! of relaxed atomic adds: no lock, no syscall, no allocation.
 //!
 //! The worker only adds; the master only reads, sums the pages of the live
@@ -11,8 +11,9 @@
 //!
 //! Knows nothing of Prometheus or statsd: the master renders these numbers.
 
+use crate::shared_page::SharedPage;
 use std::io;
-use std::ptr::NonNull;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -75,14 +76,8 @@ struct Page {
 
 /// One worker's counters. Created by the master; inherited by the worker.
 pub struct WorkerMetrics {
-    page: NonNull<Page>,
+    page: SharedPage,
 }
-
-// SAFETY: the page is only accessed through atomics; the mapping lives as
-// long as the `WorkerMetrics` and is unmapped once, on drop.
-unsafe impl Send for WorkerMetrics {}
-// SAFETY: as above: all access is atomic.
-unsafe impl Sync for WorkerMetrics {}
 
 impl std::fmt::Debug for WorkerMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,30 +99,27 @@ impl WorkerMetrics {
     /// Maps a fresh page of zeros. The kernel gives the pages only as they
     /// are first written, so the unused statuses cost no memory.
     pub fn new() -> io::Result<WorkerMetrics> {
-        // SAFETY: an anonymous shared mapping with no address hint; the
-        // result is checked against MAP_FAILED before use. Zeroed memory is
-        // a valid `Page` (atomics of zero).
-        let address = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                std::mem::size_of::<Page>(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if address == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let page = NonNull::new(address.cast::<Page>()).expect("mmap returned a non-null address");
+        // Zeroed memory is a valid `Page` (atomics of zero).
+        let page = SharedPage::create(c"rgunicorn-metrics", std::mem::size_of::<Page>())?;
         Ok(WorkerMetrics { page })
     }
 
+    /// Maps the page whose memfd the master sent (a worker forked by the
+    /// preload zygote).
+    pub fn from_fd(fd: OwnedFd) -> io::Result<WorkerMetrics> {
+        let page = SharedPage::from_fd(fd, std::mem::size_of::<Page>())?;
+        Ok(WorkerMetrics { page })
+    }
+
+    /// The page's memfd, to send to the process that forks the worker.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.page.fd()
+    }
+
     fn page(&self) -> &Page {
-        // SAFETY: the mapping is live and page-aligned for as long as
-        // `self` exists.
-        unsafe { self.page.as_ref() }
+        // SAFETY: the mapping is live, page-aligned and at least a `Page`
+        // long for as long as `self` exists; all access is atomic.
+        unsafe { self.page.as_ptr().cast::<Page>().as_ref() }
     }
 
     /// A connection was accepted.
@@ -200,15 +192,6 @@ impl WorkerMetrics {
                 .saturating_sub(read(&page.requests_ended)),
             connections_open: read(&page.connections_opened)
                 .saturating_sub(read(&page.connections_closed)),
-        }
-    }
-}
-
-impl Drop for WorkerMetrics {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping created in `new`, once.
-        unsafe {
-            libc::munmap(self.page.as_ptr().cast(), std::mem::size_of::<Page>());
         }
     }
 }
