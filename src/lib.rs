@@ -25,6 +25,8 @@ pub mod statsd;
 pub mod tls_info;
 pub mod worker;
 pub mod x509_name;
+pub mod zygote;
+pub mod zygote_channel;
 
 /// The version string reported by `--version` and the `Server` header.
 pub const SERVER_SOFTWARE: &str = concat!("rgunicorn/", env!("CARGO_PKG_VERSION"));

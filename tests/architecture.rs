@@ -56,12 +56,13 @@ const ROOMS: &[(&str, Room)] = &[
     ("statsd", Foundation),
     ("tls_info", Foundation),
     ("x509_name", Foundation),
+    ("zygote_channel", Foundation),
     ("http", Http),
     ("config", Config),
     ("worker", Worker),
     ("worker::app_threads", AppThreads), // --threads, worker side
     ("worker::wsgi", Wsgi),
-    ("zygote", Zygote), // (next) --preload
+    ("zygote", Zygote), // --preload
     ("master", Master),
 ];
 
@@ -95,7 +96,9 @@ const DOORS: &[(Room, &str, &[&str])] = &[
         Zygote,
         "worker",
         &[
-            "run",
+            "run_preloaded",
+            "start_python",
+            "die_with_master",
             "WorkerContext",
             "APP_LOAD_ERROR",
             "WORKER_BOOT_ERROR",
@@ -271,7 +274,12 @@ fn forbidden(from: Room, to: Room, to_module: &str, item: Option<&str>) -> Optio
                 )),
             };
         }
-        if *door_from == from && to_module.starts_with(&format!("{door_module}::")) {
+        // Behind the door's module, but in the door's own room (the wsgi
+        // room under `worker` is a room of its own, with its own arrows).
+        if *door_from == from
+            && to_module.starts_with(&format!("{door_module}::"))
+            && room_of(door_module) == Some(to)
+        {
             return Some(format!(
                 "{from:?} reaches `{door_module}` only through {entries:?}"
             ));

@@ -30,6 +30,7 @@ mod replacement;
 mod signal_actions;
 mod stopping;
 mod workers;
+mod zygote;
 
 use super::metrics_endpoint::MetricsEndpoint;
 use super::pidfile::{PidFile, PidFileError};
@@ -219,6 +220,16 @@ pub struct Arbiter {
     /// The TLS configuration new workers serve with (`None`: plain HTTP);
     /// rebuilt on HUP.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// `--preload`: the zygote workers are forked from, once it is ready.
+    zygote: Option<zygote::ZygoteRecord>,
+    /// `--preload`: a zygote still importing the app (at start, after the
+    /// last one died, or after a HUP).
+    next_zygote: Option<zygote::ZygoteRecord>,
+    /// No zygote is started before this (after one failed to start).
+    zygote_not_before: Option<Instant>,
+    /// Whether a zygote has been ready: until then, one that cannot import
+    /// the app halts the server.
+    zygote_ever_ready: bool,
 }
 
 impl Arbiter {
@@ -248,6 +259,10 @@ impl Arbiter {
             metrics_endpoint: None,
             scoreboard: Scoreboard::new(),
             tls,
+            zygote: None,
+            next_zygote: None,
+            zygote_not_before: None,
+            zygote_ever_ready: false,
         }
     }
 
@@ -260,6 +275,13 @@ impl Arbiter {
     /// Spawns the workers and supervises them until a stop signal (`Ok`) or
     /// a halt (`Err`: a worker could not boot or load the app).
     pub fn run(mut self) -> Result<(), ArbiterError> {
+        if self.settings.preload {
+            if let Err(e) = zygote::become_subreaper() {
+                log::error!("--preload: cannot adopt the zygote's workers: {e}");
+                return self.halt(ArbiterError::Signals(e));
+            }
+        }
+        self.manage_zygotes();
         self.manage_workers();
         if let Some(path) = self.lifecycle.pid_file.clone() {
             match PidFile::create(&path) {
@@ -304,6 +326,7 @@ impl Arbiter {
                 self.reload();
             }
             self.note_retiring_workers();
+            self.manage_zygotes();
             self.manage_workers();
             self.retire_replaced_workers();
             self.notify_ready_once_serving();
@@ -367,6 +390,7 @@ impl Drop for Arbiter {
     /// A forked child never gets here (it `_exit`s), and is checked anyway.
     fn drop(&mut self) {
         if getpid() == self.master_pid {
+            self.end_zygotes();
             self.kill_remaining_workers();
         }
     }

@@ -85,6 +85,11 @@ impl Arbiter {
             self.num_workers = self.settings.workers.max(1);
         }
         self.lifecycle.notifier.notify(Notification::Reloading);
+        if self.settings.preload {
+            // The new zygote's workers replace these once it is ready.
+            self.reload_zygote();
+            return;
+        }
         self.ready_pending = true;
         self.reload_from_age = Some(self.next_age);
         for worker in self.workers.values_mut() {
