@@ -182,6 +182,11 @@ impl Arbiter {
         }
     }
 
+    /// Whether a reload's new zygote is importing.
+    pub(super) fn zygote_reload_pending(&self) -> bool {
+        self.next_zygote.as_ref().is_some_and(|next| next.reload)
+    }
+
     /// Whether a worker can be forked now (always without `--preload`).
     pub(super) fn can_spawn_workers(&self) -> bool {
         !self.settings.preload || self.zygote.is_some()
