@@ -241,13 +241,13 @@ fn at_fork_handlers_run_in_each_worker_and_random_differs() {
     let dir = TempDir::new("preload-random");
     let server = preloading(&dir, 2).start();
     let (a, b) = facts_from_two_workers(&server);
-    for facts in [&a, &b] {
-        assert_eq!(facts["after_fork_in"], facts["pid"], "{facts:?}");
-    }
     assert_ne!(
         a["first_draw"], b["first_draw"],
         "two workers drew the same first random number"
     );
+    for facts in [&a, &b] {
+        assert_eq!(facts["after_fork_in"], facts["pid"], "{facts:?}");
+    }
 }
 
 #[test]
@@ -440,4 +440,42 @@ fn preload_app_in_the_config_file_turns_it_on() {
         .arg(dir.join("rgunicorn.toml").to_str().unwrap())
         .start();
     assert_eq!(zygote_pids(&server).len(), 1, "{}", server.log());
+}
+
+#[test]
+fn post_fork_and_post_worker_init_run_in_each_worker_after_the_import() {
+    let dir = TempDir::new("preload-hooks");
+    let record = dir.join("record");
+    let server = ServerBuilder::new("hooked_app:application")
+        .workers(2)
+        .arg("--preload")
+        .arg("--hooks")
+        .arg("hooks_recorder")
+        .env("HOOKS_RECORD", record.to_str().unwrap())
+        .start();
+    let lines = |hook: &str| -> Vec<String> {
+        support::read_lines(&record)
+            .into_iter()
+            .filter(|line| line.starts_with(&format!("{{\"hook\": \"{hook}\"")))
+            .collect()
+    };
+    let recorded = wait_until(SLOW, || {
+        lines("post_fork").len() == 2 && lines("post_worker_init").len() == 2
+    });
+    assert!(recorded, "{:?}", support::read_lines(&record));
+    let workers = server.worker_pids();
+    let master = server.pid();
+    for line in lines("post_fork") {
+        assert!(line.contains("\"app_imported\": true"), "{line}");
+        assert!(line.contains(&format!("\"ppid\": {master}")), "{line}");
+        assert!(
+            workers
+                .iter()
+                .any(|pid| line.contains(&format!("\"worker_pid\": {pid},"))),
+            "post_fork ran outside the workers {workers:?}: {line}"
+        );
+    }
+    for line in lines("post_worker_init") {
+        assert!(line.contains("\"app_callable\": true"), "{line}");
+    }
 }

@@ -1,6 +1,9 @@
 //! A worker process: after the fork it resets signal handling, starts the
 //! embedded interpreter, imports the application and serves connections from
-//! its event loop until told to stop.
+//! its event loop until told to stop ([`run`]). A worker forked by the
+//! `--preload` zygote skips the interpreter start and the import and enters
+//! the same serving path ([`run_preloaded`]); the zygote starts Python with
+//! [`start_python`].
 
 mod accept_interest;
 mod access_log;

@@ -21,7 +21,8 @@
 //! This file is the supervision loop and the arbiter's state; each step's
 //! details are beside it: `workers` (manage, spawn, signal), `reap`,
 //! `murder`, `replacement` (HUP, max-requests, `--reload`),
-//! `signal_actions` (USR1, USR2, WINCH) and `stopping`.
+//! `signal_actions` (USR1, USR2, WINCH), `stopping` and `zygote`
+//! (`--preload`: the zygote workers are forked from).
 
 mod metrics;
 mod murder;
