@@ -1,6 +1,7 @@
-//! The heartbeat a worker shares with its master: one page of shared memory
-//! per worker ([`SharedPage`], a memfd), mapped by the master before the
-//! fork (or sent to the preload zygote, which forks the worker), so proving
+//! The heartbeat a worker shares with its master: one shared mapping per
+//! worker (a memfd, `shared_memory`), created by the master before it
+//! starts the worker and mapped again by the worker from the descriptor it
+//! inherits, so proving
 //! liveness costs the worker an atomic store (no file on a slow disk, no
 //! syscall beyond the vDSO clock read).
 //!
@@ -15,9 +16,10 @@
 //! retiring) also wakes it with SIGCHLD, so a handover does not wait for the
 //! master's next tick.
 
-use crate::shared_page::SharedPage;
+use crate::shared_memory::{SharedMemoryError, SharedRegion};
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -86,7 +88,7 @@ pub struct StuckThread {
 
 /// One worker's shared slot. Created by the master; inherited by the worker.
 pub struct Heartbeat {
-    page: SharedPage,
+    region: SharedRegion,
 }
 
 impl std::fmt::Debug for Heartbeat {
@@ -101,29 +103,31 @@ impl std::fmt::Debug for Heartbeat {
 impl Heartbeat {
     /// Maps a fresh shared slot (phase Booting, beat now).
     pub fn new() -> io::Result<Heartbeat> {
-        // Zeroed memory is a valid `Slot` (atomics of zero).
-        let page = SharedPage::create(c"rgunicorn-heartbeat", std::mem::size_of::<Slot>())?;
-        let heartbeat = Heartbeat { page };
+        let region = SharedRegion::create(c"rgunicorn-heartbeat", std::mem::size_of::<Slot>())?;
+        let heartbeat = Heartbeat { region };
         heartbeat.beat();
         Ok(heartbeat)
     }
 
-    /// Maps the slot whose memfd the master sent (a worker forked by the
-    /// preload zygote).
-    pub fn from_fd(fd: OwnedFd) -> io::Result<Heartbeat> {
-        let page = SharedPage::from_fd(fd, std::mem::size_of::<Slot>())?;
-        Ok(Heartbeat { page })
+    /// Maps the slot the master created, from the descriptor the worker
+    /// inherited ([`Heartbeat::fd`] in the master).
+    pub fn from_inherited(fd: OwnedFd) -> Result<Heartbeat, SharedMemoryError> {
+        let region = SharedRegion::from_inherited(fd, std::mem::size_of::<Slot>())?;
+        Ok(Heartbeat { region })
     }
 
-    /// The slot's memfd, to send to the process that forks the worker.
+    /// The slot's memfd, to hand to the worker.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.page.fd()
+        self.region.fd()
     }
 
     fn slot(&self) -> &Slot {
-        // SAFETY: the mapping is live, page-aligned and at least a `Slot`
-        // long for as long as `self` exists; all access is atomic.
-        unsafe { self.page.as_ptr().cast::<Slot>().as_ref() }
+        let slot: NonNull<Slot> = self.region.as_ptr().cast();
+        // SAFETY: the mapping is live, `size_of::<Slot>()` bytes and
+        // page-aligned for as long as `self` exists; zeroed memory is a
+        // valid `Slot` (atomics of zero), and it is only accessed through
+        // atomics.
+        unsafe { slot.as_ref() }
     }
 
     /// Records that the worker is alive now.
@@ -317,6 +321,17 @@ mod tests {
         assert_eq!(heartbeat.stuck_thread(Duration::from_secs(60)), None);
         heartbeat.thread_leaves_app(2);
         assert_eq!(heartbeat.stuck_thread(Duration::ZERO), None);
+    }
+
+    #[test]
+    fn a_slot_mapped_from_its_descriptor_is_the_same_slot() {
+        let heartbeat = Heartbeat::new().unwrap();
+        let fd = heartbeat.fd().try_clone_to_owned().unwrap();
+        let inherited = Heartbeat::from_inherited(fd).unwrap();
+        inherited.set_phase(Phase::Serving);
+        inherited.set_request(b"GET", b"/exec");
+        assert_eq!(heartbeat.phase(), Phase::Serving);
+        assert_eq!(heartbeat.request(), "GET /exec");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The request counters a worker shares with its master: one page of shared
-//! memory per worker ([`SharedPage`], a memfd), mapped by the master before
-//! the fork (as the heartbeat is), so counting a request costs the worker a handful
+//! The request counters a worker shares with its master: one shared mapping
+//! per worker (a memfd, `shared_memory`), created by the master before it
+//! starts the worker and mapped again by the worker from the descriptor it
+//! inherits (as the heartbeat is), so counting a request costs the worker a handful
 //! of relaxed atomic adds: no lock, no syscall, no allocation.
 //!
 //! The worker only adds; the master only reads, sums the pages of the live
@@ -11,9 +12,10 @@
 //!
 //! Knows nothing of Prometheus or statsd: the master renders these numbers.
 
-use crate::shared_page::SharedPage;
+use crate::shared_memory::{SharedMemoryError, SharedRegion};
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -76,7 +78,7 @@ struct Page {
 
 /// One worker's counters. Created by the master; inherited by the worker.
 pub struct WorkerMetrics {
-    page: SharedPage,
+    region: SharedRegion,
 }
 
 impl std::fmt::Debug for WorkerMetrics {
@@ -99,27 +101,28 @@ impl WorkerMetrics {
     /// Maps a fresh page of zeros. The kernel gives the pages only as they
     /// are first written, so the unused statuses cost no memory.
     pub fn new() -> io::Result<WorkerMetrics> {
-        // Zeroed memory is a valid `Page` (atomics of zero).
-        let page = SharedPage::create(c"rgunicorn-metrics", std::mem::size_of::<Page>())?;
-        Ok(WorkerMetrics { page })
+        let region = SharedRegion::create(c"rgunicorn-metrics", std::mem::size_of::<Page>())?;
+        Ok(WorkerMetrics { region })
     }
 
-    /// Maps the page whose memfd the master sent (a worker forked by the
-    /// preload zygote).
-    pub fn from_fd(fd: OwnedFd) -> io::Result<WorkerMetrics> {
-        let page = SharedPage::from_fd(fd, std::mem::size_of::<Page>())?;
-        Ok(WorkerMetrics { page })
+    /// Maps the page the master created, from the descriptor the worker
+    /// inherited ([`WorkerMetrics::fd`] in the master).
+    pub fn from_inherited(fd: OwnedFd) -> Result<WorkerMetrics, SharedMemoryError> {
+        let region = SharedRegion::from_inherited(fd, std::mem::size_of::<Page>())?;
+        Ok(WorkerMetrics { region })
     }
 
-    /// The page's memfd, to send to the process that forks the worker.
+    /// The page's memfd, to hand to the worker.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.page.fd()
+        self.region.fd()
     }
 
     fn page(&self) -> &Page {
-        // SAFETY: the mapping is live, page-aligned and at least a `Page`
-        // long for as long as `self` exists; all access is atomic.
-        unsafe { self.page.as_ptr().cast::<Page>().as_ref() }
+        let page: NonNull<Page> = self.region.as_ptr().cast();
+        // SAFETY: the mapping is live, `size_of::<Page>()` bytes and
+        // page-aligned for as long as `self` exists; zeroed memory is a
+        // valid `Page` (atomics of zero), only accessed through atomics.
+        unsafe { page.as_ref() }
     }
 
     /// A connection was accepted.
@@ -379,6 +382,16 @@ mod tests {
         total.add(&retired);
         total.add_page(&metrics);
         assert_eq!(total.connections, 4);
+    }
+
+    #[test]
+    fn a_page_mapped_from_its_descriptor_is_the_same_page() {
+        let metrics = WorkerMetrics::new().unwrap();
+        let fd = metrics.fd().try_clone_to_owned().unwrap();
+        WorkerMetrics::from_inherited(fd)
+            .unwrap()
+            .response_sent(0, 200, 5);
+        assert_eq!(metrics.requests_served(), 1);
     }
 
     #[test]

@@ -113,8 +113,8 @@ impl Forker<'_> {
             metrics,
             listeners,
         } = request;
-        let pages = Heartbeat::from_fd(heartbeat).and_then(|heartbeat| {
-            let metrics = metrics.map(WorkerMetrics::from_fd).transpose()?;
+        let pages = Heartbeat::from_inherited(heartbeat).and_then(|heartbeat| {
+            let metrics = metrics.map(WorkerMetrics::from_inherited).transpose()?;
             Ok((heartbeat, metrics))
         });
         let (heartbeat, metrics) = match pages {
