@@ -161,8 +161,6 @@ fn the_app_is_imported_once_and_the_workers_are_forks_of_the_zygote() {
 }
 
 #[test]
-#[ignore = "needs the split (a master program that does not link libpython, \
-            branch `split`); run with --ignored once it is merged"]
 fn the_master_never_maps_libpython() {
     let dir = TempDir::new("preload-maps");
     let server = preloading(&dir, 2).start();

@@ -55,7 +55,7 @@ pub const ACCESS_LOG_DEFAULT_FORMAT: &str =
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 
 /// All settings of one rgunicorn run.
-#[derive(Debug, Clone, clap::Parser)]
+#[derive(Debug, Clone, clap::Parser, serde::Serialize, serde::Deserialize)]
 #[command(
     name = "rgunicorn",
     version,

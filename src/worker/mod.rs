@@ -1,6 +1,7 @@
-//! A worker process: after the fork it resets signal handling, starts the
-//! embedded interpreter, imports the application and serves connections from
-//! its event loop until told to stop ([`run`]). A worker forked by the
+//! A worker process (the `rgunicorn-python` program, started by the master
+//! with fork and exec): it resets signal handling, starts the embedded
+//! interpreter, imports the application and serves connections from its
+//! event loop until told to stop ([`run`]). A worker forked by the
 //! `--preload` zygote skips the interpreter start and the import and enters
 //! the same serving path ([`run_preloaded`]); the zygote starts Python with
 //! [`start_python`].
@@ -23,10 +24,9 @@ mod threaded_calls;
 mod tls_session;
 pub mod wsgi;
 
-/// Exit code: the worker could not start (interpreter, sockets, signals).
-pub const WORKER_BOOT_ERROR: i32 = 3;
-/// Exit code: the application could not be imported or found.
-pub const APP_LOAD_ERROR: i32 = 4;
+/// The exit codes the master reads (their home is the handoff, the door
+/// both programs name).
+pub use crate::handoff::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 
 use crate::config::Settings;
 use crate::heartbeat::{Heartbeat, Phase};
@@ -44,11 +44,13 @@ use wsgi::exchange::AppContext;
 use wsgi::gil::Gil;
 use wsgi::response::ResponseOptions;
 
-/// What the master hands a worker at fork time.
+/// What a worker is given at start (rebuilt from the master's handoff).
 pub struct WorkerContext<'a> {
     /// The effective settings.
     pub settings: &'a Settings,
-    /// The master's listening sockets (inherited across the fork; the worker
+    /// The command line rgunicorn was started with: the app's `sys.argv`.
+    pub argv: &'a [std::ffi::OsString],
+    /// The listening sockets (inherited from the master; the worker
     /// duplicates what it needs).
     pub listeners: &'a [Listener],
     /// Whether each of `listeners` serves TLS (with `tls`).
@@ -72,8 +74,8 @@ pub struct WorkerContext<'a> {
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
-/// Runs a worker in the freshly forked child. Returns the process exit code
-/// (0, [`WORKER_BOOT_ERROR`] or [`APP_LOAD_ERROR`]); the caller exits with it.
+/// Runs a worker. Returns the process exit code (0, [`WORKER_BOOT_ERROR`]
+/// or [`APP_LOAD_ERROR`]); the caller exits with it.
 pub fn run(ctx: WorkerContext<'_>) -> i32 {
     crate::proc_title::set(&format!("rgunicorn: worker [{}]", ctx.settings.proc_name()));
     let mut report = BootReport(std::fs::File::from(ctx.boot_report));
@@ -86,7 +88,7 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
         Ok(None) => return 0,
         Err(reason) => return report.fail(WORKER_BOOT_ERROR, &reason),
     };
-    if let Err(reason) = start_python_last_steps(settings) {
+    if let Err(reason) = start_python_last_steps(settings, ctx.argv) {
         return report.fail(WORKER_BOOT_ERROR, &reason);
     }
     let parts = Parts {
@@ -123,9 +125,9 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
 /// serves (a worker) or forks workers (the preload zygote): switches to
 /// `--user`/`--group`, applies `--env` and `--capture-output`, and starts
 /// the interpreter. Returns the one-line reason it failed.
-pub fn start_python(settings: &Settings) -> Result<(), String> {
+pub fn start_python(settings: &Settings, argv: &[std::ffi::OsString]) -> Result<(), String> {
     start_python_first_steps(settings)?;
-    start_python_last_steps(settings)
+    start_python_last_steps(settings, argv)
 }
 
 /// The identity switch: before anything else the worker does.
@@ -134,8 +136,9 @@ fn start_python_first_steps(settings: &Settings) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// The environment, output capture and the interpreter.
-fn start_python_last_steps(settings: &Settings) -> Result<(), String> {
+/// The environment, output capture and the interpreter (`argv` is its
+/// `sys.argv`).
+fn start_python_last_steps(settings: &Settings, argv: &[std::ffi::OsString]) -> Result<(), String> {
     for (key, value) in &settings.raw_env {
         // The process is single-threaded here, before Python starts (which
         // reads the environment once, into os.environ).
@@ -144,7 +147,7 @@ fn start_python_last_steps(settings: &Settings) -> Result<(), String> {
     if settings.capture_output {
         crate::logging::capture_output();
     }
-    wsgi::interpreter::start(settings).map_err(|e| e.to_string())
+    wsgi::interpreter::start(settings, argv).map_err(|e| e.to_string())
 }
 
 /// Signal handling for a worker, and its tie to the master: `None` when

@@ -20,6 +20,7 @@ use std::sync::Arc;
 /// What every forked worker is given besides its request.
 pub(super) struct Forker<'a> {
     pub settings: &'a Settings,
+    pub argv: &'a [std::ffi::OsString],
     pub listeners: &'a [Listener],
     pub serves_tls: &'a [bool],
     pub master_pid: i32,
@@ -134,6 +135,7 @@ impl Forker<'_> {
             .collect();
         let context = WorkerContext {
             settings: self.settings,
+            argv: self.argv,
             listeners: if own.is_empty() { self.listeners } else { &own },
             serves_tls: self.serves_tls,
             boot_report,

@@ -1,5 +1,6 @@
-//! The preload zygote (`--preload`): a process of its own, started by the
-//! master, that starts the interpreter and imports the app once, runs
+//! The preload zygote (`--preload`): a process of its own (the Python
+//! program, `rgunicorn-python`, started by the master with the zygote's
+//! role), that starts the interpreter and imports the app once, runs
 //! `gc.collect()` then `gc.freeze()` (so the cyclic collector never writes
 //! to the imported objects and the workers keep sharing their pages), then
 //! forks a worker each time the master asks over its channel
@@ -36,6 +37,8 @@ use std::sync::Arc;
 pub struct ZygoteContext<'a> {
     /// The effective settings (the workers it forks serve with these).
     pub settings: &'a Settings,
+    /// The command line rgunicorn was started with: the app's `sys.argv`.
+    pub argv: &'a [std::ffi::OsString],
     /// The master's listening sockets, inherited, passed on to the workers.
     pub listeners: &'a [Listener],
     /// Whether each of `listeners` serves TLS.
@@ -53,7 +56,7 @@ pub struct ZygoteContext<'a> {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-/// Runs the zygote in the freshly forked child. Returns the process exit
+/// Runs the zygote (the Python program started with the zygote's role). Returns the process exit
 /// code (0 when the master closed the channel, [`WORKER_BOOT_ERROR`] or
 /// [`APP_LOAD_ERROR`] when it could not start); the caller exits with it.
 pub fn run(ctx: ZygoteContext<'_>) -> i32 {
@@ -68,7 +71,7 @@ pub fn run(ctx: ZygoteContext<'_>) -> i32 {
     if !worker::die_with_master(ctx.master_pid) {
         return 0;
     }
-    if let Err(reason) = worker::start_python(settings) {
+    if let Err(reason) = worker::start_python(settings, ctx.argv) {
         return fail(WORKER_BOOT_ERROR, &reason);
     }
     Python::attach(|py| {
@@ -92,6 +95,7 @@ pub fn run(ctx: ZygoteContext<'_>) -> i32 {
         announce_ready(&ctx.heartbeat, ctx.master_pid);
         let forker = fork::Forker {
             settings,
+            argv: ctx.argv,
             listeners: ctx.listeners,
             serves_tls: ctx.serves_tls,
             master_pid: ctx.master_pid,

@@ -9,8 +9,8 @@
 //! * No exit path leaves a worker behind: stops end with SIGKILL for the
 //!   stragglers, and dropping the arbiter kills and reaps whatever is left.
 //!
-//! The arbiter never touches Python; the child side of a fork only hands
-//! over to [`crate::worker::run`] and `_exit`s with its code.
+//! The arbiter never touches Python: a worker is the Python program,
+//! started through `master::python_process` with a worker's handoff.
 //!
 //! Life-cycle duties (see `docs/signals.md`): the pid file is written once
 //! the first workers are forked and removed on every way out; systemd hears
@@ -35,21 +35,22 @@ mod zygote;
 
 use super::metrics_endpoint::MetricsEndpoint;
 use super::pidfile::{PidFile, PidFileError};
+use super::python_process::PythonProgram;
 use super::scoreboard::Scoreboard;
 use super::signals::{MasterSignal, SignalQueue};
 use super::sockets::BoundSockets;
 use super::systemd::{Notification, Notifier};
 use super::upgrade::LaunchCommand;
 use crate::config::Settings;
+use crate::handoff::tls::TlsMaterial;
+use crate::handoff::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use crate::heartbeat::{Heartbeat, Phase};
 use crate::metrics::WorkerMetrics;
-use crate::worker::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::unistd::{getpid, Pid};
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The loop wakes at least this often even without signals.
@@ -218,9 +219,11 @@ pub struct Arbiter {
     metrics_endpoint: Option<MetricsEndpoint>,
     /// Retired counts and restarts, for `/metrics` and `/status`.
     scoreboard: Scoreboard,
-    /// The TLS configuration new workers serve with (`None`: plain HTTP);
-    /// rebuilt on HUP.
-    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS files new workers build their configuration from (`None`:
+    /// plain HTTP); read again on HUP.
+    tls: Option<TlsMaterial>,
+    /// The program every worker (and zygote) runs.
+    python: PythonProgram,
     /// `--preload`: the zygote workers are forked from, once it is ready.
     zygote: Option<zygote::ZygoteRecord>,
     /// `--preload`: a zygote still importing the app (at start, after the
@@ -240,7 +243,8 @@ impl Arbiter {
         settings: Settings,
         sockets: BoundSockets,
         signals: SignalQueue,
-        tls: Option<Arc<rustls::ServerConfig>>,
+        tls: Option<TlsMaterial>,
+        python: PythonProgram,
     ) -> Arbiter {
         Arbiter {
             num_workers: settings.workers.max(1),
@@ -260,6 +264,7 @@ impl Arbiter {
             metrics_endpoint: None,
             scoreboard: Scoreboard::new(),
             tls,
+            python,
             zygote: None,
             next_zygote: None,
             zygote_not_before: None,

@@ -5,9 +5,9 @@ use super::{
     Arbiter, ArbiterError, WorkerRecord, BOOT_REPORT_LIMIT, FIRST_RESPAWN_DELAY, MAX_RESPAWN_DELAY,
     QUICK_DEATH,
 };
+use crate::handoff::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use crate::heartbeat::Phase;
 use crate::master::scoreboard::Ending;
-use crate::worker::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};

@@ -1,5 +1,5 @@
 //! `--preload`: the arbiter's zygotes. The master starts one zygote (the
-//! child hands over to `zygote::run`), waits for it to import the app, and
+//! Python program with the zygote's role, `master::python_process`), waits for it to import the app, and
 //! then forks every worker through it (a request over its channel; the
 //! worker is adopted by the master, a child subreaper, and supervised like
 //! any other).
@@ -14,19 +14,19 @@
 //!   the app-load exit code, as a worker does without preload.
 
 use super::{Arbiter, ArbiterError, WorkerRecord, BOOT_LIMIT, MAX_RESPAWN_DELAY};
+use crate::handoff::{Handoff, Role, ZygoteFacts, APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use crate::heartbeat::{Heartbeat, Phase};
-use crate::master::signals;
+use crate::master::python_process;
 use crate::metrics::WorkerMetrics;
-use crate::worker::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
-use crate::zygote::{self, ZygoteContext};
 use crate::zygote_channel::{self, Channel, ForkReply, ForkRequestFds};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use nix::unistd::{pipe2, Pid};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long the master waits for a zygote to answer a fork request (a
@@ -93,68 +93,56 @@ impl Arbiter {
         }
     }
 
-    /// Forks a zygote; it is the next one until it is ready.
+    /// Starts a zygote (the Python program with the zygote's role); it is
+    /// the next one until it is ready.
     fn start_zygote(&mut self, reload: bool) -> io::Result<()> {
         let (master_end, zygote_end) = zygote_channel::pair()?;
         let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         let heartbeat = Heartbeat::new()?;
-        let _ = io::stderr().flush();
-        let blocked = signals::block_for_fork()?;
-        // SAFETY: the master is single-threaded, so the child starts with
-        // consistent locks and allocator state. The child only drops master
-        // state, runs the zygote and `_exit`s; it never returns into the
-        // master's loop.
-        let forked = match unsafe { fork() } {
-            Ok(forked) => forked,
-            Err(e) => {
-                blocked.restore();
-                return Err(e.into());
-            }
+        let listeners: Vec<RawFd> = self
+            .sockets
+            .listeners()
+            .iter()
+            .map(AsRawFd::as_raw_fd)
+            .collect();
+        let facts = ZygoteFacts {
+            listeners: listeners.clone(),
+            serves_tls: self.sockets.serves_tls().to_vec(),
+            boot_report: report_write.as_raw_fd(),
+            heartbeat: heartbeat.fd().as_raw_fd(),
+            channel: zygote_end.as_fd().as_raw_fd(),
+            master_pid: self.master_pid.as_raw(),
         };
-        match forked {
-            ForkResult::Parent { child } => {
-                blocked.restore();
-                drop((report_write, zygote_end));
-                log::info!("Booting zygote with pid: {child}");
-                self.next_zygote = Some(ZygoteRecord {
-                    pid: child,
-                    channel: master_end,
-                    boot_report: report_read,
-                    heartbeat,
-                    started_at: Instant::now(),
-                    reload,
-                });
-                Ok(())
-            }
-            ForkResult::Child => {
-                drop((report_read, master_end));
-                drop(self.signals.take());
-                if let Some(endpoint) = self.metrics_endpoint.take() {
-                    endpoint.close_in_child();
-                }
-                blocked.reset_in_child();
-                self.workers.clear();
-                drop((self.zygote.take(), self.next_zygote.take()));
-                let context = ZygoteContext {
-                    settings: &self.settings,
-                    listeners: self.sockets.listeners(),
-                    serves_tls: self.sockets.serves_tls(),
-                    channel: zygote_end,
-                    boot_report: report_write,
-                    master_pid: self.master_pid.as_raw(),
-                    heartbeat,
-                    tls: self.tls.clone(),
-                };
-                let code =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| zygote::run(context)))
-                        .unwrap_or(1);
-                let _ = io::stderr().flush();
-                // SAFETY: `_exit` ends the child without running the master's
-                // atexit handlers or destructors (which would kill "its"
-                // workers or unlink the master's unix sockets).
-                unsafe { libc::_exit(code) }
-            }
-        }
+        let inherit: Vec<RawFd> = listeners
+            .iter()
+            .copied()
+            .chain([facts.boot_report, facts.heartbeat, facts.channel])
+            .collect();
+        let handoff = Handoff {
+            role: Role::Zygote(facts),
+            settings: self.settings.clone(),
+            argv: crate::proc_title::original_args(),
+            log_file: crate::logging::log_file().map(Path::to_path_buf),
+            tls: self.tls.clone(),
+        };
+        let _ = io::stderr().flush();
+        let child = python_process::start(
+            &self.python,
+            &handoff,
+            &inherit,
+            Some(report_write.as_raw_fd()),
+        )?;
+        drop((report_write, zygote_end));
+        log::info!("Booting zygote with pid: {child}");
+        self.next_zygote = Some(ZygoteRecord {
+            pid: child,
+            channel: master_end,
+            boot_report: report_read,
+            heartbeat,
+            started_at: Instant::now(),
+            reload,
+        });
+        Ok(())
     }
 
     /// The next zygote imported the app: workers are forked from it now.
