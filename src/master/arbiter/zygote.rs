@@ -92,6 +92,7 @@ impl Arbiter {
         }
         if let Err(e) = self.start_zygote(true) {
             log::error!("Reload failed, the old workers keep serving: cannot start a zygote: {e}");
+            self.ready_pending = true;
         }
     }
 
@@ -267,6 +268,8 @@ impl Arbiter {
         };
         if self.zygote.is_some() {
             log::error!("Reload failed, the old workers keep serving: {reason}");
+            // systemd heard RELOADING=1: READY=1 again, for the old set.
+            self.ready_pending = true;
         } else {
             log::error!(
                 "Zygote failed to start: {reason}; the workers keep serving, retrying in {}s",
