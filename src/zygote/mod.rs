@@ -33,7 +33,7 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-/// What the master hands the zygote when it starts it.
+/// What the zygote is given at start (rebuilt from the master's handoff).
 pub struct ZygoteContext<'a> {
     /// The effective settings (the workers it forks serve with these).
     pub settings: &'a Settings,
@@ -130,7 +130,10 @@ fn announce_ready(heartbeat: &Heartbeat, master_pid: i32) {
 /// Forks a worker for each request until the master closes the channel.
 fn serve_fork_requests(py: Python<'_>, forker: &fork::Forker<'_>) -> i32 {
     loop {
-        let reply = match forker.channel.recv_request() {
+        // Without the GIL while waiting (threads the app started anyway
+        // may run); with it again for the fork.
+        let channel = forker.channel;
+        let reply = match py.detach(|| channel.recv_request()) {
             Ok(request) => forker.fork_worker(py, request),
             Err(ChannelError::Closed) => return 0,
             Err(ChannelError::Malformed(why)) => ForkReply::Failed(why.to_string()),

@@ -1,16 +1,16 @@
 //! `--preload`: the arbiter's zygotes. The master starts one zygote (the
-//! Python program with the zygote's role, `master::python_process`), waits for it to import the app, and
-//! then forks every worker through it (a request over its channel; the
-//! worker is adopted by the master, a child subreaper, and supervised like
-//! any other).
+//! Python program with the zygote's role, `master::python_process`), waits
+//! for it to import the app, and then forks every worker through it (a
+//! request over its channel; the worker is adopted by the master, a child
+//! subreaper, and supervised like any other).
 //!
 //! * A HUP (or a `--reload` request) starts a new zygote beside the old
 //!   one; once it is ready it becomes the one workers are forked from, the
 //!   old workers are replaced as on a HUP without preload, and the old
-//!   zygote is stopped once the new workers serve (if they cannot boot, the
-//!   reload is abandoned and workers come from the old zygote again). A
-//!   new zygote that cannot import the app is dropped
-//!   and the old one and its workers keep serving.
+//!   zygote is stopped once the new workers serve (if they cannot boot,
+//!   the reload is abandoned and workers come from the old zygote again).
+//!   A new zygote that cannot import the app is dropped, and the old one
+//!   and its workers keep serving.
 //! * A zygote that dies is replaced; the workers keep serving meanwhile.
 //! * At start, a zygote that cannot import the app halts the server with
 //!   the app-load exit code, as a worker does without preload.
