@@ -12,9 +12,13 @@
 //! work, so each app thread has its own entry: since when it has been inside
 //! the application (0 while it is not) and for which request. A thread
 //! inside the app for longer than `--timeout` is stuck even though the loop
-//! still beats. The master only reads; a worker that changes phase (serving,
-//! retiring) also wakes it with SIGCHLD, so a handover does not wait for the
-//! master's next tick.
+//! still beats. The worker also records how long it took to boot (from the
+//! slot's creation, which the master stamps just before it starts the
+//! worker). The master reads, and writes one thing: the latest boot time
+//! seen among all its workers, the best guess of how long the next one will
+//! take (for `--max-requests`, see `worker::recycling`). A worker that
+//! changes phase (serving, retiring) also wakes the master with SIGCHLD, so
+//! a handover does not wait for the master's next tick.
 
 use crate::shared_memory::{SharedMemoryError, SharedRegion};
 use std::io;
@@ -38,8 +42,9 @@ pub enum Phase {
     Booting,
     /// Serving; `--timeout` applies.
     Serving,
-    /// Asked to be replaced (max-requests reached): the master starts a
-    /// successor, then stops this worker gracefully.
+    /// Asked to be replaced (near or at `--max-requests`): the master
+    /// starts a successor, then stops this worker gracefully once the
+    /// successor serves.
     Retiring,
 }
 
@@ -55,6 +60,15 @@ impl Phase {
 
 #[repr(C)]
 struct Slot {
+    /// When the master created the slot (monotonic ms), just before it
+    /// started the worker.
+    created_ms: AtomicU64,
+    /// How long the worker took from the slot's creation to serving, in ms
+    /// (0 until it serves; at least 1 once it does).
+    booted_in_ms: AtomicU64,
+    /// Written by the master: the latest `booted_in_ms` among all its
+    /// workers (0 = none yet).
+    latest_boot_ms: AtomicU64,
     beat_ms: AtomicU64,
     phase: AtomicU32,
     /// Set by a worker whose `--reload` watcher saw a source file change.
@@ -105,6 +119,10 @@ impl Heartbeat {
     pub fn new() -> io::Result<Heartbeat> {
         let region = SharedRegion::create(c"rgunicorn-heartbeat", std::mem::size_of::<Slot>())?;
         let heartbeat = Heartbeat { region };
+        heartbeat
+            .slot()
+            .created_ms
+            .store(monotonic_ms(), Ordering::Relaxed);
         heartbeat.beat();
         Ok(heartbeat)
     }
@@ -139,6 +157,31 @@ impl Heartbeat {
     pub fn silent_for(&self) -> Duration {
         let last = self.slot().beat_ms.load(Ordering::Relaxed);
         Duration::from_millis(monotonic_ms().saturating_sub(last))
+    }
+
+    /// The worker starts serving: records how long it took since the master
+    /// created the slot (just before starting it), and returns that.
+    pub fn record_boot(&self) -> Duration {
+        let created = self.slot().created_ms.load(Ordering::Relaxed);
+        let booted_in = monotonic_ms().saturating_sub(created).max(1);
+        self.slot().booted_in_ms.store(booted_in, Ordering::Release);
+        Duration::from_millis(booted_in)
+    }
+
+    /// How long the worker took to boot, once it serves.
+    pub fn boot(&self) -> Option<Duration> {
+        millis(self.slot().booted_in_ms.load(Ordering::Acquire))
+    }
+
+    /// The master tells the worker the latest boot time among its workers.
+    pub fn set_latest_boot(&self, boot: Duration) {
+        let ms = (boot.as_millis() as u64).max(1);
+        self.slot().latest_boot_ms.store(ms, Ordering::Release);
+    }
+
+    /// The latest boot time among the master's workers, if it told one.
+    pub fn latest_boot(&self) -> Option<Duration> {
+        millis(self.slot().latest_boot_ms.load(Ordering::Acquire))
     }
 
     /// Moves the worker to `phase` (and beats).
@@ -256,6 +299,11 @@ fn load_request(words: &[AtomicU64]) -> String {
     String::from_utf8_lossy(&bytes[1..1 + len]).into_owned()
 }
 
+/// A stored number of milliseconds (0 = none).
+fn millis(ms: u64) -> Option<Duration> {
+    (ms != 0).then(|| Duration::from_millis(ms))
+}
+
 /// Milliseconds on CLOCK_MONOTONIC, which master and workers share.
 fn monotonic_ms() -> u64 {
     let mut now = libc::timespec {
@@ -279,6 +327,18 @@ mod tests {
         let heartbeat = Heartbeat::new().unwrap();
         assert_eq!(heartbeat.phase(), Phase::Booting);
         assert!(heartbeat.silent_for() < Duration::from_secs(1));
+        assert_eq!((heartbeat.boot(), heartbeat.latest_boot()), (None, None));
+    }
+
+    #[test]
+    fn a_boot_is_timed_from_the_slots_creation() {
+        let heartbeat = Heartbeat::new().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let boot = heartbeat.record_boot();
+        assert!(boot >= Duration::from_millis(20), "{boot:?}");
+        assert_eq!(heartbeat.boot(), Some(boot));
+        heartbeat.set_latest_boot(Duration::from_millis(70));
+        assert_eq!(heartbeat.latest_boot(), Some(Duration::from_millis(70)));
     }
 
     #[test]

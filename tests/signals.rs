@@ -331,6 +331,11 @@ fn max_requests_recycles_workers_under_load_without_failed_requests() {
         "no third generation of workers; log:\n{}",
         server.log()
     );
+    assert!(
+        server.wait_for_log_count(") retiring after ", 4, SLOW),
+        "four workers were not retired; log:\n{}",
+        server.log()
+    );
     load.wait_for_more(20);
     let report = load.finish();
 
@@ -342,22 +347,47 @@ fn max_requests_recycles_workers_under_load_without_failed_requests() {
         report.served,
         report.pids
     );
-    let limits: Vec<u64> = server
-        .log()
+    // Each worker asks for its successor at "N of M requests": M is its
+    // budget, max-requests + jitter (20..=25), and N at least half of M
+    // (under this load it asks well before M) and at most M plus what one
+    // event-loop turn finishes on the 4 load connections (the count is
+    // checked once per turn). It is stopped once its successor serves, so
+    // after at least half of M too.
+    let log = server.log();
+    let asks: Vec<(u64, u64)> = log
         .lines()
-        .filter_map(|line| {
-            line.split("Autorestarting worker after current request: served ")
-                .nth(1)
+        .filter_map(|line| line.split("asking for its successor at ").nth(1))
+        .filter_map(|rest| {
+            let mut words = rest.split_whitespace();
+            let served = words.next()?.parse().ok()?;
+            let budget = words.nth(1)?.parse().ok()?;
+            Some((served, budget))
         })
-        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
         .collect();
-    // The worker checks its count once per event-loop turn, and one turn
-    // can finish a request on each of the 4 load connections: the count it
-    // retires at is max-requests + jitter (20..=25) plus at most 3.
-    assert!(limits.len() >= 4, "{limits:?}");
+    assert!(asks.len() >= 4, "{asks:?}");
     assert!(
-        limits.iter().all(|served| (20..=25 + 3).contains(served)),
-        "a worker retired outside max-requests + jitter: {limits:?}"
+        asks.iter()
+            .all(|&(served, budget)| (20..=25).contains(&budget)
+                && (budget.div_ceil(2)..=budget + 3).contains(&served)),
+        "a worker asked before half its budget or past it, or its budget is outside \
+         max-requests + jitter: {asks:?}"
+    );
+    let retirements: Vec<(u64, u64)> = log
+        .lines()
+        .filter_map(|line| line.split(") retiring after ").nth(1))
+        .filter_map(|rest| {
+            let mut words = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|w| !w.is_empty());
+            Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+        })
+        .collect();
+    assert!(retirements.len() >= 4, "{retirements:?}");
+    assert!(
+        retirements
+            .iter()
+            .all(|&(served, budget)| served >= budget.div_ceil(2)),
+        "a worker retired before half its budget: {retirements:?}"
     );
 }
 

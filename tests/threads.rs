@@ -335,10 +335,18 @@ fn max_requests_counts_the_requests_of_every_thread() {
     for handle in in_parallel(&server, "/sleep?s=0.05", 12) {
         assert_eq!(handle.join().unwrap().status, 200);
     }
+    // If only one thread's requests counted, 3 of 12 would be too few to
+    // ask for a successor at all (never before half the budget).
     let line = server
-        .wait_for_log_line("Autorestarting worker after current request", SLOW)
-        .unwrap_or_else(|| panic!("no retirement after 12 requests: {}", server.log()));
-    assert!(line.contains("served 12 requests"), "{line}");
+        .wait_for_log_line("asking for its successor at ", SLOW)
+        .unwrap_or_else(|| panic!("no successor asked for after 12 requests: {}", server.log()));
+    let served: u64 = line
+        .split("asking for its successor at ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(line.contains(" of 12 requests"), "{line}");
+    assert!((6..=12).contains(&served), "{line}");
     assert!(server.wait_for_log_count("Booting worker with pid", 2, SLOW));
     assert!(wait_until(SLOW, || {
         get_on(server.address(), "/pid").text() != first.to_string()

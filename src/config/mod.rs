@@ -339,7 +339,11 @@ pub struct Settings {
     pub timeout: u64,
 
     /// A worker is replaced after serving this many requests (0 = never),
-    /// to limit the damage of memory leaks.
+    /// to limit the damage of memory leaks. Its successor boots first, so
+    /// capacity never dips: the worker asks for it about one boot before its
+    /// limit (judged by its recent request rate and how long workers take
+    /// to boot; never before half the limit) and stops as soon as the
+    /// successor serves.
     #[arg(long = "max-requests", value_name = "INT", default_value_t = 0)]
     pub max_requests: u64,
 

@@ -6,6 +6,7 @@
 
 use super::accept_interest;
 use super::connection::{AppCalls, Connection, EvictionCost, Keep, Shared};
+use super::recycling::{Ask, Recycling};
 use super::signals::{SignalPipe, WorkerSignal};
 use super::stream::{Socket, Stream};
 use super::tls_session::TlsSession;
@@ -178,6 +179,13 @@ pub struct EventLoop {
     master_pid: i32,
     graceful_timeout: Duration,
     stop_deadline: Option<Instant>,
+    /// With `--max-requests`, from when the worker serves: its budget and
+    /// when to ask for a successor.
+    recycling: Option<Recycling>,
+    /// The budget is used up and the successor is not serving yet: defer
+    /// new connections to the other workers (see
+    /// [`EventLoop::yield_accepts_to_siblings`]).
+    deferring_accepts: bool,
 }
 
 impl EventLoop {
@@ -218,6 +226,8 @@ impl EventLoop {
             master_pid,
             graceful_timeout,
             stop_deadline: None,
+            recycling: None,
+            deferring_accepts: false,
         })
     }
 
@@ -380,6 +390,14 @@ impl EventLoop {
         }
         self.stop_deadline = Some(Instant::now() + self.graceful_timeout);
         self.shared.stopping = true;
+        if let Some(recycling) = self.recycling.as_ref().filter(|r| r.asked()) {
+            log::info!(
+                "Worker (pid:{}) retiring after {} requests (max requests {})",
+                std::process::id(),
+                self.shared.requests_done,
+                recycling.limit()
+            );
+        }
         log::debug!(
             "Worker (pid:{}) stopping gracefully: {} connection(s) open",
             std::process::id(),
@@ -417,19 +435,45 @@ impl EventLoop {
         }
     }
 
-    /// At `--max-requests`, asks the master for a successor; this worker
-    /// keeps serving until the successor is ready and the master sends TERM.
-    fn check_max_requests(&mut self) {
+    /// Tells the master this worker serves, records how long it took to
+    /// boot (for the master, which passes the latest boot on to every
+    /// worker), and starts counting towards `--max-requests`.
+    pub fn start_serving(&mut self) {
+        let boot = self.shared.heartbeat.record_boot();
+        log::debug!(
+            "Worker (pid:{}) serving, booted in {} ms",
+            std::process::id(),
+            boot.as_millis()
+        );
         let limit = self.shared.max_requests;
-        if limit > 0
-            && self.shared.requests_done >= limit
-            && self.shared.heartbeat.phase() == Phase::Serving
-        {
-            log::info!(
-                "Autorestarting worker after current request: served {} requests",
-                self.shared.requests_done
-            );
+        self.recycling = (limit > 0).then(|| Recycling::new(limit, boot));
+        self.announce_phase(Phase::Serving);
+    }
+
+    /// `--max-requests`: asks the master for a successor once the requests
+    /// left would take about one boot (see [`Recycling`]), and at the
+    /// limit, if the successor is not serving yet, defers new connections
+    /// to the other workers. The master stops this worker as soon as its
+    /// successor serves.
+    fn check_max_requests(&mut self) {
+        let served = self.shared.requests_done;
+        let (ask, at_limit) = match &mut self.recycling {
+            Some(recycling) if self.stop_deadline.is_none() => (
+                recycling.check(served, Instant::now(), self.shared.heartbeat.latest_boot()),
+                recycling.reached_limit(served),
+            ),
+            _ => return,
+        };
+        if let Some(ask) = ask {
+            log_ask(&ask);
             self.announce_phase(Phase::Retiring);
+        }
+        if at_limit && !self.deferring_accepts {
+            self.deferring_accepts = true;
+            log::debug!(
+                "Worker (pid:{}) at its max requests; deferring connections until its successor serves",
+                std::process::id()
+            );
             self.yield_accepts_to_siblings();
         }
     }
@@ -439,11 +483,8 @@ impl EventLoop {
     /// tick: boots a successor for a retiring worker, or retires the
     /// worker that a newly serving one replaces. A handover then takes one
     /// boot, not a boot plus up to two master ticks.
-    pub fn announce_phase(&self, phase: Phase) {
+    fn announce_phase(&self, phase: Phase) {
         self.shared.heartbeat.set_phase(phase);
-        if phase == Phase::Serving {
-            log::debug!("Worker (pid:{}) serving", std::process::id());
-        }
         // SAFETY: kill has no memory preconditions; a master that is gone
         // (ESRCH) is noticed by the tick's parent check.
         unsafe {
@@ -466,13 +507,13 @@ impl EventLoop {
     /// accepting for [`DESCRIPTOR_BACKOFF`].
     fn accept_from(&mut self, gil: Gil<'_>, index: usize) {
         self.accept_batch(gil, index);
-        if self.shared.heartbeat.phase() == Phase::Retiring {
+        if self.deferring_accepts {
             self.yield_accepts_to_siblings();
         }
     }
 
-    /// A retiring worker (max-requests reached, its successor booting)
-    /// goes to the back of each listener's queue of exclusive waiters
+    /// A worker at its max requests (its successor still booting) goes to
+    /// the back of each listener's queue of exclusive waiters
     /// after every batch it accepts: the kernel offers a new connection to
     /// the first waiting worker in that queue, so every other worker,
     /// including the successor once it polls, is offered it first. The
@@ -736,4 +777,18 @@ impl EventLoop {
             self.resume_accepting();
         }
     }
+}
+
+/// The worker's line when it asks for its successor (`Autorestarting
+/// worker` is gunicorn's word for it, which operators grep for).
+fn log_ask(ask: &Ask) {
+    log::info!(
+        "Autorestarting worker (pid:{}): asking for its successor at {} of {} requests \
+         ({:.0} requests/s, a boot takes about {} ms)",
+        std::process::id(),
+        ask.served,
+        ask.limit,
+        ask.rate,
+        ask.boot.as_millis()
+    );
 }

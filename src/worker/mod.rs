@@ -14,6 +14,7 @@ mod connection;
 mod event_loop;
 pub mod forwarded;
 pub mod identity;
+mod recycling;
 mod reloader;
 mod request_body;
 mod request_metrics;
@@ -29,7 +30,7 @@ pub mod wsgi;
 pub use crate::handoff::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 
 use crate::config::Settings;
-use crate::heartbeat::{Heartbeat, Phase};
+use crate::heartbeat::Heartbeat;
 use crate::http::{HttpDate, Limits};
 use crate::listener::Listener;
 use connection::{AppCalls, Shared, Timeouts};
@@ -367,7 +368,10 @@ fn serve(
         heartbeat,
         metrics: request_metrics::RequestMetrics::new(metrics),
         requests_done: 0,
-        max_requests: max_requests_with_jitter(settings.max_requests, settings.max_requests_jitter),
+        max_requests: recycling::max_requests_with_jitter(
+            settings.max_requests,
+            settings.max_requests_jitter,
+        ),
         access_log,
         scheme_policy: forwarded::SchemePolicy::new(
             settings.forwarded_allow_ips.clone(),
@@ -400,7 +404,7 @@ fn serve(
     };
     // Serving once the listeners are in the poll: the master may now
     // retire the worker this one replaces.
-    event_loop.announce_phase(Phase::Serving);
+    event_loop.start_serving();
     let code = match multithread {
         false => event_loop.run(Gil::Held(py)),
         true => py.detach(|| event_loop.run(Gil::Released)),
@@ -420,20 +424,6 @@ fn dump_tracebacks_on_abort(py: Python<'_>) -> PyResult<()> {
     py.import("faulthandler")?
         .call_method("enable", (), Some(&kwargs))?;
     Ok(())
-}
-
-/// This worker's request budget: `--max-requests` plus a random share of
-/// `--max-requests-jitter`, so workers do not all leave together
-/// (0 = unlimited).
-fn max_requests_with_jitter(max_requests: u64, jitter: u64) -> u64 {
-    if max_requests == 0 {
-        return 0;
-    }
-    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos() as u64);
-    max_requests + seed % (jitter + 1)
 }
 
 /// What a Python program does on its way out, short of finalising the

@@ -133,10 +133,15 @@ struct WorkerRecord {
     /// A successor is wanted (HUP, or max-requests reached): it keeps
     /// serving until enough newer workers serve, then gets TERM.
     replaced: bool,
+    /// When it asked for a successor (max-requests): the first to ask is
+    /// the first retired.
+    asked_at: Option<Instant>,
     /// When it was sent SIGABRT for exceeding `--timeout`.
     aborted_at: Option<Instant>,
     /// Its number among the live workers (1, 2, ...; reused once free).
     slot: u32,
+    /// Whether its boot time has been passed on to the other workers.
+    boot_shared: bool,
     /// Its request counters (with `--metrics-bind` or `--statsd-host`).
     metrics: Option<WorkerMetrics>,
 }
@@ -157,8 +162,10 @@ impl WorkerRecord {
             killed: false,
             heartbeat,
             replaced: false,
+            asked_at: None,
             aborted_at: None,
             slot,
+            boot_shared: false,
             metrics,
         }
     }
@@ -335,6 +342,7 @@ impl Arbiter {
             if self.take_reload_requests() {
                 self.reload();
             }
+            self.share_boot_times();
             self.note_retiring_workers();
             self.manage_zygotes();
             self.manage_workers();

@@ -6,6 +6,7 @@ use super::{Arbiter, WorkerRecord};
 use crate::heartbeat::Phase;
 use crate::master::systemd::Notification;
 use nix::unistd::Pid;
+use std::time::Instant;
 
 impl Arbiter {
     /// `--reload`: whether a serving worker saw a source file change. Every
@@ -28,15 +29,36 @@ impl Arbiter {
         requested
     }
 
-    /// Workers that reached `--max-requests` ask for a successor.
+    /// Tells every worker the boot time of the one that started serving
+    /// last: with `--max-requests` a worker asks for its successor about
+    /// one boot before its limit, and the latest boot is the best guess of
+    /// how long the next takes (its own may date from a quieter machine).
+    pub(super) fn share_boot_times(&mut self) {
+        let mut latest = None;
+        for worker in self.workers.values_mut() {
+            if let (false, Some(boot)) = (worker.boot_shared, worker.heartbeat.boot()) {
+                worker.boot_shared = true;
+                latest = Some(boot);
+            }
+        }
+        if let Some(boot) = latest {
+            for worker in self.workers.values() {
+                worker.heartbeat.set_latest_boot(boot);
+            }
+        }
+    }
+
+    /// Workers near or at `--max-requests` ask for a successor (each asks
+    /// about one boot before its limit, see `worker::recycling`).
     pub(super) fn note_retiring_workers(&mut self) {
         for (pid, worker) in self.workers.iter_mut() {
             if !worker.replaced
                 && worker.stopping_since.is_none()
                 && worker.heartbeat.phase() == Phase::Retiring
             {
-                log::info!("Worker (pid:{pid}) reached its max requests; booting its successor");
+                log::info!("Worker (pid:{pid}) asked for its successor (max requests); booting it");
                 worker.replaced = true;
+                worker.asked_at = Some(Instant::now());
             }
         }
     }
@@ -44,7 +66,9 @@ impl Arbiter {
     /// TERMs workers being replaced (by HUP or max-requests) one for one as
     /// their successors serve, so capacity never dips below the wanted
     /// number and no old worker serves longer than it takes one successor
-    /// to boot. Workers that reached max-requests go first, then the oldest.
+    /// to boot. Workers that asked for a successor (max-requests) go first,
+    /// in the order they asked (the first to ask is nearest its limit),
+    /// then the oldest.
     pub(super) fn retire_replaced_workers(&mut self) {
         let active = |w: &&WorkerRecord| w.stopping_since.is_none();
         let serving_successors = self
@@ -53,11 +77,16 @@ impl Arbiter {
             .filter(active)
             .filter(|w| !w.replaced && w.heartbeat.phase() == Phase::Serving)
             .count();
-        let mut replaced: Vec<(bool, u64, Pid)> = self
+        // Sorted: those that asked (or reached max-requests after a HUP),
+        // by when they asked, then the oldest.
+        let mut replaced: Vec<(bool, bool, Option<Instant>, u64, Pid)> = self
             .workers
             .iter()
             .filter(|(_, w)| w.replaced && w.stopping_since.is_none())
-            .map(|(pid, w)| (w.heartbeat.phase() != Phase::Retiring, w.age, *pid))
+            .map(|(pid, w)| {
+                let retiring = w.heartbeat.phase() == Phase::Retiring;
+                (!retiring, w.asked_at.is_none(), w.asked_at, w.age, *pid)
+            })
             .collect();
         if replaced.is_empty() {
             if serving_successors >= self.num_workers as usize {
@@ -71,7 +100,7 @@ impl Arbiter {
             .saturating_sub(self.num_workers as usize)
             .min(replaced.len());
         replaced.sort();
-        for (_, _, pid) in replaced.into_iter().take(can_retire) {
+        for (_, _, _, _, pid) in replaced.into_iter().take(can_retire) {
             self.retire_worker(pid);
         }
         if serving_successors >= self.num_workers as usize {
