@@ -109,26 +109,46 @@ def descendants(root):
     return out
 
 
-def alive(pid):
+def state(pid):
+    """The process state letter from /proc/PID/stat (R, S, T, Z, ...), or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
-        return False
+        return None
+
+
+def stop(pids, timeout=10):
+    """SIGSTOPs `pids` and waits until each is stopped (kill returns before)."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(state(pid) not in ("T", None) for pid in pids):
+        time.sleep(0.001)
+
+
+def resume(pids):
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+
+
+def alive(pid):
+    return state(pid) not in ("Z", "X", None)
 
 
 class PreloadServer(Server):
     """A server of this benchmark: its access log tells which pids serve."""
 
-    def __init__(self, name, rgunicorn):
-        self.access_log = os.path.join(LOGDIR, f"preload-{name}-access.log")
+    def __init__(self, name, rgunicorn, label, env):
+        self.access_log = os.path.join(LOGDIR, f"preload-{label}-access.log")
         open(self.access_log, "w").close()
         self.read_upto = 0
         self.counts = {}
         procs = 2 + WORKERS if name == "rgunicorn-preload" else 1 + WORKERS
-        super().__init__(f"preload-{name}", server_argv(name, rgunicorn, self.access_log), procs, APP, "/",
-                         env={"PYTHONDONTWRITEBYTECODE": "1"})
-        self.label = name
+        super().__init__(f"preload-{label}", server_argv(name, rgunicorn, self.access_log), procs, APP, "/",
+                         env={"PYTHONDONTWRITEBYTECODE": "1", **env})
+        self.label = label
+        self.preload_zygote = name == "rgunicorn-preload"
 
     def served(self):
         """pid -> requests in the access log so far."""
@@ -155,7 +175,9 @@ class PreloadServer(Server):
 
 
 def wrk(url, seconds, connections, close):
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    # A request waits up to 30 s (a new generation may be importing) before
+    # wrk counts it as a timeout.
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s"]
     if close:
         argv += ["-H", "Connection: close"]
     return argv + [url]
@@ -208,23 +230,22 @@ def read_memory(server):
     return rows
 
 
-def worker_stats(server):
-    """GET /stats of each serving worker (the others stopped meanwhile, so
-    only it can accept): pid -> stats."""
+def worker_stats(server, only=None):
+    """GET /stats of each serving worker (or of those in `only`), the others
+    stopped meanwhile so that only it can accept: pid -> stats."""
     found = {}
     pids = server.serving()
-    for pid in pids:
+    for pid in only or pids:
         others = [p for p in pids if p != pid]
-        for other in others:
-            os.kill(other, signal.SIGSTOP)
+        stop(others)
         try:
-            body = server.get("/stats", timeout=30)
+            for _ in range(3):
+                body = server.get("/stats", timeout=30)
+                if body and json.loads(body)["pid"] == pid:
+                    found[pid] = json.loads(body)
+                    break
         finally:
-            for other in others:
-                os.kill(other, signal.SIGCONT)
-        if body:
-            stats = json.loads(body)
-            found[stats["pid"]] = stats
+            resume(others)
     return found
 
 
@@ -240,8 +261,7 @@ def spawn_round(server):
     master = server.proc.pid
     stopped = server.serving()
     before = set(descendants(master))
-    for pid in stopped:
-        os.kill(pid, signal.SIGSTOP)
+    stop(stopped)
     try:
         sock = http_get_raw(server.port, "/pid")
         started = time.monotonic()
@@ -262,8 +282,7 @@ def spawn_round(server):
         answered = time.monotonic() - started
         sock.close()
     finally:
-        for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
+        resume(stopped)
     body = reply.split(b"\r\n\r\n", 1)[-1]
     if not reply.startswith(b"HTTP/1.1 200") or not body.strip().isdigit():
         print(f"bench: {server.label}: spawn round got {reply[:200]!r}", file=sys.stderr)
@@ -272,7 +291,8 @@ def spawn_round(server):
     if new_pid in stopped:
         print(f"bench: {server.label}: a stopped worker answered", file=sys.stderr)
         return None
-    return {"seen": seen, "answered": answered, "pid": new_pid}
+    stats = worker_stats(server, only=[new_pid]).get(new_pid, {})
+    return {"seen": seen, "answered": answered, "pid": new_pid, "import_seconds": stats.get("import_seconds")}
 
 
 def back_to_workers(server, count, timeout=60):
@@ -281,7 +301,7 @@ def back_to_workers(server, count, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         workers = [p for p in descendants(server.proc.pid) if alive(p)]
-        zygotes = 1 if server.label == "rgunicorn-preload" else 0
+        zygotes = 1 if server.preload_zygote else 0
         if len(workers) == count + zygotes:
             return True
         time.sleep(0.05)
@@ -302,7 +322,7 @@ def hup_under_load(server, version, close, timeout=90):
         started = time.monotonic()
         os.kill(server.proc.pid, signal.SIGHUP)
         while time.monotonic() - started < timeout:
-            body = server.get("/", timeout=5)
+            body = server.get("/", timeout=30)
             probes += 1
             if body is None:
                 failed_probes += 1
@@ -334,10 +354,13 @@ def log(server, phase, text):
         f.write(f"== {server.label} {phase}\n{text}\n")
 
 
-def measure(name, rgunicorn, args):
+def measure(name, rgunicorn, args, full_gc_after=0):
+    """The three phases on server `name`; with `full_gc_after`, only memory,
+    each worker running one full collection at that request."""
     write_app("v1")
-    server = PreloadServer(name, rgunicorn)
-    result = {"server": name}
+    label = f"{name}-full-gc" if full_gc_after else name
+    server = PreloadServer(name, rgunicorn, label, {"BIG_IMPORT_FULL_GC_AFTER": str(full_gc_after)})
+    result = {"server": name, "full_gc_after": full_gc_after}
     try:
         if not server.wait_ready(timeout=180):
             result["error"] = open(server.log_path).read()[-2000:]
@@ -351,6 +374,8 @@ def measure(name, rgunicorn, args):
         print(f"bench: {name}: workers' Pss "
               f"{sum(r['Pss'] for r in result['memory'] if r['role'] == 'worker') / 1024:.0f} MiB "
               f"after {min(counts.values())}+ requests each ({seconds:.0f} s)", file=sys.stderr)
+        if full_gc_after:
+            return result
         spawns = []
         for _ in range(args.spawn_rounds):
             spawn = spawn_round(server)
@@ -385,6 +410,9 @@ def run(args):
     results = []
     for name in args.servers or SERVERS:
         results.append(measure(name, rgunicorn, args))
+    gc_after = args.requests // 2
+    full_gc = [measure(name, rgunicorn, args, gc_after) for name in args.servers or SERVERS
+               if args.full_gc and name.endswith("-preload")]
     pins = pip_versions()
     out = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -395,8 +423,9 @@ def run(args):
         "versions": tool_versions(rgunicorn) | {"gunicorn": pins.get("gunicorn", "?")},
         "commit": git_commit(),
         "settings": {"requests": args.requests, "spawn_rounds": args.spawn_rounds, "mb": args.mb,
-                     "workers": WORKERS},
+                     "workers": WORKERS, "full_gc_after": gc_after},
         "results": results,
+        "full_gc": full_gc,
     }
     with open(os.path.join(LOGDIR, "preload-results.json"), "w") as f:
         json.dump(out, f, indent=1)
@@ -430,7 +459,8 @@ def summarize(result):
         "seen_ms": median([s["seen"] * 1000 for s in spawns if s["seen"] is not None]),
         "spawn_n": len(spawns),
         "import_s": median([s["import_seconds"] for s in stats]),
-        "full_gcs": sorted(s["full_gcs_since_import"] for s in stats),
+        "spawn_import_s": median([s.get("import_seconds") for s in spawns]),
+        "full_gcs": sorted(s["full_gcs_serving"] for s in stats),
         "frozen": median([s["gc_frozen"] for s in stats]),
         "models": stats[0]["models"] if stats else None,
         "hot": stats[0]["hot"] if stats else None,
@@ -471,46 +501,63 @@ def render(data, out_path, chart_path):
         "the sum.",
         "",
         "| server | workers' Pss, MiB (sum) | workers' Private_Dirty, MiB | master Pss, MiB "
-        "| zygote Pss, MiB | fewest requests of a worker | full GCs per worker after the import "
-        "| objects frozen |",
+        "| zygote Pss, MiB | fewest requests of a worker | full GCs per worker while serving "
+        "| objects frozen (gc.freeze) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
-    for name in SERVERS:
-        f = fig[name]
+    gc_fig = {r["server"]: summarize(r) for r in data.get("full_gc", [])}
+    rows = [(name, fig[name]) for name in SERVERS]
+    rows += [(f"{name}, one full GC at request {s['full_gc_after']:,}", f) for name, f in gc_fig.items()]
+    for label, f in rows:
         if f is None:
-            lines.append(f"| {name} | not measured | | | | | | |")
+            lines.append(f"| {label} | not measured | | | | | | |")
             continue
-        lines.append(f"| {name} | {mib(f['pss']):,.0f} | {mib(f['private_dirty']):,.0f} "
+        lines.append(f"| {label} | {mib(f['pss']):,.0f} | {mib(f['private_dirty']):,.0f} "
                      f"| {mib(f['others'].get('master', 0)):,.1f} "
                      f"| {fmt(mib(f['others']['zygote']) if 'zygote' in f['others'] else None, 1)} "
                      f"| {f['min_served']:,} | {', '.join(map(str, f['full_gcs'])) or '–'} "
                      f"| {fmt(f['frozen'])} |")
-    lines += ["", "| | preload / no preload, workers' Pss | goal |", "| --- | ---: | --- |"]
+    lines += ["", "| | preload / no preload, workers' Pss | with one full GC per worker | goal |",
+              "| --- | ---: | ---: | --- |"]
     for rg, goal in (("rgunicorn", "≤ 0.4"), ("gunicorn", "(reported beside it)")):
-        a, b = fig[f"{rg}-preload"], fig[rg]
-        value = f"{a['pss'] / b['pss']:.2f}" if a and b else "–"
+        base, a, g = fig[rg], fig[f"{rg}-preload"], gc_fig.get(f"{rg}-preload")
+        value = f"{a['pss'] / base['pss']:.2f}" if a and base else "–"
+        with_gc = f"{g['pss'] / base['pss']:.2f}" if g and base else "–"
         met = ""
-        if rg == "rgunicorn" and a and b:
-            met = " (met)" if a["pss"] / b["pss"] <= 0.4 else " (**not met**)"
-        lines.append(f"| {rg} | {value} | {goal}{met} |")
+        if rg == "rgunicorn" and a and base:
+            met = " (met)" if a["pss"] / base["pss"] <= 0.4 else " (**not met**)"
+        lines.append(f"| {rg} | {value} | {with_gc} | {goal}{met} |")
+    if gc_fig:
+        lines += ["", f"The second rows run the same app with `BIG_IMPORT_FULL_GC_AFTER={s['full_gc_after']}`: "
+                      "each worker runs one `gc.collect()` at that request, standing in for the full "
+                      "collections that a worker's own long-lived allocations trigger (CPython 3.11 runs "
+                      "one when the objects promoted to the oldest generation since the last one reach a "
+                      "quarter of it; this app's requests allocate nothing that lives, so none ran on "
+                      "their own). A full collection writes to the header of every object it visits; "
+                      "`gc.freeze()` in the zygote moves the imported objects where it does not look."]
     lines += [
         "",
         f"Spawn time: with the serving workers stopped (SIGSTOP), one request waits in the listen "
         "backlog; the master gets TTIN; the time until that request is answered (by the new pid) is "
         "TTIN → first served request, an upper bound on fork → first request. \"new pid seen\" is "
         "when the new process shows in `/proc`. Median of "
-        f"{s['spawn_rounds']} rounds; the import time is the app's own (`time.perf_counter()` "
-        "around its module body, in the process that imported it).",
+        f"{s['spawn_rounds']} rounds. The import times are the app's own (`time.perf_counter()` "
+        "around its module body): in the new worker (without preload it imports the app itself, "
+        "alone on the machine's share left by the others), and at boot (with preload once, in the "
+        "zygote or gunicorn's master; without it in each of the 4 workers at once).",
         "",
-        "| server | TTIN → first served request, ms | TTIN → new pid seen, ms | rounds | app import, s |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| server | TTIN → first served request, ms | TTIN → new pid seen, ms | rounds "
+        "| the new worker's app import, s | app import at boot, s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name in SERVERS:
         f = fig[name]
         if f is None:
-            lines.append(f"| {name} | not measured | | | |")
+            lines.append(f"| {name} | not measured | | | | |")
             continue
+        inherited = " (none: forked after it)" if name.endswith("-preload") else ""
         lines.append(f"| {name} | {fmt(f['spawn_ms'], 1)} | {fmt(f['seen_ms'], 1)} | {f['spawn_n']} "
+                     f"| {fmt(None if inherited else f['spawn_import_s'], 2)}{inherited} "
                      f"| {fmt(f['import_s'], 2)} |")
     goal = fig["rgunicorn-preload"]
     if goal and goal["spawn_ms"] is not None:
@@ -617,6 +664,9 @@ def main():
     parser.add_argument("--spawn-rounds", type=int, default=5, help="TTIN rounds (default 5)")
     parser.add_argument("--mb", type=int, default=200, help="MiB the app builds at import (default 200)")
     parser.add_argument("--no-hup", action="store_true", help="leave out the HUP phase")
+    parser.add_argument("--no-full-gc", dest="full_gc", action="store_false",
+                        help="leave out the second memory run of the preload servers, in which each "
+                             "worker runs one full collection halfway")
     parser.add_argument("--rgunicorn", help="the rgunicorn binary (default: cargo build --release)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     parser.add_argument("--chart", default=None,
