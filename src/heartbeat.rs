@@ -1,5 +1,7 @@
-//! The heartbeat a worker shares with its master: one mapping of anonymous
-//! shared memory per worker, mapped by the master before the fork, so proving
+//! The heartbeat a worker shares with its master: one shared mapping per
+//! worker (a memfd, `shared_memory`), created by the master before it
+//! starts the worker and mapped again by the worker from the descriptor it
+//! inherits, so proving
 //! liveness costs the worker an atomic store (no file on a slow disk, no
 //! syscall beyond the vDSO clock read).
 //!
@@ -14,7 +16,9 @@
 //! retiring) also wakes it with SIGCHLD, so a handover does not wait for the
 //! master's next tick.
 
+use crate::shared_memory::{SharedMemoryError, SharedRegion};
 use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -84,14 +88,8 @@ pub struct StuckThread {
 
 /// One worker's shared slot. Created by the master; inherited by the worker.
 pub struct Heartbeat {
-    slot: NonNull<Slot>,
+    region: SharedRegion,
 }
-
-// SAFETY: the slot is only accessed through atomics; the mapping lives as
-// long as the `Heartbeat` and is unmapped once, on drop.
-unsafe impl Send for Heartbeat {}
-// SAFETY: as above: all access is atomic.
-unsafe impl Sync for Heartbeat {}
 
 impl std::fmt::Debug for Heartbeat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -105,32 +103,31 @@ impl std::fmt::Debug for Heartbeat {
 impl Heartbeat {
     /// Maps a fresh shared slot (phase Booting, beat now).
     pub fn new() -> io::Result<Heartbeat> {
-        // SAFETY: an anonymous shared mapping with no address hint; the
-        // result is checked against MAP_FAILED before use. Zeroed memory is a
-        // valid `Slot` (atomics of zero).
-        let address = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                std::mem::size_of::<Slot>(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if address == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let slot = NonNull::new(address.cast::<Slot>()).expect("mmap returned a non-null address");
-        let heartbeat = Heartbeat { slot };
+        let region = SharedRegion::create(c"rgunicorn-heartbeat", std::mem::size_of::<Slot>())?;
+        let heartbeat = Heartbeat { region };
         heartbeat.beat();
         Ok(heartbeat)
     }
 
+    /// Maps the slot the master created, from the descriptor the worker
+    /// inherited ([`Heartbeat::fd`] in the master).
+    pub fn from_inherited(fd: OwnedFd) -> Result<Heartbeat, SharedMemoryError> {
+        let region = SharedRegion::from_inherited(fd, std::mem::size_of::<Slot>())?;
+        Ok(Heartbeat { region })
+    }
+
+    /// The slot's memfd, to hand to the worker.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.region.fd()
+    }
+
     fn slot(&self) -> &Slot {
-        // SAFETY: the mapping is live and properly aligned (page-aligned)
-        // for as long as `self` exists.
-        unsafe { self.slot.as_ref() }
+        let slot: NonNull<Slot> = self.region.as_ptr().cast();
+        // SAFETY: the mapping is live, `size_of::<Slot>()` bytes and
+        // page-aligned for as long as `self` exists; zeroed memory is a
+        // valid `Slot` (atomics of zero), and it is only accessed through
+        // atomics.
+        unsafe { slot.as_ref() }
     }
 
     /// Records that the worker is alive now.
@@ -259,15 +256,6 @@ fn load_request(words: &[AtomicU64]) -> String {
     String::from_utf8_lossy(&bytes[1..1 + len]).into_owned()
 }
 
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping created in `new`, once.
-        unsafe {
-            libc::munmap(self.slot.as_ptr().cast(), std::mem::size_of::<Slot>());
-        }
-    }
-}
-
 /// Milliseconds on CLOCK_MONOTONIC, which master and workers share.
 fn monotonic_ms() -> u64 {
     let mut now = libc::timespec {
@@ -333,6 +321,17 @@ mod tests {
         assert_eq!(heartbeat.stuck_thread(Duration::from_secs(60)), None);
         heartbeat.thread_leaves_app(2);
         assert_eq!(heartbeat.stuck_thread(Duration::ZERO), None);
+    }
+
+    #[test]
+    fn a_slot_mapped_from_its_descriptor_is_the_same_slot() {
+        let heartbeat = Heartbeat::new().unwrap();
+        let fd = heartbeat.fd().try_clone_to_owned().unwrap();
+        let inherited = Heartbeat::from_inherited(fd).unwrap();
+        inherited.set_phase(Phase::Serving);
+        inherited.set_request(b"GET", b"/exec");
+        assert_eq!(heartbeat.phase(), Phase::Serving);
+        assert_eq!(heartbeat.request(), "GET /exec");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod os_error;
 pub mod proc_title;
 pub mod proxy_protocol;
+pub mod shared_memory;
 pub mod statsd;
 pub mod tls_info;
 pub mod worker;

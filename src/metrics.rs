@@ -1,6 +1,7 @@
-//! The request counters a worker shares with its master: one mapping of
-//! anonymous shared memory per worker, mapped by the master before the fork
-//! (as the heartbeat is), so counting a request costs the worker a handful
+//! The request counters a worker shares with its master: one shared mapping
+//! per worker (a memfd, `shared_memory`), created by the master before it
+//! starts the worker and mapped again by the worker from the descriptor it
+//! inherits (as the heartbeat is), so counting a request costs the worker a handful
 //! of relaxed atomic adds: no lock, no syscall, no allocation.
 //!
 //! The worker only adds; the master only reads, sums the pages of the live
@@ -11,7 +12,9 @@
 //!
 //! Knows nothing of Prometheus or statsd: the master renders these numbers.
 
+use crate::shared_memory::{SharedMemoryError, SharedRegion};
 use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -75,14 +78,8 @@ struct Page {
 
 /// One worker's counters. Created by the master; inherited by the worker.
 pub struct WorkerMetrics {
-    page: NonNull<Page>,
+    region: SharedRegion,
 }
-
-// SAFETY: the page is only accessed through atomics; the mapping lives as
-// long as the `WorkerMetrics` and is unmapped once, on drop.
-unsafe impl Send for WorkerMetrics {}
-// SAFETY: as above: all access is atomic.
-unsafe impl Sync for WorkerMetrics {}
 
 impl std::fmt::Debug for WorkerMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,30 +101,28 @@ impl WorkerMetrics {
     /// Maps a fresh page of zeros. The kernel gives the pages only as they
     /// are first written, so the unused statuses cost no memory.
     pub fn new() -> io::Result<WorkerMetrics> {
-        // SAFETY: an anonymous shared mapping with no address hint; the
-        // result is checked against MAP_FAILED before use. Zeroed memory is
-        // a valid `Page` (atomics of zero).
-        let address = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                std::mem::size_of::<Page>(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if address == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let page = NonNull::new(address.cast::<Page>()).expect("mmap returned a non-null address");
-        Ok(WorkerMetrics { page })
+        let region = SharedRegion::create(c"rgunicorn-metrics", std::mem::size_of::<Page>())?;
+        Ok(WorkerMetrics { region })
+    }
+
+    /// Maps the page the master created, from the descriptor the worker
+    /// inherited ([`WorkerMetrics::fd`] in the master).
+    pub fn from_inherited(fd: OwnedFd) -> Result<WorkerMetrics, SharedMemoryError> {
+        let region = SharedRegion::from_inherited(fd, std::mem::size_of::<Page>())?;
+        Ok(WorkerMetrics { region })
+    }
+
+    /// The page's memfd, to hand to the worker.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.region.fd()
     }
 
     fn page(&self) -> &Page {
-        // SAFETY: the mapping is live and page-aligned for as long as
-        // `self` exists.
-        unsafe { self.page.as_ref() }
+        let page: NonNull<Page> = self.region.as_ptr().cast();
+        // SAFETY: the mapping is live, `size_of::<Page>()` bytes and
+        // page-aligned for as long as `self` exists; zeroed memory is a
+        // valid `Page` (atomics of zero), only accessed through atomics.
+        unsafe { page.as_ref() }
     }
 
     /// A connection was accepted.
@@ -200,15 +195,6 @@ impl WorkerMetrics {
                 .saturating_sub(read(&page.requests_ended)),
             connections_open: read(&page.connections_opened)
                 .saturating_sub(read(&page.connections_closed)),
-        }
-    }
-}
-
-impl Drop for WorkerMetrics {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping created in `new`, once.
-        unsafe {
-            libc::munmap(self.page.as_ptr().cast(), std::mem::size_of::<Page>());
         }
     }
 }
@@ -396,6 +382,16 @@ mod tests {
         total.add(&retired);
         total.add_page(&metrics);
         assert_eq!(total.connections, 4);
+    }
+
+    #[test]
+    fn a_page_mapped_from_its_descriptor_is_the_same_page() {
+        let metrics = WorkerMetrics::new().unwrap();
+        let fd = metrics.fd().try_clone_to_owned().unwrap();
+        WorkerMetrics::from_inherited(fd)
+            .unwrap()
+            .response_sent(0, 200, 5);
+        assert_eq!(metrics.requests_served(), 1);
     }
 
     #[test]

@@ -52,6 +52,7 @@ const ROOMS: &[(&str, Room)] = &[
     ("os_error", Foundation),
     ("proc_title", Foundation),
     ("proxy_protocol", Foundation),
+    ("shared_memory", Foundation),
     ("statsd", Foundation),
     ("tls_info", Foundation),
     ("x509_name", Foundation),
