@@ -421,7 +421,7 @@ def run(args):
         "load_after": loadavg(),
         "machine": machine(),
         "versions": tool_versions(rgunicorn) | {"gunicorn": pins.get("gunicorn", "?")},
-        "commit": git_commit(),
+        "commit": args.rgunicorn_commit or git_commit(),
         "settings": {"requests": args.requests, "spawn_rounds": args.spawn_rounds, "mb": args.mb,
                      "workers": WORKERS, "full_gc_after": gc_after},
         "results": results,
@@ -668,6 +668,8 @@ def main():
                         help="leave out the second memory run of the preload servers, in which each "
                              "worker runs one full collection halfway")
     parser.add_argument("--rgunicorn", help="the rgunicorn binary (default: cargo build --release)")
+    parser.add_argument("--rgunicorn-commit", help="the commit --rgunicorn was built from, for the report "
+                                                   "(default: this checkout's)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     parser.add_argument("--chart", default=None,
                         help="the PNG (default: benchmarks-preload.png beside --out; 'none' for none)")
