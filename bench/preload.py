@@ -584,6 +584,19 @@ def render(data, out_path, chart_path):
                          f"| {h['wrk_errors'] + h['failed_probes']} | {h['socket_errors'] or 'none'} "
                          f"| {fmt(h['new_code_s'], 1)} | {fmt(h['old_gone_s'], 1)} "
                          f"| {h['version_after']} ({h['version']}) |")
+    hups = {(name, h["close"]): h for name in SERVERS for h in by_name.get(name, {}).get("hups", [])}
+    if any(h["wrk_errors"] for (name, close), h in hups.items() if name.startswith("rgunicorn") and not close):
+        lines += ["", "rgunicorn's keep-alive failures are wrk read errors, about one per connection, with "
+                      "and without `--preload`: a retiring worker closes its idle keep-alive connections "
+                      "at once, and a request wrk sends on one at that instant meets the closed socket "
+                      "(a client may retry an idempotent request then, RFC 9112 §9.3.1; wrk does not). "
+                      "With `Connection: close` no request fails."]
+    gunicorn_close = hups.get(("gunicorn", True))
+    if gunicorn_close and gunicorn_close["wrk_errors"]:
+        lines += ["", "gunicorn without preload stops its old workers as soon as the new ones are forked, "
+                      "before they have imported the app, so requests wait for the import (wrk's timeouts "
+                      "are requests unanswered after 30 s). gunicorn `--preload` re-forks from the "
+                      "master's old image: the edited module is never served."]
     notes = []
     for name in SERVERS:
         r = by_name.get(name)
@@ -601,7 +614,7 @@ def render(data, out_path, chart_path):
                   "`target/bench-logs/preload-results.json`.", f"<!-- {SECTION}: end -->"]
     write_section(out_path, "\n".join(lines))
     if chart_path:
-        chart(fig, chart_path, data)
+        chart(fig, gc_fig, chart_path, data)
 
 
 def write_section(path, section):
@@ -620,17 +633,19 @@ def write_section(path, section):
         f.write(text)
 
 
-def chart(fig, path, data):
+def chart(fig, gc_fig, path, data):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
     names = [n for n in SERVERS if fig[n]]
-    plot, (mem, spawn) = plt.subplots(1, 2, figsize=(10, 3.6))
-    colors = ["#c0392b" if n.startswith("rgunicorn") else "#7f8c8d" for n in names]
-    values = [mib(fig[n]["pss"]) for n in names]
-    mem.barh(names, values, color=colors)
+    plot, (mem, spawn) = plt.subplots(1, 2, figsize=(11, 4.2))
+    bars = [(n, fig[n], "") for n in names] + [(f"{n}, 1 full GC", f, "//") for n, f in gc_fig.items() if f]
+    values = [mib(f["pss"]) for _, f, _ in bars]
+    mem.barh([label for label, _, _ in bars], values,
+             color=["#c0392b" if label.startswith("rgunicorn") else "#7f8c8d" for label, _, _ in bars],
+             hatch=[hatch for _, _, hatch in bars], edgecolor="white")
     for y, value in enumerate(values):
         mem.text(value, y, f" {value:,.0f}", va="center", fontsize=8)
     mem.set_title(f"workers' Pss after {data['settings']['requests']:,} requests each, MiB", fontsize=10)
@@ -648,8 +663,8 @@ def chart(fig, path, data):
     for ax in (mem, spawn):
         ax.invert_yaxis()
         ax.tick_params(labelsize=8)
-    plot.suptitle(f"--preload, 4 workers, a {data['settings']['mb']} MiB import; lower is better "
-                  f"({data['date']}, commit {data['commit']})", fontsize=10)
+    plot.suptitle(f"--preload, 4 workers, a {data['settings']['mb']} MiB import; lower is better\n"
+                  f"{data['date']}, commit {data['commit']}", fontsize=9)
     plot.tight_layout()
     plot.savefig(path, dpi=90)
 
@@ -661,7 +676,7 @@ def main():
                         help="requests each worker serves before memory is read (default 10000)")
     parser.add_argument("--load-deadline", type=int, default=300,
                         help="seconds of load at most per server (default 300)")
-    parser.add_argument("--spawn-rounds", type=int, default=5, help="TTIN rounds (default 5)")
+    parser.add_argument("--spawn-rounds", type=int, default=7, help="TTIN rounds (default 7)")
     parser.add_argument("--mb", type=int, default=200, help="MiB the app builds at import (default 200)")
     parser.add_argument("--no-hup", action="store_true", help="leave out the HUP phase")
     parser.add_argument("--no-full-gc", dest="full_gc", action="store_false",
