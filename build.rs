@@ -1,5 +1,6 @@
-//! Build script: pins the binary to the libpython of the interpreter pyo3 was
-//! configured for.
+//! Build script: pins the Python program (`rgunicorn-python`, the one
+//! target that links libpython) to the libpython of the interpreter pyo3
+//! was configured for.
 //!
 //! pyo3 links `-lpython3.X` and adds the interpreter's `LIBDIR` to the link
 //! search path, but nothing tells the dynamic loader to look there at run
@@ -57,7 +58,7 @@ fn main() {
     let recorded = |fact: String| if wheel { String::new() } else { fact };
     let libdir = recorded(libdir);
     if !libdir.is_empty() {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{libdir}");
+        println!("cargo:rustc-link-arg-bin=rgunicorn-python=-Wl,-rpath,{libdir}");
     }
     println!(
         "cargo:rustc-env=RGUNICORN_PYTHON_EXECUTABLE={}",

@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 /// A set of trusted addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IpAllowList {
     /// `*`: every address.
     any: bool,
@@ -19,7 +19,7 @@ pub struct IpAllowList {
 }
 
 /// One entry: an address and how many leading bits must match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Network {
     address: IpAddr,
     prefix_len: u8,

@@ -8,8 +8,10 @@
 //! new file on fd 2 the same way; each process (master, every worker) does
 //! it for itself. With `-` (the default) stderr is left as it is.
 //!
-//! The logger is installed once by the master and inherited by every worker
-//! across fork, so the PID is read per line. Each line reaches stderr in one
+//! The logger is installed once in each program: by the master, and by each
+//! Python program it starts, at the master's `--log-level` and on the
+//! master's fd 2 (inherited across fork and exec, with the path handed
+//! over for USR1, [`adopt_log_file`]); the PID is read per line. Each line reaches stderr in one
 //! `write`, so lines from several processes sharing the stream never
 //! interleave. Levels are gunicorn's names: `log::Level::Warn` prints as
 //! `WARNING`, and an error logged with `target: CRITICAL` prints as
@@ -36,7 +38,9 @@ pub const CRITICAL: &str = "critical";
 
 /// `--log-level`: gunicorn's five levels, the one map between their names,
 /// the `log` crate's filters and Python's `logging` numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum LogLevel {
     Debug,
     Info,
@@ -137,6 +141,19 @@ pub fn set_log_file(error_logfile: &Path) -> Result<(), LoggingError> {
     LOG_FILE
         .set(error_logfile.to_path_buf())
         .map_err(|_| LoggingError::AlreadyInstalled)
+}
+
+/// The `--error-logfile` path, when the log goes to a file (for the
+/// programs the master starts).
+pub fn log_file() -> Option<&'static Path> {
+    LOG_FILE.get().map(PathBuf::as_path)
+}
+
+/// In a program the master started: fd 2, inherited, already is the log
+/// file at `path`; remembers the path so [`reopen`] (USR1) can open it
+/// afresh. Called once, before [`init`].
+pub fn adopt_log_file(path: &Path) {
+    let _ = LOG_FILE.set(path.to_path_buf());
 }
 
 /// USR1: opens the log file again (it may have been moved by logrotate)

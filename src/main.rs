@@ -5,15 +5,17 @@
 //! server's workers (see `master::status_command`).
 //!
 //! `--print-config` prints the effective settings and exits 0;
-//! `--check-config` checks them and imports the app in a child process,
-//! exiting 0 (`Config OK`) or 1 with the reason.
+//! `--check-config` checks them and imports the app in the Python program
+//! (`rgunicorn-python`, as a worker would), exiting 0 (`Config OK`) or 1
+//! with the reason. This program itself links no Python.
 //!
 //! Exit codes: 0 after a clean stop; 1 for a bad setting or a master error;
 //! 2 for a malformed command line (clap's usage message); 3 when a worker
 //! could not boot and 4 when the app could not be loaded (gunicorn's codes).
 
 use rgunicorn::config::{self, ConfigError, Settings};
-use rgunicorn::worker::check::check_app;
+use rgunicorn::handoff::{Handoff, Role};
+use rgunicorn::master::python_process::{self, PythonProgram};
 use rgunicorn::{logging, master};
 
 /// The command (`pub` for `src/wheel_main.rs`, the wheel's copy).
@@ -58,29 +60,40 @@ pub fn main() {
 }
 
 /// `--check-config`: the settings are valid (they parsed); imports the app
-/// in a forked child (the master process never starts Python) and exits 0
-/// with `Config OK`, or 1 with the child's reason.
+/// in the Python program and exits 0 with `Config OK`, or 1 with its
+/// reason.
 fn check_config(settings: &Settings) -> ! {
     use nix::sys::wait::{waitpid, WaitStatus};
-    use nix::unistd::{fork, ForkResult};
-    // SAFETY: nothing but this thread runs yet (no logger threads, no
-    // master), so the child may do anything the parent could, including
-    // starting Python.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => match check_app(settings) {
-            Ok(()) => std::process::exit(0),
-            Err(reason) => exit_with_error(&reason, 1),
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let program = PythonProgram::find().unwrap_or_else(|err| exit_with_error(&err, 1));
+    let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .unwrap_or_else(|err| exit_with_error(&format!("cannot check the app: {err}"), 1));
+    let handoff = Handoff {
+        role: Role::Check {
+            report: report_write.as_raw_fd(),
         },
-        Ok(ForkResult::Parent { child }) => match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, 0)) => {
-                println!("Config OK");
-                std::process::exit(0)
-            }
-            Ok(WaitStatus::Exited(..)) => std::process::exit(1),
-            Ok(status) => exit_with_error(&format!("the app check ended: {status:?}"), 1),
-            Err(err) => exit_with_error(&format!("cannot wait for the app check: {err}"), 1),
-        },
-        Err(err) => exit_with_error(&format!("cannot fork to check the app: {err}"), 1),
+        settings: settings.clone(),
+        argv: rgunicorn::proc_title::original_args(),
+        log_file: logging::log_file().map(std::path::Path::to_path_buf),
+        tls: None,
+    };
+    let report = report_write.as_raw_fd();
+    let child = python_process::start(&program, &handoff, &[report], Some(report))
+        .unwrap_or_else(|err| exit_with_error(&format!("cannot check the app: {err}"), 1));
+    drop(report_write);
+    let mut reason = String::new();
+    let _ = std::fs::File::from(report_read).read_to_string(&mut reason);
+    let reason = reason.trim();
+    match waitpid(child, None) {
+        Ok(WaitStatus::Exited(_, 0)) => {
+            println!("Config OK");
+            std::process::exit(0)
+        }
+        Ok(WaitStatus::Exited(..)) if !reason.is_empty() => exit_with_error(&reason, 1),
+        Ok(WaitStatus::Exited(..)) => std::process::exit(1),
+        Ok(status) => exit_with_error(&format!("the app check ended: {status:?}"), 1),
+        Err(err) => exit_with_error(&format!("cannot wait for the app check: {err}"), 1),
     }
 }
 

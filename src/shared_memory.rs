@@ -5,8 +5,10 @@
 //! it; it knows nothing of what they store.
 //!
 //! The descriptor is close-on-exec: only a child that is handed the region
-//! clears the flag on its own copy, after the fork.
+//! clears the flag on its own copy, after the fork. [`memfd_holding`] makes
+//! the same kind of descriptor for bytes a child reads once (its handoff).
 
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
@@ -40,15 +42,8 @@ impl SharedRegion {
     /// Creates a fresh region of `len` zero bytes named `name` (shown in
     /// `/proc/PID/maps` as `/memfd:NAME`). Pages cost memory only once
     /// written.
-    pub fn create(name: &std::ffi::CStr, len: usize) -> io::Result<SharedRegion> {
-        // SAFETY: `name` is a valid NUL-terminated string; the result is
-        // checked before use.
-        let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    pub fn create(name: &CStr, len: usize) -> io::Result<SharedRegion> {
+        let fd = memfd(name)?;
         // SAFETY: ftruncate on a descriptor we own; checked below.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
             return Err(io::Error::last_os_error());
@@ -102,6 +97,28 @@ impl SharedRegion {
     }
 }
 
+/// A fresh, empty, close-on-exec memfd named `name`.
+fn memfd(name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid NUL-terminated string; the result is
+    // checked before use.
+    let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// A close-on-exec memfd holding `bytes`, positioned at the start: the
+/// child that inherits it reads them to the end.
+pub fn memfd_holding(name: &CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
+    use std::io::{Seek, Write};
+    let mut file = std::fs::File::from(memfd(name)?);
+    file.write_all(bytes)?;
+    file.rewind()?;
+    Ok(file.into())
+}
+
 impl Drop for SharedRegion {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in `map`, once.
@@ -130,6 +147,15 @@ mod tests {
         assert_eq!(first_word(&again).load(Ordering::Relaxed), 42);
         first_word(&again).store(7, Ordering::Relaxed);
         assert_eq!(first_word(&region).load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn a_memfd_holding_bytes_reads_back_from_the_start() {
+        use std::io::Read;
+        let fd = memfd_holding(c"test", b"handed over").unwrap();
+        let mut text = String::new();
+        std::fs::File::from(fd).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "handed over");
     }
 
     #[test]

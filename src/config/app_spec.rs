@@ -2,7 +2,7 @@
 //! to serve. Parsed here only for shape; the worker evaluates it.
 
 /// `module:expression`, where expression is a name or a factory call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppSpec {
     /// The dotted module path, e.g. `examples.hello`.
     pub module: String,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 pub const DEFAULT_PORT: u16 = 8000;
 
 /// One address to listen on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BindAddress {
     /// `HOST:PORT` or `[V6]:PORT`; host kept as written (resolved at bind),
     /// lowercased, without the brackets of a v6 literal. An empty host
@@ -23,7 +23,7 @@ pub enum BindAddress {
 }
 
 /// What a `--bind` value says about TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BindScheme {
     /// No scheme (`HOST:PORT`, `tcp://`, `unix:`): TLS when `--certfile` is
     /// set, as in gunicorn.
@@ -35,7 +35,7 @@ pub enum BindScheme {
 }
 
 /// One `--bind` value: the address and its scheme.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bind {
     pub scheme: BindScheme,
     pub address: BindAddress,

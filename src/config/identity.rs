@@ -8,7 +8,7 @@ use nix::unistd::{Gid, Group, Uid, User};
 
 /// `--user`: the uid the workers run as, and the account name when known
 /// (`--initgroups` needs it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserId {
     /// The numeric user id.
     pub uid: u32,
@@ -17,7 +17,7 @@ pub struct UserId {
 }
 
 /// `--group`: the gid the workers run as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupId {
     /// The numeric group id.
     pub gid: u32,

@@ -10,7 +10,7 @@ pub const DEFAULT_SECURE_SCHEME_HEADERS: &str =
     "X-FORWARDED-PROTOCOL=ssl,X-FORWARDED-PROTO=https,X-FORWARDED-SSL=on";
 
 /// The header fields that announce https, each with the value that means it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SecureSchemeHeaders {
     /// `(field name, value meaning https)`.
     headers: Vec<(String, String)>,

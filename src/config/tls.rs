@@ -8,7 +8,7 @@ use std::fmt;
 /// `--cert-reqs`: whether clients must present a certificate. The numbers
 /// are gunicorn's (Python's `ssl.CERT_NONE`, `CERT_OPTIONAL`,
 /// `CERT_REQUIRED`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum CertReqs {
     /// 0: no client certificate is asked for.
     #[default]
@@ -35,7 +35,18 @@ pub(super) fn parse_cert_reqs(text: &str) -> Result<CertReqs, String> {
 }
 
 /// `--tls-min-version`: the oldest protocol version offered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum TlsVersion {
     /// TLS 1.2 (the default floor; older versions are never offered).
     #[default]
@@ -87,7 +98,8 @@ pub const CIPHER_SUITE_NAMES: [&str; 9] = [
 ];
 
 /// `--ciphers`: the suites to offer, in the order given.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "Vec<String>")]
 pub struct CipherSuites(pub Vec<&'static str>);
 
 /// `--ciphers NAME[:NAME...]` (`:`, `,` or spaces between names): rustls
@@ -119,6 +131,15 @@ pub(super) fn parse_ciphers(text: &str) -> Result<CipherSuites, String> {
         ));
     }
     Ok(CipherSuites(suites))
+}
+
+/// Read back from the names a handoff carries, by the one parser.
+impl TryFrom<Vec<String>> for CipherSuites {
+    type Error = String;
+
+    fn try_from(names: Vec<String>) -> Result<CipherSuites, String> {
+        parse_ciphers(&names.join(":"))
+    }
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ pub struct Limits {
 /// Field names with `_` collide with `-` once mapped to environ keys
 /// (`X_Forwarded_For` and `X-Forwarded-For` are both HTTP_X_FORWARDED_FOR):
 /// gunicorn's `header_map` setting decides what to do with them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UnderscoreHeaders {
     /// Parse but leave out of the head (gunicorn's default, `drop`).
     #[default]

@@ -153,12 +153,6 @@ impl MetricsEndpoint {
         self.socket.keep_unix_socket_files();
     }
 
-    /// In a forked worker: lets go of the socket without removing a unix
-    /// socket file the master still serves on.
-    pub fn close_in_child(mut self) {
-        self.socket.keep_unix_socket_files();
-    }
-
     /// Does whatever is ready now (never waits): accepts, reads, answers
     /// each complete request with `answer(path)` (`None`: 404), writes, and
     /// drops scrapes past their deadline.

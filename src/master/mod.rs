@@ -11,6 +11,7 @@ pub mod daemon;
 mod exposition;
 pub mod metrics_endpoint;
 pub mod pidfile;
+pub mod python_process;
 mod reconfigure;
 pub mod scoreboard;
 pub mod signals;
@@ -71,7 +72,10 @@ pub enum MasterError {
     Daemon(#[from] daemon::DaemonError),
     /// The TLS certificates or settings are unusable.
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] crate::handoff::tls::TlsError),
+    /// The Python program is missing.
+    #[error(transparent)]
+    PythonProgram(#[from] python_process::PythonProcessError),
     /// The arbiter halted (a worker could not boot or load the app) or failed.
     #[error(transparent)]
     Arbiter(#[from] ArbiterError),
@@ -92,6 +96,7 @@ impl MasterError {
 pub fn run(mut settings: Settings) -> Result<(), MasterError> {
     // Before the title overwrites the memory the arguments are read from.
     let launch = LaunchCommand::capture();
+    let python = python_process::PythonProgram::find()?;
     log::info!("Starting rgunicorn {}", env!("CARGO_PKG_VERSION"));
     if let Some(mask) = settings.umask {
         apply_umask(mask);
@@ -140,7 +145,8 @@ pub fn run(mut settings: Settings) -> Result<(), MasterError> {
         launch: Some(launch),
         upgraded_from: upgraded.then(getppid),
     };
-    let mut arbiter = Arbiter::new(settings, sockets, signals, tls).with_lifecycle(lifecycle);
+    let mut arbiter =
+        Arbiter::new(settings, sockets, signals, tls, python).with_lifecycle(lifecycle);
     if let Some(endpoint) = metrics_endpoint {
         arbiter = arbiter
             .with_metrics_endpoint(endpoint)
@@ -158,7 +164,7 @@ fn open_metrics_endpoint(
 ) -> Result<Option<MetricsEndpoint>, MasterError> {
     let inherited = match inherited {
         Some(fd) => Some(
-            sockets::adopt_fd(fd).map_err(|e| MasterError::InheritedSocket {
+            Listener::adopt(fd).map_err(|e| MasterError::InheritedSocket {
                 fd,
                 reason: os_error_text(&e),
             })?,
@@ -296,7 +302,7 @@ fn open_sockets(
 fn adopt_all(fds: &[i32]) -> Result<Vec<Listener>, MasterError> {
     fds.iter()
         .map(|fd| {
-            sockets::adopt_fd(*fd).map_err(|e| MasterError::InheritedSocket {
+            Listener::adopt(*fd).map_err(|e| MasterError::InheritedSocket {
                 fd: *fd,
                 reason: os_error_text(&e),
             })

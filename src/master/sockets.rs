@@ -35,7 +35,7 @@ use nix::sys::socket::{
 };
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -282,49 +282,6 @@ pub fn listens_on(listener: &Listener, address: &BindAddress) -> bool {
         },
         _ => false,
     }
-}
-
-/// Wraps an inherited listening fd (from an old master or systemd), making
-/// it non-blocking and close-on-exec. The fd is owned from now on.
-pub fn adopt_fd(fd: RawFd) -> io::Result<Listener> {
-    let address: SockaddrStorage = socket::getsockname(fd)?;
-    let family = socket::SockaddrLike::family(&address);
-    let socket_type = socket::getsockopt(
-        // SAFETY: `fd` is open (getsockname just succeeded) and borrowed
-        // only for this call.
-        &unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-        sockopt::SockType,
-    )?;
-    if socket_type != SockType::Stream {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("fd {fd} is not a stream socket"),
-        ));
-    }
-    // SAFETY: the fd was handed to this process to own (by the old master
-    // or systemd); nothing else in this process wraps it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    nix::fcntl::fcntl(
-        &owned,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )?;
-    let listener = match family {
-        Some(AddressFamily::Inet | AddressFamily::Inet6) => {
-            Listener::Tcp(std::net::TcpListener::from(owned))
-        }
-        Some(AddressFamily::Unix) => Listener::Unix(std::os::unix::net::UnixListener::from(owned)),
-        _ => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("fd {fd} is neither a TCP nor a unix socket"),
-            ))
-        }
-    };
-    match &listener {
-        Listener::Tcp(l) => l.set_nonblocking(true)?,
-        Listener::Unix(l) => l.set_nonblocking(true)?,
-    }
-    Ok(listener)
 }
 
 impl Drop for BoundSockets {
@@ -618,7 +575,7 @@ mod tests {
     #[test]
     fn inherited_fds_are_adopted_non_blocking_and_close_on_exec() {
         let (fd, addr) = inherited_tcp();
-        let listener = adopt_fd(fd).unwrap();
+        let listener = Listener::adopt(fd).unwrap();
         assert_eq!(tcp_addr(&listener), addr);
         let flags = nix::fcntl::fcntl(&listener, nix::fcntl::FcntlArg::F_GETFD).unwrap();
         assert_ne!(flags & libc::FD_CLOEXEC, 0);
@@ -629,16 +586,19 @@ mod tests {
 
         let file = std::fs::File::open("/dev/null").unwrap();
         let not_a_socket = std::os::fd::IntoRawFd::into_raw_fd(file);
-        assert!(adopt_fd(not_a_socket).is_err());
-        // SAFETY: the fd is ours and adopt_fd did not take it.
-        drop(unsafe { OwnedFd::from_raw_fd(not_a_socket) });
+        assert!(Listener::adopt(not_a_socket).is_err());
+        // SAFETY: the fd is ours and `Listener::adopt` did not take it.
+        drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(not_a_socket) });
     }
 
     #[test]
     fn inherited_sockets_replace_binding_their_address_and_extras_are_kept() {
         let (matching_fd, matching) = inherited_tcp();
         let (extra_fd, extra) = inherited_tcp();
-        let inherited = vec![adopt_fd(extra_fd).unwrap(), adopt_fd(matching_fd).unwrap()];
+        let inherited = vec![
+            Listener::adopt(extra_fd).unwrap(),
+            Listener::adopt(matching_fd).unwrap(),
+        ];
         let path = temp_socket_path("fresh");
         let _ = std::fs::remove_file(&path);
         let addresses = [
@@ -672,7 +632,10 @@ mod tests {
         // After an upgrade: matched by address, fresh, and unnamed.
         let (plain_fd, plain) = inherited_tcp();
         let (extra_fd, _) = inherited_tcp();
-        let inherited = vec![adopt_fd(extra_fd).unwrap(), adopt_fd(plain_fd).unwrap()];
+        let inherited = vec![
+            Listener::adopt(extra_fd).unwrap(),
+            Listener::adopt(plain_fd).unwrap(),
+        ];
         let path = temp_socket_path("tls-fresh");
         let _ = std::fs::remove_file(&path);
         let binds = [
@@ -689,7 +652,10 @@ mod tests {
         // others are not bound.
         let (systemd_fd, systemd) = inherited_tcp();
         let (other_fd, _) = inherited_tcp();
-        let inherited = vec![adopt_fd(other_fd).unwrap(), adopt_fd(systemd_fd).unwrap()];
+        let inherited = vec![
+            Listener::adopt(other_fd).unwrap(),
+            Listener::adopt(systemd_fd).unwrap(),
+        ];
         let binds = [
             scheme(BindScheme::Unsaid, 1),
             scheme(BindScheme::Http, systemd.port()),
@@ -707,7 +673,7 @@ mod tests {
         let sockets = BoundSockets::open(
             &binds(&[tcp("127.0.0.1", 0)]),
             options(false),
-            vec![adopt_fd(fd).unwrap()],
+            vec![Listener::adopt(fd).unwrap()],
             Inheritance::Upgrade,
         )
         .unwrap();

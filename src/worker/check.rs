@@ -1,6 +1,6 @@
 //! `--check-config`: the worker's boot path up to the application import,
-//! run once in a child process the caller forked, so that the master never
-//! initialises Python. Nothing is served.
+//! run once in a Python program the master started (the master never
+//! loads Python). Nothing is served.
 
 use super::wsgi;
 use crate::config::Settings;
@@ -10,12 +10,12 @@ use pyo3::prelude::*;
 /// (without running any hook) and the application, as a worker would.
 /// Returns the reason, one line, when any step fails; the traceback of an
 /// app that raises is logged first.
-pub fn check_app(settings: &Settings) -> Result<(), String> {
+pub fn check_app(settings: &Settings, argv: &[std::ffi::OsString]) -> Result<(), String> {
     if let Some(dir) = &settings.chdir {
         std::env::set_current_dir(dir)
             .map_err(|e| format!("--chdir: cannot change to '{}': {e}", dir.display()))?;
     }
-    wsgi::interpreter::start(settings).map_err(|e| e.to_string())?;
+    wsgi::interpreter::start(settings, argv).map_err(|e| e.to_string())?;
     Python::attach(|py| {
         let master_pid = nix::unistd::getppid().as_raw();
         wsgi::hooks::load(py, settings, master_pid, 0).map_err(|e| e.to_string())?;

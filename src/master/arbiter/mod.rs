@@ -9,8 +9,8 @@
 //! * No exit path leaves a worker behind: stops end with SIGKILL for the
 //!   stragglers, and dropping the arbiter kills and reaps whatever is left.
 //!
-//! The arbiter never touches Python; the child side of a fork only hands
-//! over to [`crate::worker::run`] and `_exit`s with its code.
+//! The arbiter never touches Python: a worker is the Python program,
+//! started through `master::python_process` with a worker's handoff.
 //!
 //! Life-cycle duties (see `docs/signals.md`): the pid file is written once
 //! the first workers are forked and removed on every way out; systemd hears
@@ -21,7 +21,8 @@
 //! This file is the supervision loop and the arbiter's state; each step's
 //! details are beside it: `workers` (manage, spawn, signal), `reap`,
 //! `murder`, `replacement` (HUP, max-requests, `--reload`),
-//! `signal_actions` (USR1, USR2, WINCH) and `stopping`.
+//! `signal_actions` (USR1, USR2, WINCH), `stopping` and `zygote`
+//! (`--preload`: the zygote workers are forked from).
 
 mod metrics;
 mod murder;
@@ -30,24 +31,26 @@ mod replacement;
 mod signal_actions;
 mod stopping;
 mod workers;
+mod zygote;
 
 use super::metrics_endpoint::MetricsEndpoint;
 use super::pidfile::{PidFile, PidFileError};
+use super::python_process::PythonProgram;
 use super::scoreboard::Scoreboard;
 use super::signals::{MasterSignal, SignalQueue};
 use super::sockets::BoundSockets;
 use super::systemd::{Notification, Notifier};
 use super::upgrade::LaunchCommand;
 use crate::config::Settings;
+use crate::handoff::tls::TlsMaterial;
+use crate::handoff::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use crate::heartbeat::{Heartbeat, Phase};
 use crate::metrics::WorkerMetrics;
-use crate::worker::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use nix::unistd::{getpid, Pid};
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The loop wakes at least this often even without signals.
@@ -216,9 +219,21 @@ pub struct Arbiter {
     metrics_endpoint: Option<MetricsEndpoint>,
     /// Retired counts and restarts, for `/metrics` and `/status`.
     scoreboard: Scoreboard,
-    /// The TLS configuration new workers serve with (`None`: plain HTTP);
-    /// rebuilt on HUP.
-    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS files new workers build their configuration from (`None`:
+    /// plain HTTP); read again on HUP.
+    tls: Option<TlsMaterial>,
+    /// The program every worker (and zygote) runs.
+    python: PythonProgram,
+    /// `--preload`: the zygote workers are forked from, once it is ready.
+    zygote: Option<zygote::ZygoteRecord>,
+    /// `--preload`: a zygote still importing the app (at start, after the
+    /// last one died, or after a HUP).
+    next_zygote: Option<zygote::ZygoteRecord>,
+    /// No zygote is started before this (after one failed to start).
+    zygote_not_before: Option<Instant>,
+    /// Whether a zygote has been ready: until then, one that cannot import
+    /// the app halts the server.
+    zygote_ever_ready: bool,
 }
 
 impl Arbiter {
@@ -228,7 +243,8 @@ impl Arbiter {
         settings: Settings,
         sockets: BoundSockets,
         signals: SignalQueue,
-        tls: Option<Arc<rustls::ServerConfig>>,
+        tls: Option<TlsMaterial>,
+        python: PythonProgram,
     ) -> Arbiter {
         Arbiter {
             num_workers: settings.workers.max(1),
@@ -248,6 +264,11 @@ impl Arbiter {
             metrics_endpoint: None,
             scoreboard: Scoreboard::new(),
             tls,
+            python,
+            zygote: None,
+            next_zygote: None,
+            zygote_not_before: None,
+            zygote_ever_ready: false,
         }
     }
 
@@ -260,6 +281,13 @@ impl Arbiter {
     /// Spawns the workers and supervises them until a stop signal (`Ok`) or
     /// a halt (`Err`: a worker could not boot or load the app).
     pub fn run(mut self) -> Result<(), ArbiterError> {
+        if self.settings.preload {
+            if let Err(e) = zygote::become_subreaper() {
+                log::error!("--preload: cannot adopt the zygote's workers: {e}");
+                return self.halt(ArbiterError::Signals(e));
+            }
+        }
+        self.manage_zygotes();
         self.manage_workers();
         if let Some(path) = self.lifecycle.pid_file.clone() {
             match PidFile::create(&path) {
@@ -304,6 +332,7 @@ impl Arbiter {
                 self.reload();
             }
             self.note_retiring_workers();
+            self.manage_zygotes();
             self.manage_workers();
             self.retire_replaced_workers();
             self.notify_ready_once_serving();
@@ -367,6 +396,7 @@ impl Drop for Arbiter {
     /// A forked child never gets here (it `_exit`s), and is checked anyway.
     fn drop(&mut self) {
         if getpid() == self.master_pid {
+            self.end_zygotes();
             self.kill_remaining_workers();
         }
     }

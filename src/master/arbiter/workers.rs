@@ -1,18 +1,19 @@
-//! The arbiter's workers: how many there should be, forking one (the
-//! child hands over to `worker::run`), and sending them signals.
+//! The arbiter's workers: how many there should be, starting one (the
+//! Python program with a worker's handoff, `master::python_process`), and
+//! sending them signals.
 
 use super::{Arbiter, WorkerRecord, TICK};
+use crate::handoff::{Handoff, Role, WorkerFacts};
 use crate::heartbeat::Heartbeat;
-use crate::listener::Listener;
-use crate::master::signals;
+use crate::master::python_process;
 use crate::metrics::WorkerMetrics;
-use crate::worker::{self, WorkerContext};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use nix::unistd::{pipe2, Pid};
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
 use std::time::Instant;
 
 impl Arbiter {
@@ -40,6 +41,9 @@ impl Arbiter {
             }
             self.respawn_not_before = None;
         }
+        if !self.can_spawn_workers() {
+            return; // --preload: until the zygote has imported the app
+        }
         for _ in active.len()..wanted {
             if let Err(e) = self.spawn_worker() {
                 log::error!(
@@ -52,93 +56,75 @@ impl Arbiter {
         }
     }
 
-    /// Forks one worker. The child never returns from here.
-    pub(super) fn spawn_worker(&mut self) -> io::Result<()> {
-        let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-        let heartbeat = Heartbeat::new()?;
-        let counting = self.metrics_endpoint.is_some() || crate::statsd::client().is_some();
-        let metrics = counting.then(WorkerMetrics::new).transpose()?;
-        let slot = (1..)
-            .find(|n| self.workers.values().all(|w| w.slot != *n))
-            .expect("a free slot number");
-        // `--reuse-port`: the worker's own sockets, closed here after the fork.
-        let own_listeners = self.sockets.worker_listeners()?;
-        let _ = io::stderr().flush();
-        let blocked = signals::block_for_fork()?;
-        // SAFETY: the master is single-threaded, so the child starts with
-        // consistent locks and allocator state. The child only drops master
-        // state, runs the worker and `_exit`s; it never returns into the
-        // master's loop.
-        let forked = unsafe { fork() };
-        let forked = match forked {
-            Ok(forked) => forked,
-            Err(e) => {
-                blocked.restore();
-                return Err(e.into());
-            }
-        };
-        match forked {
-            ForkResult::Parent { child } => {
-                blocked.restore();
-                drop(report_write);
-                drop(own_listeners);
-                self.next_age += 1;
-                self.workers.insert(
-                    child,
-                    WorkerRecord::new(self.next_age, report_read, heartbeat, slot, metrics),
-                );
-                log::info!("Booting worker with pid: {child}");
-                Ok(())
-            }
-            ForkResult::Child => {
-                drop(report_read);
-                drop(self.signals.take());
-                if let Some(endpoint) = self.metrics_endpoint.take() {
-                    endpoint.close_in_child();
-                }
-                blocked.reset_in_child();
-                let age = self.next_age + 1;
-                let code = self.become_worker(
-                    report_write,
-                    heartbeat,
-                    metrics,
-                    own_listeners.as_deref(),
-                    age,
-                );
-                let _ = io::stderr().flush();
-                // SAFETY: `_exit` ends the child without running the master's
-                // atexit handlers or destructors (which would kill "its"
-                // workers or unlink the master's unix sockets).
-                unsafe { libc::_exit(code) }
-            }
-        }
+    /// Whether workers count requests (for `--metrics-bind` or statsd).
+    pub(super) fn counting(&self) -> bool {
+        self.metrics_endpoint.is_some() || crate::statsd::client().is_some()
     }
 
-    /// The child side of a fork (signal handling already reset): lets go of
-    /// the other workers' pipes, then runs the worker. Returns its exit code.
-    pub(super) fn become_worker(
-        &mut self,
-        boot_report: OwnedFd,
-        heartbeat: Heartbeat,
-        metrics: Option<WorkerMetrics>,
-        own_listeners: Option<&[Listener]>,
-        age: u64,
-    ) -> i32 {
-        self.workers.clear();
-        let context = WorkerContext {
-            settings: &self.settings,
-            listeners: own_listeners.unwrap_or(self.sockets.listeners()),
-            serves_tls: self.sockets.serves_tls(),
-            boot_report,
+    /// The lowest slot number no live worker holds.
+    pub(super) fn free_slot(&self) -> u32 {
+        (1..)
+            .find(|n| self.workers.values().all(|w| w.slot != *n))
+            .expect("a free slot number")
+    }
+
+    /// Starts one worker: forked by the zygote with `--preload`, else the
+    /// Python program, with a worker's handoff.
+    pub(super) fn spawn_worker(&mut self) -> io::Result<()> {
+        if self.settings.preload {
+            return self.spawn_worker_from_zygote();
+        }
+        let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        let heartbeat = Heartbeat::new()?;
+        let metrics = self.counting().then(WorkerMetrics::new).transpose()?;
+        let slot = self.free_slot();
+        // `--reuse-port`: the worker's own sockets, closed here once started.
+        let own_listeners = self.sockets.worker_listeners()?;
+        let listeners: Vec<RawFd> = own_listeners
+            .as_deref()
+            .unwrap_or(self.sockets.listeners())
+            .iter()
+            .map(AsRawFd::as_raw_fd)
+            .collect();
+        let age = self.next_age + 1;
+        let facts = WorkerFacts {
+            listeners: listeners.clone(),
+            serves_tls: self.sockets.serves_tls().to_vec(),
+            boot_report: report_write.as_raw_fd(),
+            heartbeat: heartbeat.fd().as_raw_fd(),
+            metrics: metrics.as_ref().map(|m| m.fd().as_raw_fd()),
             master_pid: self.master_pid.as_raw(),
-            heartbeat,
-            metrics,
             age,
+        };
+        let inherit: Vec<RawFd> = listeners
+            .iter()
+            .copied()
+            .chain([facts.boot_report, facts.heartbeat])
+            .chain(facts.metrics)
+            .collect();
+        let handoff = Handoff {
+            role: Role::Worker(facts),
+            settings: self.settings.clone(),
+            argv: crate::proc_title::original_args(),
+            log_file: crate::logging::log_file().map(Path::to_path_buf),
             tls: self.tls.clone(),
         };
-        // A panic must never unwind into the copy of the master's loop: it
-        // ends this worker with a plain failure code (replaced, not halted).
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker::run(context))).unwrap_or(1)
+        let _ = io::stderr().flush();
+        let child = python_process::start(
+            &self.python,
+            &handoff,
+            &inherit,
+            Some(report_write.as_raw_fd()),
+        )?;
+        drop(report_write);
+        drop(own_listeners);
+        self.next_age = age;
+        self.workers.insert(
+            child,
+            WorkerRecord::new(age, report_read, heartbeat, slot, metrics),
+        );
+        log::info!("Booting worker with pid: {child}");
+        Ok(())
     }
 
     /// TERMs one worker to make room; it is reaped when it exits.

@@ -43,11 +43,12 @@ pub enum InterpreterError {
     Init(String),
 }
 
-/// Initialises CPython in this (freshly forked) process. Must be called at
-/// most once, before any `Python::attach`.
+/// Initialises CPython in this process, with `argv` (the command line
+/// rgunicorn was started with) as `sys.argv`. Must be called at most once,
+/// before any `Python::attach`.
 ///
 /// Returns with the GIL released: callers use `Python::attach`.
-pub fn start(settings: &Settings) -> Result<(), InterpreterError> {
+pub fn start(settings: &Settings, argv: &[std::ffi::OsString]) -> Result<(), InterpreterError> {
     let expected = expected_python::take()?;
     verify_version(&expected)?;
     verify_libpython(&expected)?;
@@ -60,7 +61,7 @@ pub fn start(settings: &Settings) -> Result<(), InterpreterError> {
         Some(venv) => verify_virtualenv(venv, &expected)?,
         None => expected.executable.clone(),
     };
-    initialize(&program, settings.capture_output)?;
+    initialize(&program, argv, settings.capture_output)?;
     Python::attach(|py| prepend_sys_path(py, &settings.pythonpath))
         .map_err(|e| InterpreterError::Init(format!("cannot set sys.path: {e}")))
 }
@@ -230,13 +231,17 @@ fn c_path(path: &Path) -> Result<CString, InterpreterError> {
 }
 
 /// Runs `Py_InitializeFromConfig` with `program` as program name and
-/// executable, the command line rgunicorn was started with (captured
-/// before the process title overwrote it) as `sys.argv`, and no signal
+/// executable, `args` (rgunicorn's command line, which the master captured
+/// before its process title overwrote it) as `sys.argv`, and no signal
 /// handlers; then releases the GIL.
-fn initialize(program: &Path, unbuffered_stdio: bool) -> Result<(), InterpreterError> {
+fn initialize(
+    program: &Path,
+    args: &[std::ffi::OsString],
+    unbuffered_stdio: bool,
+) -> Result<(), InterpreterError> {
     let program = c_path(program)?;
-    let args: Vec<CString> = crate::proc_title::original_args()
-        .into_iter()
+    let args: Vec<CString> = args
+        .iter()
         .filter_map(|arg| CString::new(arg.as_bytes()).ok())
         .collect();
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
@@ -482,7 +487,7 @@ mod tests {
             "x:app",
         ])
         .unwrap();
-        start(&settings).unwrap();
+        start(&settings, &crate::proc_title::original_args()).unwrap();
         Python::attach(|py| {
             let sys = py.import("sys").unwrap();
             let prefix: String = sys.getattr("prefix").unwrap().extract().unwrap();

@@ -13,7 +13,8 @@ pub(crate) fn python() {
         let mut settings =
             <Settings as clap::Parser>::try_parse_from(["rgunicorn", "x:app"]).unwrap();
         settings.virtualenv = None;
-        super::interpreter::start(&settings).expect("the test interpreter starts");
+        super::interpreter::start(&settings, &crate::proc_title::original_args())
+            .expect("the test interpreter starts");
     });
 }
 
