@@ -260,8 +260,17 @@ fn gunicorn_fd_sockets_are_adopted_for_the_bind_address_they_listen_on() {
 fn usr2_with_the_binary_gone_keeps_the_old_master_and_its_pid_file() {
     let dir = TempDir::new("usr2gone");
     let binary = dir.join("rgunicorn");
-    if std::fs::hard_link(env!("CARGO_BIN_EXE_rgunicorn"), &binary).is_err() {
-        std::fs::copy(env!("CARGO_BIN_EXE_rgunicorn"), &binary).unwrap();
+    // The master and, beside it, the Python program it runs for workers.
+    for (from, to) in [
+        (env!("CARGO_BIN_EXE_rgunicorn"), binary.clone()),
+        (
+            env!("CARGO_BIN_EXE_rgunicorn-python"),
+            dir.join("rgunicorn-python"),
+        ),
+    ] {
+        if std::fs::hard_link(from, &to).is_err() {
+            std::fs::copy(from, &to).unwrap();
+        }
     }
     let pid_file = dir.join("app.pid");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -477,3 +477,34 @@ fn post_fork_and_post_worker_init_run_in_each_worker_after_the_import() {
         assert!(line.contains("\"app_callable\": true"), "{line}");
     }
 }
+
+/// Receives one datagram, or `None` after `timeout`.
+fn receive(socket: &std::os::unix::net::UnixDatagram, timeout: Duration) -> Option<String> {
+    socket.set_read_timeout(Some(timeout)).unwrap();
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn systemd_hears_ready_again_after_a_reload_good_or_broken() {
+    let dir = TempDir::new("preload-notify");
+    let path = dir.join("notify.sock");
+    let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let server = preloading(&dir, 1)
+        .env("NOTIFY_SOCKET", path.to_str().unwrap())
+        .start();
+    assert_eq!(receive(&receiver, SLOW).as_deref(), Some("READY=1"));
+    for version in ["v2", "broken"] {
+        std::fs::write(dir.join("version"), version).unwrap();
+        signal(server.pid() as i32, Signal::SIGHUP);
+        assert_eq!(receive(&receiver, SLOW).as_deref(), Some("RELOADING=1"));
+        assert_eq!(
+            receive(&receiver, SLOW).as_deref(),
+            Some("READY=1"),
+            "after the {version} reload; log:\n{}",
+            server.log()
+        );
+    }
+    assert_eq!(server.get("/").header("x-version"), Some("v2"));
+}

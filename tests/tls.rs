@@ -139,6 +139,8 @@ struct Exchange {
     /// The certificate the server presented.
     server_cert: Vec<u8>,
     alpn: Option<Vec<u8>>,
+    /// Whether the session was resumed from a ticket.
+    resumed: bool,
 }
 
 impl Exchange {
@@ -188,6 +190,7 @@ fn https(addr: SocketAddr, config: &Arc<ClientConfig>, requests: &[u8]) -> io::R
             .map(|c| c.to_vec())
             .unwrap_or_default(),
         alpn: tls.conn.alpn_protocol().map(<[u8]>::to_vec),
+        resumed: tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
     })
 }
 
@@ -719,6 +722,39 @@ impl Drop for Load {
 }
 
 #[test]
+fn a_session_resumes_on_a_worker_other_than_the_one_that_issued_its_ticket() {
+    let pki = Pki::new("tls-resume");
+    let (cert, key) = pki.write("server", &pki.server("localhost"));
+    // Each worker is replaced after one request, so a later connection is
+    // served by a worker that did not issue the client's ticket.
+    let server = tls_server(&cert, &key, &["--max-requests", "1"]).start();
+    let config = pki.client_config(None, &[&rustls::version::TLS13]);
+    let first = get(tcp_address(&server), &config, "/").unwrap();
+    assert_eq!(first.status(), "200", "{}", first.text);
+    assert!(!first.resumed);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let other = loop {
+        let next = get(tcp_address(&server), &config, "/").unwrap();
+        assert_eq!(next.status(), "200", "{}", next.text);
+        if next.environ("PID") != first.environ("PID") {
+            break next;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no other worker; log:\n{}",
+            server.log()
+        );
+    };
+    assert!(
+        other.resumed,
+        "a full handshake with worker {:?} after worker {:?}; log:\n{}",
+        other.environ("PID"),
+        first.environ("PID"),
+        server.log()
+    );
+}
+
+#[test]
 fn hup_swaps_the_certificate_with_no_request_failed_under_load() {
     let pki = Pki::new("tls-hup");
     let first = pki.server("first");
@@ -867,6 +903,7 @@ fn a_proxy_protocol_header_comes_before_the_handshake() {
         text: String::from_utf8_lossy(&received).into_owned(),
         server_cert: Vec::new(),
         alpn: None,
+        resumed: false,
     };
     assert_eq!(exchange.status(), "200", "{}", exchange.text);
     assert_eq!(exchange.environ("REMOTE_ADDR"), Some("'203.0.113.7'"));

@@ -215,13 +215,16 @@ fn wheel_is_tagged_for_the_build_cpython_and_carries_no_build_path() {
         "{name}"
     );
 
-    let program = std::fs::read(installed.venv.join("bin/rgunicorn-bin")).unwrap();
-    for fact in ["sys.base_prefix", "sysconfig.get_config_var('LIBDIR')"] {
-        let path = build_python_says(fact);
-        assert!(
-            !program.windows(path.len()).any(|w| w == path.as_bytes()),
-            "rgunicorn-bin contains the build machine's {fact} ({path})"
-        );
+    // The master and, beside it, the Python program it runs for workers.
+    for name in ["rgunicorn-bin", "rgunicorn-python"] {
+        let program = std::fs::read(installed.venv.join("bin").join(name)).unwrap();
+        for fact in ["sys.base_prefix", "sysconfig.get_config_var('LIBDIR')"] {
+            let path = build_python_says(fact);
+            assert!(
+                !program.windows(path.len()).any(|w| w == path.as_bytes()),
+                "{name} contains the build machine's {fact} ({path})"
+            );
+        }
     }
 }
 

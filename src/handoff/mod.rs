@@ -18,6 +18,7 @@
 //! Knows nothing of Python, of forking or of the worker: data and its
 //! encoding only.
 
+pub mod tickets;
 pub mod tls;
 
 use crate::config::Settings;
@@ -33,6 +34,10 @@ pub const APP_LOAD_ERROR: i32 = 4;
 /// Exit code of a Python program started without a usable handoff (by
 /// hand, say): it says so in one line.
 pub const NO_HANDOFF: i32 = 2;
+/// What the dynamic loader exits with when it cannot start the Python
+/// program (its libpython not found, say); the master takes it from a
+/// booting worker as a boot error.
+pub const PROGRAM_NOT_LOADED: i32 = 127;
 
 /// The Python program's file name, beside the master's own executable
 /// (`target/debug/`, or the wheel's scripts directory).

@@ -11,8 +11,12 @@
 //! bytes with the same [`server_config`]: no worker reads a certificate
 //! file.
 //!
-//! The crypto provider is rustls's `ring`.
+//! The crypto provider is rustls's `ring`. Session tickets are sealed with
+//! keys every worker derives from one secret the master made
+//! (`handoff::tickets`), so a client resumes its session on whichever
+//! worker accepts it next.
 
+use super::tickets::{SharedTickets, TicketSecret};
 use crate::config::{CertReqs, CipherSuites, Settings, TlsVersion};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -90,6 +94,9 @@ pub struct TlsMaterial {
     pub key: TlsFile,
     /// `--ca-certs`, with `--cert-reqs` 1 or 2: the client CA roots (PEM).
     pub ca: Option<TlsFile>,
+    /// The secret the session-ticket keys come from (`None`: the system
+    /// gave no randomness; tickets are off).
+    pub ticket_secret: Option<TicketSecret>,
 }
 
 impl TlsMaterial {
@@ -115,7 +122,12 @@ impl TlsMaterial {
                 }
             },
         };
-        Ok(Some(TlsMaterial { chain, key, ca }))
+        Ok(Some(TlsMaterial {
+            chain,
+            key,
+            ca,
+            ticket_secret: TicketSecret::generate(),
+        }))
     }
 }
 
@@ -162,9 +174,9 @@ pub fn server_config(
             reason: e.to_string(),
         })?;
     config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
-    match rustls::crypto::ring::Ticketer::new() {
-        Ok(ticketer) => config.ticketer = ticketer,
-        Err(e) => log::warn!("TLS session tickets are off: {e}"),
+    match &material.ticket_secret {
+        Some(secret) => config.ticketer = Arc::new(SharedTickets::new(secret)),
+        None => log::warn!("TLS session tickets are off: no randomness for their secret"),
     }
     Ok(Arc::new(config))
 }

@@ -26,6 +26,8 @@ pub fn reload(settings: &Settings, current: &Option<TlsMaterial>) -> Option<TlsM
         return current.clone();
     }
     match load(settings) {
+        // With a new ticket secret: a client of the old workers makes a
+        // full handshake with the new ones, and sees the new certificate.
         Ok(material) => {
             if material.is_some() {
                 log::info!("TLS certificates reloaded");

@@ -5,7 +5,7 @@ use super::{
     Arbiter, ArbiterError, WorkerRecord, BOOT_REPORT_LIMIT, FIRST_RESPAWN_DELAY, MAX_RESPAWN_DELAY,
     QUICK_DEATH,
 };
-use crate::handoff::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
+use crate::handoff::{APP_LOAD_ERROR, PROGRAM_NOT_LOADED, WORKER_BOOT_ERROR};
 use crate::heartbeat::Phase;
 use crate::master::scoreboard::Ending;
 use nix::errno::Errno;
@@ -60,6 +60,18 @@ impl Arbiter {
         code: Option<i32>,
         signal: Option<Signal>,
     ) -> Option<ArbiterError> {
+        // The Python program never ran (its libpython could not be loaded,
+        // say): it cannot boot, however often it is started again.
+        let code = match code {
+            Some(PROGRAM_NOT_LOADED) if record.heartbeat.phase() == Phase::Booting => {
+                log::error!(
+                    "Worker (pid:{pid}): the Python program could not be loaded (exit \
+                     {PROGRAM_NOT_LOADED}; the dynamic loader's reason is above)"
+                );
+                Some(WORKER_BOOT_ERROR)
+            }
+            code => code,
+        };
         match (code, signal) {
             (Some(0), _) => log::debug!("Worker (pid:{pid}) exited"),
             (Some(code), _) => log::error!("Worker (pid:{pid}) exited with code {code}"),

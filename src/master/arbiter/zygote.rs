@@ -13,7 +13,9 @@
 //! * At start, a zygote that cannot import the app halts the server with
 //!   the app-load exit code, as a worker does without preload.
 
-use super::{Arbiter, ArbiterError, WorkerRecord, BOOT_LIMIT, MAX_RESPAWN_DELAY};
+use super::{
+    Arbiter, ArbiterError, WorkerRecord, BOOT_LIMIT, MAX_RESPAWN_DELAY, QUICK_DEATH, TICK,
+};
 use crate::handoff::{Handoff, Role, ZygoteFacts, APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use crate::heartbeat::{Heartbeat, Phase};
 use crate::master::python_process;
@@ -90,6 +92,7 @@ impl Arbiter {
         }
         if let Err(e) = self.start_zygote(true) {
             log::error!("Reload failed, the old workers keep serving: cannot start a zygote: {e}");
+            self.ready_pending = true;
         }
     }
 
@@ -238,8 +241,12 @@ impl Arbiter {
             (None, None) => "ended".to_string(),
         };
         if self.zygote.as_ref().is_some_and(|z| z.pid == pid) {
-            self.zygote = None;
+            let died = self.zygote.take().expect("checked above");
             log::error!("Zygote (pid:{pid}) {how}; starting a new one (the workers keep serving)");
+            if died.started_at.elapsed() < QUICK_DEATH {
+                // Dying as soon as it is ready: do not restart in a tight loop.
+                self.zygote_not_before = Some(Instant::now() + TICK);
+            }
             return Some(None);
         }
         if self.next_zygote.as_ref().is_none_or(|z| z.pid != pid) {
@@ -261,6 +268,8 @@ impl Arbiter {
         };
         if self.zygote.is_some() {
             log::error!("Reload failed, the old workers keep serving: {reason}");
+            // systemd heard RELOADING=1: READY=1 again, for the old set.
+            self.ready_pending = true;
         } else {
             log::error!(
                 "Zygote failed to start: {reason}; the workers keep serving, retrying in {}s",
