@@ -26,8 +26,8 @@ pub mod worker;
 pub mod zygote;
 
 use handoff::{
-    take_inherited_fd, Handoff, HandoffError, Role, WorkerFacts, ZygoteFacts, NO_HANDOFF,
-    PYTHON_PROGRAM, WORKER_BOOT_ERROR,
+    take_inherited_fd, Handoff, HandoffError, Role, WorkerFacts, ZygoteFacts, PYTHON_PROGRAM,
+    WORKER_BOOT_ERROR,
 };
 use heartbeat::Heartbeat;
 use listener::Listener;
@@ -42,7 +42,7 @@ fn main() {
         Ok(handoff) => handoff,
         Err(err) => {
             eprintln!("{PYTHON_PROGRAM}: {err}");
-            std::process::exit(NO_HANDOFF);
+            std::process::exit(err.exit_code());
         }
     };
     if let Some(path) = &handoff.log_file {

@@ -508,3 +508,45 @@ fn systemd_hears_ready_again_after_a_reload_good_or_broken() {
     }
     assert_eq!(server.get("/").header("x-version"), Some("v2"));
 }
+
+#[test]
+fn a_reload_whose_workers_cannot_boot_goes_back_to_the_old_zygote() {
+    let dir = TempDir::new("preload-worker-boot");
+    let config = dir.join("rgunicorn.toml");
+    std::fs::write(&config, "").unwrap();
+    let mut server = preloading(&dir, 1)
+        .arg("-c")
+        .arg(config.to_str().unwrap())
+        .start();
+    let old_zygote = zygote_pids(&server)[0];
+    // The new zygote imports fine, but its workers cannot open the access log.
+    let unwritable = dir.join("no-such-dir").join("access.log");
+    std::fs::write(
+        &config,
+        format!("accesslog = {:?}\n", unwritable.to_str().unwrap()),
+    )
+    .unwrap();
+    signal(server.pid() as i32, Signal::SIGHUP);
+    assert!(
+        server.wait_for_log("Reload failed, the old workers keep serving", SLOW),
+        "{}",
+        server.log()
+    );
+    // Workers are forked from the old zygote (old settings) again.
+    signal(server.pid() as i32, Signal::SIGTTIN);
+    assert!(
+        wait_until(SLOW, || live_workers(&server).len() == 2),
+        "{}",
+        server.log()
+    );
+    assert_eq!(server.try_exit_status(), None, "{}", server.log());
+    for _ in 0..4 {
+        assert_eq!(pid_fact(&facts(&server), "imported_in"), old_zygote);
+    }
+    assert!(process_alive(old_zygote), "{}", server.log());
+    assert!(
+        server.wait_for_log("Stopping the abandoned reload's zygote", SLOW),
+        "{}",
+        server.log()
+    );
+}

@@ -55,7 +55,11 @@ pub const ACCESS_LOG_DEFAULT_FORMAT: &str =
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 
 /// All settings of one rgunicorn run.
+// Also serde data: the master hands its effective `Settings` to each
+// Python program it starts (`handoff`), which reads them back exactly
+// rather than parsing the sources again.
 #[derive(Debug, Clone, clap::Parser, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[command(
     name = "rgunicorn",
     version,

@@ -142,6 +142,19 @@ pub enum HandoffError {
     Malformed(String),
 }
 
+impl HandoffError {
+    /// The exit code for it: [`NO_HANDOFF`] for a program started by hand
+    /// (no handoff named), [`WORKER_BOOT_ERROR`] for a handoff that was
+    /// named but cannot be used (the master then stops, as for any worker
+    /// that cannot boot, rather than starting it again and again).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            HandoffError::NotGiven | HandoffError::BadFd(_) => NO_HANDOFF,
+            _ => WORKER_BOOT_ERROR,
+        }
+    }
+}
+
 impl Handoff {
     /// The handoff as bytes, for [`Handoff::read_from`] on the other side.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -258,6 +271,14 @@ mod tests {
                 "{number}"
             );
         }
+    }
+
+    #[test]
+    fn by_hand_is_exit_2_and_an_unusable_handoff_a_boot_error() {
+        assert_eq!(HandoffError::NotGiven.exit_code(), NO_HANDOFF);
+        assert_eq!(HandoffError::BadFd("x".into()).exit_code(), NO_HANDOFF);
+        let malformed = Handoff::read_from(b"{}").unwrap_err();
+        assert_eq!(malformed.exit_code(), WORKER_BOOT_ERROR);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! stop signal or a halt.
 
 pub mod arbiter;
+mod cargo_run;
 pub mod daemon;
 mod exposition;
 pub mod metrics_endpoint;

@@ -42,6 +42,9 @@ pub enum PythonProcessError {
     /// The master's own executable is unknown (no `/proc/self/exe`).
     #[error("cannot find the Python program: the master's executable is unknown: {0}")]
     NoExecutable(String),
+    /// Under `cargo run`, building the program failed.
+    #[error(transparent)]
+    CargoRun(#[from] super::cargo_run::CargoRunError),
 }
 
 /// The Python program, opened (`O_PATH`) for exec.
@@ -54,10 +57,12 @@ pub struct PythonProgram {
 impl PythonProgram {
     /// Opens [`PYTHON_PROGRAM`] in the directory of this process's own
     /// executable (`/proc/self/exe`): `target/debug/` for a cargo build,
-    /// the scripts directory of the wheel.
+    /// the scripts directory of the wheel. Under `cargo run` it is built
+    /// first (`master::cargo_run`).
     pub fn find() -> Result<PythonProgram, PythonProcessError> {
         let master = std::env::current_exe()
             .map_err(|e| PythonProcessError::NoExecutable(crate::os_error::os_error_text(&e)))?;
+        super::cargo_run::build_python_program_if_cargo_run(&master)?;
         let path = master
             .parent()
             .unwrap_or(Path::new("/"))

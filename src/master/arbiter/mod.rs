@@ -229,6 +229,9 @@ pub struct Arbiter {
     /// `--preload`: a zygote still importing the app (at start, after the
     /// last one died, or after a HUP).
     next_zygote: Option<zygote::ZygoteRecord>,
+    /// `--preload`: the zygote a reload replaced, kept until the reload's
+    /// workers all serve.
+    retiring_zygote: Option<zygote::ZygoteRecord>,
     /// No zygote is started before this (after one failed to start).
     zygote_not_before: Option<Instant>,
     /// Whether a zygote has been ready: until then, one that cannot import
@@ -267,6 +270,7 @@ impl Arbiter {
             python,
             zygote: None,
             next_zygote: None,
+            retiring_zygote: None,
             zygote_not_before: None,
             zygote_ever_ready: false,
         }

@@ -147,5 +147,6 @@ impl Arbiter {
         for pid in new_set {
             self.retire_worker(pid);
         }
+        self.fall_back_to_the_old_zygote();
     }
 }

@@ -7,7 +7,9 @@
 //! * A HUP (or a `--reload` request) starts a new zygote beside the old
 //!   one; once it is ready it becomes the one workers are forked from, the
 //!   old workers are replaced as on a HUP without preload, and the old
-//!   zygote is stopped. A new zygote that cannot import the app is dropped
+//!   zygote is stopped once the new workers serve (if they cannot boot, the
+//!   reload is abandoned and workers come from the old zygote again). A
+//!   new zygote that cannot import the app is dropped
 //!   and the old one and its workers keep serving.
 //! * A zygote that dies is replaced; the workers keep serving meanwhile.
 //! * At start, a zygote that cannot import the app halts the server with
@@ -57,6 +59,11 @@ impl Arbiter {
     pub(super) fn manage_zygotes(&mut self) {
         if !self.settings.preload {
             return;
+        }
+        if self.reload_from_age.is_none() {
+            if let Some(old) = self.retiring_zygote.take() {
+                stop_zygote(&old, "old");
+            }
         }
         if let Some(next) = &self.next_zygote {
             if next.heartbeat.phase() == Phase::Serving {
@@ -159,8 +166,11 @@ impl Arbiter {
         self.zygote_ever_ready = true;
         let reload = next.reload;
         if let Some(old) = self.zygote.replace(next) {
-            log::info!("Stopping the old zygote (pid:{})", old.pid);
-            let _ = kill(old.pid, Signal::SIGTERM);
+            // Kept until the new workers serve: a reload abandoned because
+            // they cannot boot goes back to it.
+            if let Some(older) = self.retiring_zygote.replace(old) {
+                stop_zygote(&older, "old");
+            }
         }
         if reload {
             self.ready_pending = true;
@@ -170,6 +180,17 @@ impl Arbiter {
                     worker.replaced = true;
                 }
             }
+        }
+    }
+
+    /// A reload is abandoned (a new worker cannot boot): workers are forked
+    /// from the old zygote again, and the new one is stopped.
+    pub(super) fn fall_back_to_the_old_zygote(&mut self) {
+        let Some(old) = self.retiring_zygote.take() else {
+            return;
+        };
+        if let Some(new) = self.zygote.replace(old) {
+            stop_zygote(&new, "abandoned reload's");
         }
     }
 
@@ -240,6 +261,11 @@ impl Arbiter {
             (None, Some(signal)) => format!("was sent {}", signal.as_str()),
             (None, None) => "ended".to_string(),
         };
+        if self.retiring_zygote.as_ref().is_some_and(|z| z.pid == pid) {
+            self.retiring_zygote = None;
+            log::debug!("Old zygote (pid:{pid}) {how}");
+            return Some(None);
+        }
         if self.zygote.as_ref().is_some_and(|z| z.pid == pid) {
             let died = self.zygote.take().expect("checked above");
             log::error!("Zygote (pid:{pid}) {how}; starting a new one (the workers keep serving)");
@@ -283,9 +309,13 @@ impl Arbiter {
     /// SIGKILLs the zygotes and waits for them (on every way out of the
     /// master: they serve nothing, and must not fork any more workers).
     pub(super) fn end_zygotes(&mut self) {
-        for zygote in [self.zygote.take(), self.next_zygote.take()]
-            .into_iter()
-            .flatten()
+        for zygote in [
+            self.zygote.take(),
+            self.next_zygote.take(),
+            self.retiring_zygote.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let _ = kill(zygote.pid, Signal::SIGKILL);
             loop {
@@ -297,6 +327,13 @@ impl Arbiter {
             }
         }
     }
+}
+
+/// TERMs a zygote the master no longer forks from (`which`: for the log);
+/// it is reaped, as a stranger, when it exits.
+fn stop_zygote(zygote: &ZygoteRecord, which: &str) {
+    log::info!("Stopping the {which} zygote (pid:{})", zygote.pid);
+    let _ = kill(zygote.pid, Signal::SIGTERM);
 }
 
 /// `--preload`: makes the master the reaper of its orphaned descendants,
