@@ -54,6 +54,10 @@ const THREADED_ACCEPT_BATCH: usize = 4;
 /// the backlog (or go to a sibling) instead of waking this worker in a
 /// loop of failing accepts.
 const DESCRIPTOR_BACKOFF: Duration = Duration::from_millis(250);
+/// On a fast stop (INT, QUIT), how long the app threads get to call
+/// `close()` on the responses the stop cancelled (at most the graceful
+/// timeout).
+const FAST_STOP_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// A listening socket adopted by this worker, and whether its connections
 /// are TLS.
@@ -259,9 +263,14 @@ impl EventLoop {
         let code = self.serve(gil);
         self.close_all(gil);
         if let AppCalls::Threads(threads) = &mut self.shared.calls {
-            threads
-                .pool
-                .stop(self.stop_deadline.unwrap_or_else(Instant::now));
+            // A fast stop has no deadline of its own, but the responses it
+            // cancelled are closed on their app threads: give those a
+            // moment to call `close()` (a thread still inside the app is
+            // not waited for longer).
+            let deadline = self.stop_deadline.unwrap_or_else(|| {
+                Instant::now() + self.graceful_timeout.min(FAST_STOP_CLOSE_GRACE)
+            });
+            threads.pool.stop(deadline);
         }
         self.with_access_log(|log| log.flush_all());
         if let Some(hooks) = &self.shared.hooks {
