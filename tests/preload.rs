@@ -550,3 +550,37 @@ fn a_reload_whose_workers_cannot_boot_goes_back_to_the_old_zygote() {
         server.log()
     );
 }
+
+#[test]
+fn a_worker_is_the_masters_child_with_its_own_tid_in_glibcs_thread_descriptor() {
+    // Workers are cloned straight as the master's children (no intermediate
+    // process); glibc's cached tid must be the worker's own, as after fork().
+    let dir = TempDir::new("preload-tid");
+    let server = preloading(&dir, 1).arg("--log-level").arg("debug").start();
+    let facts = facts(&server);
+    assert_eq!(facts["tid_clock_is_own"], "True", "{facts:?}");
+    assert_eq!(pid_fact(&facts, "ppid"), server.pid() as i32, "{facts:?}");
+    assert!(!server.log().contains("forking twice"), "{}", server.log());
+}
+
+#[test]
+fn a_zygote_with_a_thread_forks_twice_and_its_workers_are_still_the_masters() {
+    let dir = TempDir::new("preload-thread");
+    let server = preloading(&dir, 2)
+        .env("PRELOAD_START_THREAD", "1")
+        .arg("--log-level")
+        .arg("debug")
+        .start();
+    assert!(
+        server.wait_for_log("Zygote: forking twice (the zygote runs 2 threads)", SLOW),
+        "{}",
+        server.log()
+    );
+    let (slow, quick) = facts_from_two_workers(&server);
+    for facts in [&slow, &quick] {
+        assert_eq!(pid_fact(facts, "ppid"), server.pid() as i32, "{facts:?}");
+        assert_eq!(facts["tid_clock_is_own"], "True", "{facts:?}");
+    }
+    assert_ne!(slow["first_draw"], quick["first_draw"]);
+    assert_eq!(imports(&dir).len(), 1);
+}

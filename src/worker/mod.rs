@@ -166,8 +166,9 @@ pub fn die_with_master(master_pid: i32) -> bool {
     signals::die_with_master(master_pid)
 }
 
-/// How long a worker forked by the zygote waits to be adopted by the
-/// master (the zygote's intermediate child exits right after the fork).
+/// How long a worker forked twice by the zygote (one with threads) waits to
+/// be adopted by the master (the zygote's intermediate child exits right
+/// after the fork). A worker cloned as the master's child is at once.
 const ADOPTION_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs a worker forked by the preload zygote, which already started the
@@ -208,9 +209,10 @@ pub fn run_preloaded(py: Python<'_>, ctx: WorkerContext<'_>, app: &Py<PyAny>) ->
     serve(py, parts, &mut report, hooks, app.clone_ref(py))
 }
 
-/// Waits until the master is this process's parent: a worker forked by the
-/// zygote is orphaned by the zygote's short-lived intermediate child and
-/// adopted by the master (a child subreaper). False if that does not happen
+/// Waits until the master is this process's parent (returns at once for a
+/// worker the zygote cloned as the master's child): a worker forked twice
+/// is orphaned by the zygote's short-lived intermediate child and adopted
+/// by the master (a child subreaper). False if that does not happen
 /// within [`ADOPTION_LIMIT`] (the master is gone).
 fn wait_for_adoption(master_pid: i32) -> bool {
     let deadline = std::time::Instant::now() + ADOPTION_LIMIT;

@@ -1,7 +1,10 @@
-//! One fork request: CPython's fork protocol around a double fork, the
-//! worker's pid back to the zygote through a pipe, and the worker's side
-//! (its descriptors turned into a `WorkerContext`, then the worker).
+//! One fork request: CPython's fork protocol around the fork (one clone
+//! whose parent is the master, `sibling`; or, in a zygote with threads, a
+//! double fork with the worker's pid back through a pipe), and the
+//! worker's side (its descriptors turned into a `WorkerContext`, then the
+//! worker).
 
+use super::sibling::{self, Cloned};
 use crate::config::Settings;
 use crate::heartbeat::Heartbeat;
 use crate::listener::Listener;
@@ -33,27 +36,50 @@ impl Forker<'_> {
     /// Forks one worker for `request`; returns its pid (or why not). The
     /// worker's side never returns from here.
     pub(super) fn fork_worker(&self, py: Python<'_>, request: ForkRequest) -> ForkReply {
+        let _ = io::stderr().flush();
+        // SAFETY: called with the GIL held (the zygote is attached for its
+        // whole life), on the main thread, right before the fork.
+        unsafe { pyo3::ffi::PyOS_BeforeFork() };
+        let reply = match sibling::clone_as_sibling() {
+            Ok(Cloned::Parent(pid)) => {
+                drop(request);
+                ForkReply::Forked(pid)
+            }
+            Ok(Cloned::Child) => {
+                let code = self.become_worker(py, request);
+                let _ = io::stderr().flush();
+                // SAFETY: `_exit` ends the worker without returning into
+                // the zygote's loop or running its destructors.
+                unsafe { libc::_exit(code) }
+            }
+            Err(why) => {
+                log::debug!("Zygote: forking twice ({why})");
+                self.fork_twice(py, request)
+            }
+        };
+        // SAFETY: pairs with PyOS_BeforeFork above, GIL held, in the zygote.
+        unsafe { pyo3::ffi::PyOS_AfterFork_Parent() };
+        reply
+    }
+
+    /// The fallback fork (a zygote with threads, or a kernel without
+    /// clone3): glibc's `fork()` twice, so that at-fork locks and handlers
+    /// run; the intermediate child exits at once and the worker is adopted
+    /// by the master (a child subreaper). Called between PyOS_BeforeFork
+    /// and PyOS_AfterFork_Parent.
+    fn fork_twice(&self, py: Python<'_>, request: ForkRequest) -> ForkReply {
         let (pid_read, pid_write) = match pipe2(OFlag::O_CLOEXEC) {
             Ok(pipe) => pipe,
             Err(e) => return ForkReply::Failed(format!("cannot make a pipe: {e}")),
         };
-        let _ = io::stderr().flush();
-        // SAFETY: called with the GIL held (the zygote is attached for its
-        // whole life), on the main thread, right before fork.
-        unsafe { pyo3::ffi::PyOS_BeforeFork() };
-        // SAFETY: the zygote's only thread is this one (the app must not
-        // start threads at import under --preload, docs/preload.md); the
+        // SAFETY: glibc's fork takes its own and the libraries' at-fork
+        // locks, so it is sound with other threads (which the app should
+        // not start at import under --preload, docs/preload.md); the
         // intermediate child only forks again and `_exit`s.
         let forked = unsafe { fork() };
         match forked {
-            Err(e) => {
-                // SAFETY: pairs with PyOS_BeforeFork above, GIL held.
-                unsafe { pyo3::ffi::PyOS_AfterFork_Parent() };
-                ForkReply::Failed(format!("fork failed: {e}"))
-            }
+            Err(e) => ForkReply::Failed(format!("fork failed: {e}")),
             Ok(ForkResult::Parent { child }) => {
-                // SAFETY: pairs with PyOS_BeforeFork above, GIL held.
-                unsafe { pyo3::ffi::PyOS_AfterFork_Parent() };
                 drop(pid_write);
                 drop(request);
                 let pid = read_pid(pid_read);

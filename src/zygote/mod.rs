@@ -9,11 +9,12 @@
 //! Each fork runs CPython's fork protocol (`PyOS_BeforeFork`, then
 //! `PyOS_AfterFork_Parent` here and `PyOS_AfterFork_Child` in the worker,
 //! which runs the `os.register_at_fork` handlers: `random` is reseeded in
-//! every worker). The fork is double: a short-lived intermediate child forks
-//! the worker and exits, so the worker is adopted by the master (a child
-//! subreaper), which supervises and reaps it like any worker. The worker
-//! then enters the worker's one serving path through
-//! [`worker::run_preloaded`].
+//! every worker). The fork is one `clone3(CLONE_PARENT)` (`sibling`), so
+//! the worker is the master's own child, which supervises and reaps it
+//! like any worker; a zygote with threads forks twice with glibc's fork
+//! instead (a short-lived intermediate child forks the worker and exits,
+//! and the master, a child subreaper, adopts it). The worker then enters
+//! the worker's one serving path through [`worker::run_preloaded`].
 //!
 //! Supervision stays in the master; the zygote only imports and forks. It
 //! must not outlive the master, and ends when the master closes the
@@ -21,6 +22,7 @@
 //! worth a graceful stop).
 
 mod fork;
+mod sibling;
 
 use crate::config::Settings;
 use crate::heartbeat::{Heartbeat, Phase};

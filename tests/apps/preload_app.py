@@ -3,7 +3,9 @@
 At import it appends `imported in PID` to the file named by
 $PRELOAD_IMPORT_LOG (so a test can count imports), reads its version from
 the file named by $PRELOAD_VERSION_FILE (`v1` when unset) and raises if
-that version is `broken` (a deploy that cannot be imported). It registers
+that version is `broken` (a deploy that cannot be imported). With
+$PRELOAD_START_THREAD set it starts a thread at import (which preload
+forbids, but must survive: the zygote then forks with glibc's fork). It registers
 an `os.register_at_fork` child handler, which records the pid it ran in.
 
 Routes:
@@ -11,8 +13,10 @@ Routes:
   with the version in an `X-Version` header.
 - `GET /facts`: one `key=value` line each: pid, ppid, sys.argv (as JSON),
   the pid that imported the module, the pids the at-fork handler ran in,
-  gc's frozen count, and the first `random` draw this process made (taken
-  on its first request).
+  gc's frozen count, the first `random` draw this process made (taken
+  on its first request), and `tid_clock_is_own`: whether the CPU clock
+  glibc names for this thread (from its cached tid) is the one of this
+  process's own tid.
 - `GET /facts?sleep=S`: the same after saying `preload_app: sleeping in pid
   N` on stderr and sleeping S seconds (keeps this worker busy).
 """
@@ -39,7 +43,21 @@ if VERSION == "broken":
 AFTER_FORK_IN = []
 os.register_at_fork(after_in_child=lambda: AFTER_FORK_IN.append(os.getpid()))
 
+if os.environ.get("PRELOAD_START_THREAD"):
+    import threading
+
+    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+
 _first_draw = None
+
+
+def _tid_clock_is_own():
+    """glibc makes pthread_getcpuclockid's id from the tid it caches in the
+    thread's descriptor (CPUCLOCK_SCHED | CPUCLOCK_PERTHREAD, ~tid << 3)."""
+    import threading
+
+    clock = time.pthread_getcpuclockid(threading.get_ident())
+    return clock == ((~threading.get_native_id()) << 3) | 6
 
 
 def application(environ, start_response):
@@ -60,6 +78,7 @@ def application(environ, start_response):
             freeze_count=gc.get_freeze_count(),
             first_draw=_first_draw,
             version=VERSION,
+            tid_clock_is_own=_tid_clock_is_own(),
         )
         body = "".join(f"{key}={value}\n" for key, value in facts.items()).encode()
     else:

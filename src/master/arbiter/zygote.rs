@@ -1,8 +1,10 @@
 //! `--preload`: the arbiter's zygotes. The master starts one zygote (the
 //! Python program with the zygote's role, `master::python_process`), waits
 //! for it to import the app, and then forks every worker through it (a
-//! request over its channel; the worker is adopted by the master, a child
-//! subreaper, and supervised like any other).
+//! request over its channel; the zygote clones the worker as the master's
+//! own child, or, with threads in the zygote, forks twice and the master,
+//! a child subreaper, adopts it; either way it is supervised like any
+//! other).
 //!
 //! * A HUP (or a `--reload` request) starts a new zygote beside the old
 //!   one; once it is ready it becomes the one workers are forked from, the
