@@ -44,31 +44,23 @@ Usage: bench/compare.sh [options]   (see --help; a smoke run:
        bench/compare.sh --duration 2 --rounds 1 --out /tmp/bench.md)
 Raw results go to target/bench-logs/results.json (--render re-renders them).
 Sections that other scripts keep in the output between `<!-- NAME: begin -->`
-and `<!-- NAME: end -->` (bench/threads.sh's) are written back unchanged.
+and `<!-- NAME: end -->` (bench/threads.sh's, bench/preload.sh's) are written back unchanged.
 """
 
 import argparse
 import datetime
 import json
 import os
-import platform
 import re
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import sysconfig
 import threading
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.join(ROOT, "target", "bench-venv")
-LOGDIR = os.path.join(ROOT, "target", "bench-logs")
-REQUIREMENTS = os.path.join(ROOT, "bench", "requirements.txt")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from benchlib import (LOGDIR, ROOT, VENV, Server, build_rgunicorn, git_commit, kept_sections, loadavg,
+                      machine, median, memory_kib, parse_wrk, pip_versions, reexec_in_venv, tool_versions,
+                      tree_cpu_seconds, venv_bin, workers)
 
 # app name -> (WSGI target, path probed and requested)
 APPS = {
@@ -99,10 +91,6 @@ app = getattr(importlib.import_module(module), name)
 import bjoern
 bjoern.run(app, sys.argv[2], int(sys.argv[3]))
 """
-
-
-def venv_bin(name):
-    return os.path.join(VENV, "bin", name)
 
 
 # With --tls: (certificate, key) paths, made by make_certificate().
@@ -171,197 +159,7 @@ def server_commands(rgunicorn_bins):
     return servers
 
 
-# ---------------------------------------------------------------- setup
-
-
-def ensure_tools():
-    """Installs wrk, libev-dev (bjoern), python3-dev (uWSGI) and openssl (--tls)
-    when missing."""
-    missing = []
-    if not shutil.which("wrk"):
-        missing.append("wrk")
-    if not os.path.exists("/usr/include/ev.h"):
-        missing.append("libev-dev")
-    if not shutil.which("gcc"):
-        missing.append("gcc")
-    if not shutil.which("openssl"):
-        missing.append("openssl")  # --tls makes its certificate with it
-    include = sysconfig.get_paths()["include"]
-    if not os.path.exists(os.path.join(include, "Python.h")):
-        missing.append("python3-dev")
-    if missing:
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", *missing], check=True, env=env,
-                       stdout=subprocess.DEVNULL)
-
-
-def ensure_venv():
-    """Creates target/bench-venv with the pinned requirements (once)."""
-    stamp = os.path.join(VENV, ".requirements")
-    wanted = open(REQUIREMENTS).read()
-    if os.path.exists(stamp) and open(stamp).read() == wanted:
-        return
-    if not os.path.exists(venv_bin("python")):
-        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-    print("bench: installing the peers into target/bench-venv (uWSGI and bjoern build from source)",
-          file=sys.stderr)
-    subprocess.run([venv_bin("pip"), "install", "--quiet", "--disable-pip-version-check",
-                    "-r", REQUIREMENTS], check=True)
-    with open(stamp, "w") as f:
-        f.write(wanted)
-
-
-def build_rgunicorn():
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "release", "rgunicorn")
-
-
-# ---------------------------------------------------------------- processes
-
-
-def proc_table():
-    """pid -> (ppid, cpu ticks including reaped children)."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        # fields[0] is state (field 3): ppid is field 4, utime..cstime 14..17.
-        ppid = int(fields[1])
-        ticks = sum(int(x) for x in fields[11:15])
-        table[int(entry)] = (ppid, ticks)
-    return table
-
-
-def tree(root, table=None):
-    """The pids of `root` and all its descendants."""
-    table = table or proc_table()
-    children = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    pids, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if pid in table:
-            pids.append(pid)
-            todo.extend(children.get(pid, []))
-    return pids
-
-
-def tree_cpu_seconds(root):
-    table = proc_table()
-    return sum(table[pid][1] for pid in tree(root, table)) / CLK_TCK
-
-
-def memory_kib(pid):
-    """(Rss, Pss) in KiB from smaps_rollup."""
-    values = {}
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                parts = line.split()
-                if parts[0] in ("Rss:", "Pss:"):
-                    values[parts[0][:-1]] = int(parts[1])
-    except OSError:
-        return (0, 0)
-    return (values.get("Rss", 0), values.get("Pss", 0))
-
-
-def workers(root):
-    """The processes that serve: the root's descendants, or the root alone."""
-    pids = tree(root)
-    return [p for p in pids if p != root] or [root]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, name, argv_for, procs, app_target, path):
-        self.name = name
-        self.port = free_port()
-        self.path = path
-        self.log_path = os.path.join(LOGDIR, f"{name}.log")
-        argv = argv_for(app_target, self.port)
-        self.log = open(self.log_path, "w")
-        env = dict(os.environ, PYTHONPATH=ROOT)
-        env.pop("VIRTUAL_ENV", None)
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
-        self.procs = procs
-
-    def wait_ready(self, timeout=60):
-        """Whether the server came up (all its processes, and an answer)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if len(tree(self.proc.pid)) >= self.procs and self.answers():
-                return True
-            time.sleep(0.1)
-        self.stop()
-        print(f"bench: {self.name} did not start, left out; its log:\n{open(self.log_path).read()}",
-              file=sys.stderr)
-        return False
-
-    def answers(self):
-        try:
-            url = f"{scheme()}://127.0.0.1:{self.port}{self.path}"
-            context = None
-            if TLS:
-                import ssl
-                context = ssl.create_default_context(cafile=TLS[0])
-            with urllib.request.urlopen(url, timeout=2, context=context) as r:
-                return r.status == 200
-        except Exception:
-            return False
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
-
-
 # ---------------------------------------------------------------- load
-
-
-def to_ms(text):
-    for suffix, scale in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * scale
-    return float(text)
-
-
-def parse_wrk(out):
-    result = {"rps": 0.0, "p50": None, "p99": None, "errors": 0, "requests": 0}
-    for line in out.splitlines():
-        words = line.split()
-        if line.startswith("Requests/sec:"):
-            result["rps"] = float(words[1])
-        elif len(words) == 2 and words[0] in ("50%", "99%"):
-            result["p" + words[0][:-1]] = to_ms(words[1])
-        elif "requests in" in line:
-            result["requests"] = int(words[0])
-        elif line.strip().startswith("Socket errors:"):
-            result["errors"] += sum(int(n) for n in re.findall(r"\d+", line))
-        elif line.strip().startswith("Non-2xx or 3xx responses:"):
-            result["errors"] += int(words[-1])
-    return result
 
 
 def connection_shares(port):
@@ -375,10 +173,6 @@ def connection_shares(port):
     return min(counts) / mean if mean else None
 
 
-def scheme():
-    return "https" if TLS else "http"
-
-
 def run_wrk(server, scenario, args):
     _, mode, lua = SCENARIOS[scenario]
     argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
@@ -386,7 +180,7 @@ def run_wrk(server, scenario, args):
         argv += ["-H", "Connection: close"]
     if lua:
         argv += ["-s", os.path.join(LOGDIR, lua)]
-    argv.append(f"{scheme()}://127.0.0.1:{server.port}{server.path}")
+    argv.append(server.url())
     shares = {}
     timer = None
     if mode == "keepalive":
@@ -426,7 +220,7 @@ def run(args):
     scenarios = [s for s in SCENARIOS if not args.scenarios or s in args.scenarios]
     runs = {}  # (server, scenario) -> [result]
     memory = {}  # (server, app) -> [(rss, pss)] per worker
-    load_before = open("/proc/loadavg").read().split()[:3]
+    load_before = loadavg()
     started = time.monotonic()
     estimate = len(names) * (len(scenarios) * args.rounds * (args.duration + 0.3)
                              + len({SCENARIOS[s][0] for s in scenarios}) * 4)
@@ -441,7 +235,7 @@ def run(args):
         try:
             for name in names:
                 argv_for, procs = commands[name]
-                servers.append(Server(name, argv_for, procs, target, path))
+                servers.append(Server(name, argv_for, procs, target, path, cafile=TLS[0] if TLS else None))
             servers = [server for server in servers if server.wait_ready()]
             for server in servers:  # warm-up, not recorded
                 run_wrk(server, app_scenarios[0], argparse.Namespace(**{**vars(args), "duration": 1}))
@@ -462,7 +256,7 @@ def run(args):
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": round(time.monotonic() - started),
         "load_before": load_before,
-        "load_after": open("/proc/loadavg").read().split()[:3],
+        "load_after": loadavg(),
         "machine": machine(),
         "versions": versions(bins[0][1]),
         "commit": git_commit(),
@@ -478,43 +272,13 @@ def run(args):
     return results
 
 
-def machine():
-    cpu = "unknown"
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = int(open("/proc/meminfo").readline().split()[1]) / 1048576
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}"
-
-
 def versions(rgunicorn):
-    out = subprocess.run([venv_bin("pip"), "list", "--format=json", "--disable-pip-version-check"],
-                         capture_output=True, text=True).stdout
-    pins = {p["name"].lower(): p["version"] for p in json.loads(out or "[]")}
-    rg = subprocess.run([rgunicorn, "--version"], capture_output=True, text=True).stdout.strip()
-    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split()
-    return {
-        "rgunicorn": rg or "unknown",
-        "python": platform.python_version(),
-        "wrk": wrk[1] if len(wrk) > 1 else "unknown",
-        **{k: pins.get(k, "?") for k in ("bjoern", "granian", "gunicorn", "uwsgi", "waitress", "flask")},
-    }
-
-
-def git_commit():
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
-    return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+    pins = pip_versions()
+    return tool_versions(rgunicorn) | {
+        k: pins.get(k, "?") for k in ("bjoern", "granian", "gunicorn", "uwsgi", "waitress", "flask")}
 
 
 # ---------------------------------------------------------------- report
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def summary(results):
@@ -713,17 +477,6 @@ def render(results, out_path, chart_path):
         chart(table, servers, scenarios, chart_path, results)
 
 
-def kept_sections(path):
-    """The sections other scripts keep in the file, between their markers
-    (`<!-- bench/threads.sh: begin -->` ... `end -->`), to be written back."""
-    try:
-        text = open(path).read()
-    except OSError:
-        return []
-    found = re.finditer(r"<!-- (\S+): begin -->.*?<!-- \1: end -->", text, flags=re.S)
-    return [part for m in found for part in (m.group(0), "")]
-
-
 def chart(table, servers, scenarios, path, results):
     import matplotlib
     matplotlib.use("Agg")
@@ -777,10 +530,7 @@ def main():
     parser.add_argument("--render", action="store_true",
                         help="only re-render target/bench-logs/results.json")
     args = parser.parse_args()
-    if os.path.realpath(sys.prefix) != os.path.realpath(VENV):
-        ensure_tools()
-        ensure_venv()
-        os.execv(venv_bin("python"), [venv_bin("python"), os.path.abspath(__file__), *sys.argv[1:]])
+    reexec_in_venv(__file__)
     global TLS
     if args.tls:
         os.makedirs(LOGDIR, exist_ok=True)

@@ -28,6 +28,7 @@ pub mod shared_memory;
 pub mod statsd;
 pub mod tls_info;
 pub mod x509_name;
+pub mod zygote_channel;
 
 /// The version string reported by `--version` and the `Server` header.
 pub const SERVER_SOFTWARE: &str = concat!("rgunicorn/", env!("CARGO_PKG_VERSION"));

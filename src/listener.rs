@@ -41,6 +41,15 @@ impl AsFd for Listener {
 }
 
 impl Listener {
+    /// `fd`, a socket of the same kind as this one (e.g. a worker's own
+    /// `--reuse-port` socket for this address, received over a socket).
+    pub fn same_kind(&self, fd: OwnedFd) -> Listener {
+        match self {
+            Listener::Tcp(_) => Listener::Tcp(std::net::TcpListener::from(fd)),
+            Listener::Unix(_) => Listener::Unix(std::os::unix::net::UnixListener::from(fd)),
+        }
+    }
+
     /// Where this socket listens, as gunicorn logs it: `http://127.0.0.1:8000`,
     /// `http://[::1]:8000` (the real port when port 0 was asked) or
     /// `unix:/run/app.sock`.

@@ -8,7 +8,7 @@
 //! master has it, turns the handoff's descriptors back into the objects
 //! they were (listeners, heartbeat and metrics pages, the TLS
 //! configuration built from the master's bytes) and enters
-//! `worker::run` (or the app check).
+//! `worker::run`, the `--preload` zygote's `zygote::run`, or the app check.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 // The library's rooms, under the names the worker's modules use
@@ -17,14 +17,17 @@
 pub use rgunicorn::{
     config, handoff, heartbeat, http, ip_allow_list, listener, local_time, logging, metrics,
     os_error, proc_title, proxy_protocol, shared_memory, statsd, tls_info, x509_name,
-    SERVER_SOFTWARE,
+    zygote_channel, SERVER_SOFTWARE,
 };
 
 #[path = "worker/mod.rs"]
 pub mod worker;
+#[path = "zygote/mod.rs"]
+pub mod zygote;
 
 use handoff::{
-    take_inherited_fd, Handoff, HandoffError, Role, WorkerFacts, PYTHON_PROGRAM, WORKER_BOOT_ERROR,
+    take_inherited_fd, Handoff, HandoffError, Role, WorkerFacts, ZygoteFacts, PYTHON_PROGRAM,
+    WORKER_BOOT_ERROR,
 };
 use heartbeat::Heartbeat;
 use listener::Listener;
@@ -51,6 +54,7 @@ fn main() {
     }
     let code = match &handoff.role {
         Role::Worker(facts) => run_worker(&handoff, facts),
+        Role::Zygote(facts) => run_zygote(&handoff, facts),
         Role::Check { report } => check(&handoff, *report),
     };
     let _ = std::io::stdout().flush();
@@ -92,6 +96,41 @@ fn run_worker(handoff: &Handoff, facts: &WorkerFacts) -> i32 {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker::run(context))).unwrap_or(1)
 }
 
+/// The `--preload` zygote: rebuilds its context from the handoff and runs
+/// it. Returns the exit code.
+fn run_zygote(handoff: &Handoff, facts: &ZygoteFacts) -> i32 {
+    let boot_report = match take_inherited_fd(facts.boot_report) {
+        Ok(fd) => fd,
+        Err(err) => return boot_failure(None, &err.to_string()),
+    };
+    let taken = adopt_listeners(&facts.listeners).and_then(|listeners| {
+        let heartbeat = Heartbeat::from_inherited(take(facts.heartbeat)?)
+            .map_err(|e| format!("the zygote's heartbeat page: {e}"))?;
+        let channel = zygote_channel::Channel::from_fd(take(facts.channel)?);
+        Ok((listeners, heartbeat, channel, tls_config(handoff)?))
+    });
+    let (listeners, heartbeat, channel, tls) = match taken {
+        Ok(taken) => taken,
+        Err(reason) => return boot_failure(Some(boot_report), &reason),
+    };
+    // The workers it forks inherit the client.
+    if let Err(reason) = connect_statsd(&handoff.settings) {
+        return boot_failure(Some(boot_report), &reason);
+    }
+    let context = zygote::ZygoteContext {
+        settings: &handoff.settings,
+        argv: &handoff.argv,
+        listeners: &listeners,
+        serves_tls: &facts.serves_tls,
+        channel,
+        boot_report,
+        master_pid: facts.master_pid,
+        heartbeat,
+        tls,
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| zygote::run(context))).unwrap_or(1)
+}
+
 /// The objects a worker's descriptors and bytes stand for.
 struct Inherited {
     listeners: Vec<Listener>,
@@ -102,14 +141,7 @@ struct Inherited {
 
 impl Inherited {
     fn take(handoff: &Handoff, facts: &WorkerFacts) -> Result<Inherited, String> {
-        let listeners = facts
-            .listeners
-            .iter()
-            .map(|fd| {
-                Listener::adopt(*fd)
-                    .map_err(|e| format!("cannot use listening socket fd {fd}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let listeners = adopt_listeners(&facts.listeners)?;
         let heartbeat = Heartbeat::from_inherited(take(facts.heartbeat)?)
             .map_err(|e| format!("the heartbeat page: {e}"))?;
         let metrics = match facts.metrics {
@@ -119,19 +151,32 @@ impl Inherited {
                     .map_err(|e| format!("the metrics page: {e}"))?,
             ),
         };
-        let tls = match &handoff.tls {
-            None => None,
-            Some(material) => Some(
-                handoff::tls::server_config(&handoff.settings, material)
-                    .map_err(|e| e.to_string())?,
-            ),
-        };
+        let tls = tls_config(handoff)?;
         Ok(Inherited {
             listeners,
             heartbeat,
             metrics,
             tls,
         })
+    }
+}
+
+/// The inherited listening sockets.
+fn adopt_listeners(fds: &[i32]) -> Result<Vec<Listener>, String> {
+    fds.iter()
+        .map(|fd| {
+            Listener::adopt(*fd).map_err(|e| format!("cannot use listening socket fd {fd}: {e}"))
+        })
+        .collect()
+}
+
+/// The TLS configuration built from the master's bytes (with `--certfile`).
+fn tls_config(handoff: &Handoff) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+    match &handoff.tls {
+        None => Ok(None),
+        Some(material) => handoff::tls::server_config(&handoff.settings, material)
+            .map(Some)
+            .map_err(|e| e.to_string()),
     }
 }
 

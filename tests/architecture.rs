@@ -63,13 +63,14 @@ const ROOMS: &[(&str, Room)] = &[
     ("statsd", Foundation),
     ("tls_info", Foundation),
     ("x509_name", Foundation),
+    ("zygote_channel", Foundation),
     ("http", Http),
     ("config", Config),
     ("handoff", Handoff),
     ("worker", Worker),
     ("worker::app_threads", AppThreads), // --threads, worker side
     ("worker::wsgi", Wsgi),
-    ("zygote", Zygote), // (next) --preload
+    ("zygote", Zygote), // --preload
     ("master", Master),
 ];
 
@@ -90,15 +91,19 @@ const ARROWS: &[(Room, &[Room])] = &[
 ];
 
 /// Narrow doors: where a room may name another only through a few entry
-/// points. The zygote enters a worker after fork through `worker::run` and
-/// reads its exit codes, and knows nothing else of it. The master names no
-/// room of the Python program at all: it starts that program through
-/// `master::python_process` with a `handoff::Handoff`.
+/// points. The zygote starts Python and enters each worker it forks through
+/// `worker::start_python`, `worker::die_with_master` and
+/// `worker::run_preloaded`, reads the exit codes, and knows nothing else of
+/// it. The master names no room of the Python program at all: it starts
+/// that program through `master::python_process` with a
+/// `handoff::Handoff`.
 const DOORS: &[(Room, &str, &[&str])] = &[(
     Zygote,
     "worker",
     &[
-        "run",
+        "run_preloaded",
+        "start_python",
+        "die_with_master",
         "WorkerContext",
         "APP_LOAD_ERROR",
         "WORKER_BOOT_ERROR",
@@ -295,7 +300,12 @@ fn forbidden(from: Room, to: Room, to_module: &str, item: Option<&str>) -> Optio
                 )),
             };
         }
-        if *door_from == from && to_module.starts_with(&format!("{door_module}::")) {
+        // Behind the door's module, but in the door's own room (the wsgi
+        // room under `worker` is a room of its own, with its own arrows).
+        if *door_from == from
+            && to_module.starts_with(&format!("{door_module}::"))
+            && room_of(door_module) == Some(to)
+        {
             return Some(format!(
                 "{from:?} reaches `{door_module}` only through {entries:?}"
             ));

@@ -82,7 +82,6 @@ fn gunicorn_flags_that_do_not_carry_over_stop_the_start_with_the_reason() {
             &["-k", "gevent"],
             "--worker-class gevent: gunicorn's flag does not apply",
         ),
-        (&["--preload"], "--preload: gunicorn's flag does not apply"),
         (
             &["--ssl-version", "TLSv1_2"],
             "--ssl-version TLSv1_2: gunicorn's flag does not apply: rustls offers TLS 1.2 and 1.3 only",

@@ -2,7 +2,7 @@
 //! for both the command line and the config file. A gunicorn command
 //! line carried over must fail loudly where something does not apply, with
 //! the reason, rather than with a bare "unexpected argument" (or clap's
-//! "similar argument" tip, which offers `--reload` for `--preload`).
+//! "similar argument" tip, which offers a near name).
 //! gunicorn's default worker class, `-k sync`, and its threaded one,
 //! `-k gthread` (whose thread count is `--threads`, a setting of ours), are
 //! what rgunicorn's workers stand in for: they are accepted and dropped.
@@ -74,7 +74,6 @@ const fn flag_only(flag: &'static str, takes_value: bool, why: &'static str) -> 
 /// the command line ([`check`]) and the config file consult.
 pub const GUNICORN_ONLY: &[GunicornOnly] = &[
     GunicornOnly { short: Some('k'), ..both("worker_class", "worker-class", true, "rgunicorn has one kind of worker, an event loop per process serving many connections (with --threads N app threads); only `sync` and `gthread` carry over") },
-    both("preload_app", "preload", false, "the master never starts Python; every worker imports the app itself (HUP then always loads new code)"),
     both("paste", "paste", true, "PasteDeploy configurations are not supported: name the WSGI callable as APP_MODULE"),
     flag_only("paster", true, "PasteDeploy configurations are not supported: name the WSGI callable as APP_MODULE"),
     key_only("raw_paste_global_conf"),
@@ -260,7 +259,6 @@ mod tests {
     fn flags_that_do_not_carry_over_say_why() {
         let cases: &[(&[&str], &str)] = &[
             (&["-k", "gevent"], "--worker-class gevent: gunicorn's flag does not apply: rgunicorn has one kind of worker"),
-            (&["--preload"], "--preload: gunicorn's flag does not apply: the master never starts Python"),
             (&["--ssl-version=TLSv1_2"], "--ssl-version TLSv1_2: gunicorn's flag does not apply: rustls offers TLS 1.2 and 1.3 only"),
         ];
         for (words, start) in cases {

@@ -9,8 +9,9 @@ use clap::Command;
 
 /// gunicorn's setting names that differ from our flag: `(key, clap long or
 /// positional value name)`. The derived name (`keep_alive`) is accepted too.
-pub const GUNICORN_NAMES: [(&str, &str); 11] = [
+pub const GUNICORN_NAMES: [(&str, &str); 12] = [
     ("wsgi_app", "APP_MODULE"),
+    ("preload_app", "preload"),
     ("reload_extra_files", "reload-extra-file"),
     ("raw_env", "env"),
     ("keepalive", "keep-alive"),

@@ -401,6 +401,15 @@ pub struct Settings {
     #[arg(short = 'D', long = "daemon")]
     pub daemon: bool,
 
+    /// Import the application once, in a zygote process, and fork the
+    /// workers from it, so they share the imported modules' memory
+    /// copy-on-write (`gc.freeze()` keeps the cyclic collector from
+    /// unsharing them). HUP and `--reload` start a new zygote that imports
+    /// the new code. The app must not open sockets, connections or threads
+    /// at import time (see docs/preload.md).
+    #[arg(long = "preload")]
+    pub preload: bool,
+
     /// Development: each worker watches the source files of the loaded
     /// modules (and `--reload-extra-file`s) and has the master reload (as
     /// on HUP) when one changes.

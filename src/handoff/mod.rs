@@ -2,7 +2,8 @@
 //! hands the Python program (`rgunicorn-python`, the only program that
 //! links libpython) when it starts one, and the exit codes it reads back.
 //!
-//! A [`Handoff`] is the whole of it: the role (a worker, the app check),
+//! A [`Handoff`] is the whole of it: the role (a worker, the `--preload`
+//! zygote, the app check),
 //! the master's effective settings (exactly the value the master acts on,
 //! after its own changes such as HUP keeping the fixed settings; the
 //! worker never reads the config file), the real command line for
@@ -70,6 +71,9 @@ pub struct Handoff {
 pub enum Role {
     /// Serve as a worker, supervised by the master.
     Worker(WorkerFacts),
+    /// `--preload`: import the app once and fork workers on the master's
+    /// requests (`zygote_channel`).
+    Zygote(ZygoteFacts),
     /// `--check-config`: start the interpreter and import the app, then
     /// exit 0, or 1 with the reason (one line) written to `report`, the
     /// write end of a pipe to the master.
@@ -96,6 +100,26 @@ pub struct WorkerFacts {
     pub master_pid: i32,
     /// Spawn order (gunicorn's `worker.age`).
     pub age: u64,
+}
+
+/// The zygote's facts beyond the settings: the descriptors it inherits
+/// (by number) and passes on to the workers it forks.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZygoteFacts {
+    /// The master's listening sockets (each worker gets them, unless a
+    /// fork request brings its own `--reuse-port` ones).
+    pub listeners: Vec<RawFd>,
+    /// Whether each listener serves TLS.
+    pub serves_tls: Vec<bool>,
+    /// The write end of the zygote's boot-report pipe.
+    pub boot_report: RawFd,
+    /// The zygote's own heartbeat page (`Serving` once it is ready).
+    pub heartbeat: RawFd,
+    /// The zygote's end of its channel to the master.
+    pub channel: RawFd,
+    /// The master's pid (the workers' parent once adopted).
+    pub master_pid: i32,
 }
 
 /// Why a Python program has no usable handoff. Each message is one line.

@@ -34,6 +34,7 @@ fn keep_fixed(current: &Settings, new: &mut Settings) {
         bind => "--bind",
         backlog => "--backlog",
         reuse_port => "--reuse-port",
+        preload => "--preload",
         chdir => "--chdir",
         daemon => "--daemon",
         pid => "--pid",

@@ -1,7 +1,10 @@
 //! A worker process (the `rgunicorn-python` program, started by the master
 //! with fork and exec): it resets signal handling, starts the embedded
 //! interpreter, imports the application and serves connections from its
-//! event loop until told to stop.
+//! event loop until told to stop ([`run`]). A worker forked by the
+//! `--preload` zygote skips the interpreter start and the import and enters
+//! the same serving path ([`run_preloaded`]); the zygote starts Python with
+//! [`start_python`].
 
 mod accept_interest;
 mod access_log;
@@ -75,57 +78,35 @@ pub struct WorkerContext<'a> {
 /// Runs a worker. Returns the process exit code (0, [`WORKER_BOOT_ERROR`]
 /// or [`APP_LOAD_ERROR`]); the caller exits with it.
 pub fn run(ctx: WorkerContext<'_>) -> i32 {
-    let WorkerContext {
+    crate::proc_title::set(&format!("rgunicorn: worker [{}]", ctx.settings.proc_name()));
+    let mut report = BootReport(std::fs::File::from(ctx.boot_report));
+    let settings = ctx.settings;
+    if let Err(reason) = start_python_first_steps(settings) {
+        return report.fail(WORKER_BOOT_ERROR, &reason);
+    }
+    let signals = match install_signals(ctx.master_pid) {
+        Ok(Some(signals)) => signals,
+        Ok(None) => return 0,
+        Err(reason) => return report.fail(WORKER_BOOT_ERROR, &reason),
+    };
+    if let Err(reason) = start_python_last_steps(settings, ctx.argv) {
+        return report.fail(WORKER_BOOT_ERROR, &reason);
+    }
+    let parts = Parts {
         settings,
-        argv,
-        listeners,
-        serves_tls,
-        boot_report,
-        master_pid,
-        heartbeat,
-        metrics,
-        age,
-        tls,
-    } = ctx;
-    crate::proc_title::set(&format!("rgunicorn: worker [{}]", settings.proc_name()));
-    let mut report = std::fs::File::from(boot_report);
-    let mut fail = |code: i32, reason: &str| {
-        log::error!("{reason}");
-        let _ = writeln!(report, "{reason}");
-        code
+        listeners: ctx.listeners,
+        serves_tls: ctx.serves_tls,
+        master_pid: ctx.master_pid,
+        heartbeat: ctx.heartbeat,
+        metrics: ctx.metrics,
+        age: ctx.age,
+        tls: ctx.tls,
+        signals,
     };
-
-    if let Err(e) = identity::switch_to(settings.user.as_ref(), settings.group, settings.initgroups)
-    {
-        return fail(WORKER_BOOT_ERROR, &e.to_string());
-    }
-    let signals = match SignalPipe::install() {
-        Ok(signals) => signals,
-        Err(e) => {
-            return fail(
-                WORKER_BOOT_ERROR,
-                &format!("cannot install signal handlers: {e}"),
-            )
-        }
-    };
-    if !signals::die_with_master(master_pid) {
-        return 0;
-    }
-    for (key, value) in &settings.raw_env {
-        // The worker is single-threaded here, before Python starts (which
-        // reads the environment once, into os.environ).
-        std::env::set_var(key, value);
-    }
-    if settings.capture_output {
-        crate::logging::capture_output();
-    }
-    if let Err(e) = wsgi::interpreter::start(settings, argv) {
-        return fail(WORKER_BOOT_ERROR, &e.to_string());
-    }
     Python::attach(|py| {
-        let hooks = match wsgi::hooks::load(py, settings, master_pid, age) {
+        let hooks = match wsgi::hooks::load(py, settings, parts.master_pid, parts.age) {
             Ok(hooks) => hooks,
-            Err(e) => return fail(WORKER_BOOT_ERROR, &e.to_string()),
+            Err(e) => return report.fail(WORKER_BOOT_ERROR, &e.to_string()),
         };
         if let Some(hooks) = &hooks {
             hooks.post_fork(py);
@@ -134,154 +115,306 @@ pub fn run(ctx: WorkerContext<'_>) -> i32 {
             Ok(app) => app,
             Err(e) => {
                 wsgi::traceback::log_exception(py, &e, "Exception in worker process");
-                return fail(APP_LOAD_ERROR, &wsgi::traceback::one_line(py, &e));
+                return report.fail(APP_LOAD_ERROR, &wsgi::traceback::one_line(py, &e));
             }
         };
-        if let Some(hooks) = &hooks {
-            hooks.post_worker_init(py, &app);
-        }
-        let hooks = hooks.map(Arc::new);
-        reloader::start(py, settings);
-        if let Err(e) = dump_tracebacks_on_abort(py) {
-            log::warn!(
-                "cannot install the stuck-worker traceback dump: {}",
-                wsgi::traceback::one_line(py, &e)
-            );
-        }
-        let access_log = match &settings.access_logfile {
-            None => None,
-            Some(target) => {
-                match access_log::AccessLog::open(target, &settings.access_log_format) {
-                    Ok(log) => Some(Arc::new(Mutex::new(log))),
-                    Err(e) => return fail(WORKER_BOOT_ERROR, &e.to_string()),
-                }
-            }
-        };
-        let options = ResponseOptions {
-            keep_environ: access_log
-                .as_ref()
-                .is_some_and(|log| log.lock().is_ok_and(|log| log.format().needs_environ())),
-            // sendfile cannot go through TLS: file bodies are then read
-            // and encrypted like any other body.
-            sendfile: !settings.no_sendfile && tls.is_none(),
-        };
-        let multithread = settings.threads > 1;
-        let mut contexts = Vec::with_capacity(settings.threads);
-        for _ in 0..settings.threads {
-            let environ = wsgi::environ::EnvironTemplate::new(py).and_then(|environ| {
-                environ.set_multithread(py, multithread)?;
-                Ok(environ)
-            });
-            match environ {
-                Ok(environ) => contexts.push(AppContext {
-                    app: app.clone_ref(py),
-                    environ,
-                    date: HttpDate::new(),
-                    hooks: hooks.clone(),
-                    access_log: access_log
-                        .clone()
-                        .map(|log| log as Arc<dyn wsgi::access_entry::AccessRecorder>),
-                    options,
-                }),
-                Err(e) => return fail(WORKER_BOOT_ERROR, &wsgi::traceback::one_line(py, &e)),
-            }
-        }
-        let heartbeat = Arc::new(heartbeat);
-        let poll = match mio::Poll::new() {
-            Ok(poll) => poll,
-            Err(e) => {
-                return fail(
-                    WORKER_BOOT_ERROR,
-                    &format!("cannot start the event loop: {e}"),
-                )
-            }
-        };
-        let calls = match multithread {
-            false => AppCalls::Inline(contexts.pop().expect("one context per thread")),
-            true => {
-                let started =
-                    mio::Waker::new(poll.registry(), event_loop::WAKER).and_then(|waker| {
-                        threaded_calls::start(contexts, waker, Arc::clone(&heartbeat))
-                    });
-                match started {
-                    Ok(threads) => AppCalls::Threads(threads),
-                    Err(e) => {
-                        return fail(
-                            WORKER_BOOT_ERROR,
-                            &format!("cannot start the app threads: {e}"),
-                        )
-                    }
-                }
-            }
-        };
-        let shared = Shared {
-            calls,
-            date: HttpDate::new(),
-            limits: Limits {
-                underscores: settings.header_map,
-                request_line: settings.limit_request_line,
-                fields: settings.limit_request_fields,
-                field_size: settings.limit_request_field_size,
-            },
-            timeouts: Timeouts {
-                head: Duration::from_secs(settings.header_timeout),
-                keepalive: Duration::from_secs(settings.keepalive),
-                body_idle: Duration::from_secs(settings.body_timeout),
-                send: Duration::from_secs(settings.send_timeout),
-                linger: Duration::from_secs(2),
-            },
-            body_min_rate: settings.body_min_rate,
-            body_limit: settings.limit_request_body,
-            stopping: false,
-            heartbeat,
-            metrics: request_metrics::RequestMetrics::new(metrics),
-            requests_done: 0,
-            max_requests: recycling::max_requests_with_jitter(
-                settings.max_requests,
-                settings.max_requests_jitter,
-            ),
-            access_log,
-            scheme_policy: forwarded::SchemePolicy::new(
-                settings.forwarded_allow_ips.clone(),
-                settings.secure_scheme_headers.clone(),
-            ),
-            proxy_protocol: settings
-                .proxy_protocol
-                .then(|| settings.proxy_allow_from.clone()),
-            hooks,
-            tls,
-            now: Instant::now(),
-            read_chunk: ReadChunk::default(),
-        };
-        let listening: Vec<(&Listener, bool)> =
-            listeners.iter().zip(serves_tls.iter().copied()).collect();
-        let mut event_loop = match EventLoop::new(
-            poll,
-            &listening,
-            signals,
-            shared,
-            settings.worker_connections,
-            master_pid,
-            Duration::from_secs(settings.graceful_timeout),
-        ) {
-            Ok(event_loop) => event_loop,
-            Err(e) => {
-                return fail(
-                    WORKER_BOOT_ERROR,
-                    &format!("cannot start the event loop: {e}"),
-                )
-            }
-        };
-        // Serving once the listeners are in the poll: the master may now
-        // retire the worker this one replaces.
-        event_loop.start_serving();
-        let code = match multithread {
-            false => event_loop.run(Gil::Held(py)),
-            true => py.detach(|| event_loop.run(Gil::Released)),
-        };
-        finish_python(py);
-        code
+        serve(py, parts, &mut report, hooks, app)
     })
+}
+
+/// What a process does once before the app is imported, whether it then
+/// serves (a worker) or forks workers (the preload zygote): switches to
+/// `--user`/`--group`, applies `--env` and `--capture-output`, and starts
+/// the interpreter. Returns the one-line reason it failed.
+pub fn start_python(settings: &Settings, argv: &[std::ffi::OsString]) -> Result<(), String> {
+    start_python_first_steps(settings)?;
+    start_python_last_steps(settings, argv)
+}
+
+/// The identity switch: before anything else the worker does.
+fn start_python_first_steps(settings: &Settings) -> Result<(), String> {
+    identity::switch_to(settings.user.as_ref(), settings.group, settings.initgroups)
+        .map_err(|e| e.to_string())
+}
+
+/// The environment, output capture and the interpreter (`argv` is its
+/// `sys.argv`).
+fn start_python_last_steps(settings: &Settings, argv: &[std::ffi::OsString]) -> Result<(), String> {
+    for (key, value) in &settings.raw_env {
+        // The process is single-threaded here, before Python starts (which
+        // reads the environment once, into os.environ).
+        std::env::set_var(key, value);
+    }
+    if settings.capture_output {
+        crate::logging::capture_output();
+    }
+    wsgi::interpreter::start(settings, argv).map_err(|e| e.to_string())
+}
+
+/// Signal handling for a worker, and its tie to the master: `None` when
+/// the master is already gone.
+fn install_signals(master_pid: i32) -> Result<Option<SignalPipe>, String> {
+    let signals =
+        SignalPipe::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    Ok(signals::die_with_master(master_pid).then_some(signals))
+}
+
+/// Asks the kernel to end this process (SIGTERM) when the master dies;
+/// false when it is already gone. For the preload zygote, which is not a
+/// worker but must not outlive the master either.
+pub fn die_with_master(master_pid: i32) -> bool {
+    signals::die_with_master(master_pid)
+}
+
+/// How long a worker forked twice by the zygote (one with threads) waits to
+/// be adopted by the master (the zygote's intermediate child exits right
+/// after the fork). A worker cloned as the master's child is at once.
+const ADOPTION_LIMIT: Duration = Duration::from_secs(5);
+
+/// Runs a worker forked by the preload zygote, which already started the
+/// interpreter and imported `app` (CPython's after-fork steps in the child
+/// have run). From here it is the same worker as [`run`]'s: hooks
+/// (`post_fork`, `post_worker_init`), signals, the event loop. Returns the
+/// process exit code.
+pub fn run_preloaded(py: Python<'_>, ctx: WorkerContext<'_>, app: &Py<PyAny>) -> i32 {
+    crate::proc_title::set(&format!("rgunicorn: worker [{}]", ctx.settings.proc_name()));
+    let mut report = BootReport(std::fs::File::from(ctx.boot_report));
+    if !wait_for_adoption(ctx.master_pid) {
+        return 0;
+    }
+    let signals = match install_signals(ctx.master_pid) {
+        Ok(Some(signals)) => signals,
+        Ok(None) => return 0,
+        Err(reason) => return report.fail(WORKER_BOOT_ERROR, &reason),
+    };
+    let settings = ctx.settings;
+    let parts = Parts {
+        settings,
+        listeners: ctx.listeners,
+        serves_tls: ctx.serves_tls,
+        master_pid: ctx.master_pid,
+        heartbeat: ctx.heartbeat,
+        metrics: ctx.metrics,
+        age: ctx.age,
+        tls: ctx.tls,
+        signals,
+    };
+    let hooks = match wsgi::hooks::load(py, settings, parts.master_pid, parts.age) {
+        Ok(hooks) => hooks,
+        Err(e) => return report.fail(WORKER_BOOT_ERROR, &e.to_string()),
+    };
+    if let Some(hooks) = &hooks {
+        hooks.post_fork(py);
+    }
+    serve(py, parts, &mut report, hooks, app.clone_ref(py))
+}
+
+/// Waits until the master is this process's parent (returns at once for a
+/// worker the zygote cloned as the master's child): a worker forked twice
+/// is orphaned by the zygote's short-lived intermediate child and adopted
+/// by the master (a child subreaper). False if that does not happen
+/// within [`ADOPTION_LIMIT`] (the master is gone).
+fn wait_for_adoption(master_pid: i32) -> bool {
+    let deadline = std::time::Instant::now() + ADOPTION_LIMIT;
+    loop {
+        // SAFETY: getppid has no preconditions and cannot fail.
+        if unsafe { libc::getppid() } == master_pid {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The pipe a worker writes its one-line failure to before exiting.
+struct BootReport(std::fs::File);
+
+impl BootReport {
+    /// Logs `reason`, reports it to the master and returns `code`.
+    fn fail(&mut self, code: i32, reason: &str) -> i32 {
+        log::error!("{reason}");
+        let _ = writeln!(self.0, "{reason}");
+        code
+    }
+}
+
+/// What [`serve`] needs besides the app and the hooks.
+struct Parts<'a> {
+    settings: &'a Settings,
+    listeners: &'a [Listener],
+    serves_tls: &'a [bool],
+    master_pid: i32,
+    heartbeat: Heartbeat,
+    metrics: Option<crate::metrics::WorkerMetrics>,
+    age: u64,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    signals: SignalPipe,
+}
+
+/// The one serving path, for a worker that imported `app` itself and for
+/// one forked by the zygote: `post_worker_init`, the `--reload` watcher,
+/// the access log, the app threads, the event loop until told to stop.
+fn serve(
+    py: Python<'_>,
+    parts: Parts<'_>,
+    report: &mut BootReport,
+    hooks: Option<wsgi::hooks::Hooks>,
+    app: Py<PyAny>,
+) -> i32 {
+    let Parts {
+        settings,
+        listeners,
+        serves_tls,
+        master_pid,
+        heartbeat,
+        metrics,
+        age: _,
+        tls,
+        signals,
+    } = parts;
+    let mut fail = |code: i32, reason: &str| report.fail(code, reason);
+    if let Some(hooks) = &hooks {
+        hooks.post_worker_init(py, &app);
+    }
+    let hooks = hooks.map(Arc::new);
+    reloader::start(py, settings);
+    if let Err(e) = dump_tracebacks_on_abort(py) {
+        log::warn!(
+            "cannot install the stuck-worker traceback dump: {}",
+            wsgi::traceback::one_line(py, &e)
+        );
+    }
+    let access_log = match &settings.access_logfile {
+        None => None,
+        Some(target) => match access_log::AccessLog::open(target, &settings.access_log_format) {
+            Ok(log) => Some(Arc::new(Mutex::new(log))),
+            Err(e) => return fail(WORKER_BOOT_ERROR, &e.to_string()),
+        },
+    };
+    let options = ResponseOptions {
+        keep_environ: access_log
+            .as_ref()
+            .is_some_and(|log| log.lock().is_ok_and(|log| log.format().needs_environ())),
+        // sendfile cannot go through TLS: file bodies are then read
+        // and encrypted like any other body.
+        sendfile: !settings.no_sendfile && tls.is_none(),
+    };
+    let multithread = settings.threads > 1;
+    let mut contexts = Vec::with_capacity(settings.threads);
+    for _ in 0..settings.threads {
+        let environ = wsgi::environ::EnvironTemplate::new(py).and_then(|environ| {
+            environ.set_multithread(py, multithread)?;
+            Ok(environ)
+        });
+        match environ {
+            Ok(environ) => contexts.push(AppContext {
+                app: app.clone_ref(py),
+                environ,
+                date: HttpDate::new(),
+                hooks: hooks.clone(),
+                access_log: access_log
+                    .clone()
+                    .map(|log| log as Arc<dyn wsgi::access_entry::AccessRecorder>),
+                options,
+            }),
+            Err(e) => return fail(WORKER_BOOT_ERROR, &wsgi::traceback::one_line(py, &e)),
+        }
+    }
+    let heartbeat = Arc::new(heartbeat);
+    let poll = match mio::Poll::new() {
+        Ok(poll) => poll,
+        Err(e) => {
+            return fail(
+                WORKER_BOOT_ERROR,
+                &format!("cannot start the event loop: {e}"),
+            )
+        }
+    };
+    let calls = match multithread {
+        false => AppCalls::Inline(contexts.pop().expect("one context per thread")),
+        true => {
+            let started = mio::Waker::new(poll.registry(), event_loop::WAKER)
+                .and_then(|waker| threaded_calls::start(contexts, waker, Arc::clone(&heartbeat)));
+            match started {
+                Ok(threads) => AppCalls::Threads(threads),
+                Err(e) => {
+                    return fail(
+                        WORKER_BOOT_ERROR,
+                        &format!("cannot start the app threads: {e}"),
+                    )
+                }
+            }
+        }
+    };
+    let shared = Shared {
+        calls,
+        date: HttpDate::new(),
+        limits: Limits {
+            underscores: settings.header_map,
+            request_line: settings.limit_request_line,
+            fields: settings.limit_request_fields,
+            field_size: settings.limit_request_field_size,
+        },
+        timeouts: Timeouts {
+            head: Duration::from_secs(settings.header_timeout),
+            keepalive: Duration::from_secs(settings.keepalive),
+            body_idle: Duration::from_secs(settings.body_timeout),
+            send: Duration::from_secs(settings.send_timeout),
+            linger: Duration::from_secs(2),
+        },
+        body_min_rate: settings.body_min_rate,
+        body_limit: settings.limit_request_body,
+        stopping: false,
+        heartbeat,
+        metrics: request_metrics::RequestMetrics::new(metrics),
+        requests_done: 0,
+        max_requests: recycling::max_requests_with_jitter(
+            settings.max_requests,
+            settings.max_requests_jitter,
+        ),
+        access_log,
+        scheme_policy: forwarded::SchemePolicy::new(
+            settings.forwarded_allow_ips.clone(),
+            settings.secure_scheme_headers.clone(),
+        ),
+        proxy_protocol: settings
+            .proxy_protocol
+            .then(|| settings.proxy_allow_from.clone()),
+        hooks,
+        tls,
+        now: Instant::now(),
+        read_chunk: ReadChunk::default(),
+    };
+    let listening: Vec<(&Listener, bool)> =
+        listeners.iter().zip(serves_tls.iter().copied()).collect();
+    let mut event_loop = match EventLoop::new(
+        poll,
+        &listening,
+        signals,
+        shared,
+        settings.worker_connections,
+        master_pid,
+        Duration::from_secs(settings.graceful_timeout),
+    ) {
+        Ok(event_loop) => event_loop,
+        Err(e) => {
+            return fail(
+                WORKER_BOOT_ERROR,
+                &format!("cannot start the event loop: {e}"),
+            )
+        }
+    };
+    // Serving once the listeners are in the poll: the master may now
+    // retire the worker this one replaces.
+    event_loop.start_serving();
+    let code = match multithread {
+        false => event_loop.run(Gil::Held(py)),
+        true => py.detach(|| event_loop.run(Gil::Released)),
+    };
+    finish_python(py);
+    code
 }
 
 /// Enables Python's faulthandler: on SIGABRT (sent by the master to a

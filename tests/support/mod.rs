@@ -9,6 +9,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod client;
+pub mod load;
 pub mod server;
 
 #[allow(unused_imports)]

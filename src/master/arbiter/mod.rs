@@ -21,7 +21,8 @@
 //! This file is the supervision loop and the arbiter's state; each step's
 //! details are beside it: `workers` (manage, spawn, signal), `reap`,
 //! `murder`, `replacement` (HUP, max-requests, `--reload`),
-//! `signal_actions` (USR1, USR2, WINCH) and `stopping`.
+//! `signal_actions` (USR1, USR2, WINCH), `stopping` and `zygote`
+//! (`--preload`: the zygote workers are forked from).
 
 mod metrics;
 mod murder;
@@ -30,6 +31,7 @@ mod replacement;
 mod signal_actions;
 mod stopping;
 mod workers;
+mod zygote;
 
 use super::metrics_endpoint::MetricsEndpoint;
 use super::pidfile::{PidFile, PidFileError};
@@ -227,8 +229,21 @@ pub struct Arbiter {
     /// The TLS files new workers build their configuration from (`None`:
     /// plain HTTP); read again on HUP.
     tls: Option<TlsMaterial>,
-    /// The program every worker runs.
+    /// The program every worker (and zygote) runs.
     python: PythonProgram,
+    /// `--preload`: the zygote workers are forked from, once it is ready.
+    zygote: Option<zygote::ZygoteRecord>,
+    /// `--preload`: a zygote still importing the app (at start, after the
+    /// last one died, or after a HUP).
+    next_zygote: Option<zygote::ZygoteRecord>,
+    /// `--preload`: the zygote a reload replaced, kept until the reload's
+    /// workers all serve.
+    retiring_zygote: Option<zygote::ZygoteRecord>,
+    /// No zygote is started before this (after one failed to start).
+    zygote_not_before: Option<Instant>,
+    /// Whether a zygote has been ready: until then, one that cannot import
+    /// the app halts the server.
+    zygote_ever_ready: bool,
 }
 
 impl Arbiter {
@@ -260,6 +275,11 @@ impl Arbiter {
             scoreboard: Scoreboard::new(),
             tls,
             python,
+            zygote: None,
+            next_zygote: None,
+            retiring_zygote: None,
+            zygote_not_before: None,
+            zygote_ever_ready: false,
         }
     }
 
@@ -272,6 +292,13 @@ impl Arbiter {
     /// Spawns the workers and supervises them until a stop signal (`Ok`) or
     /// a halt (`Err`: a worker could not boot or load the app).
     pub fn run(mut self) -> Result<(), ArbiterError> {
+        if self.settings.preload {
+            if let Err(e) = zygote::become_subreaper() {
+                log::error!("--preload: cannot adopt the zygote's workers: {e}");
+                return self.halt(ArbiterError::Signals(e));
+            }
+        }
+        self.manage_zygotes();
         self.manage_workers();
         if let Some(path) = self.lifecycle.pid_file.clone() {
             match PidFile::create(&path) {
@@ -317,6 +344,7 @@ impl Arbiter {
             }
             self.share_boot_times();
             self.note_retiring_workers();
+            self.manage_zygotes();
             self.manage_workers();
             self.retire_replaced_workers();
             self.notify_ready_once_serving();
@@ -380,6 +408,7 @@ impl Drop for Arbiter {
     /// A forked child never gets here (it `_exit`s), and is checked anyway.
     fn drop(&mut self) {
         if getpid() == self.master_pid {
+            self.end_zygotes();
             self.kill_remaining_workers();
         }
     }

@@ -13,6 +13,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 impl Arbiter {
@@ -33,6 +34,12 @@ impl Arbiter {
             };
             if Some(pid) == self.new_master {
                 self.on_new_master_exit(pid, code, signal);
+                continue;
+            }
+            if let Some(outcome) = self.on_zygote_exit(pid, code, signal) {
+                if failure.is_none() {
+                    failure = outcome;
+                }
                 continue;
             }
             let Some(record) = self.workers.remove(&pid) else {
@@ -97,17 +104,19 @@ impl Arbiter {
             .is_some_and(|from_age| record.age > from_age);
         if record.stopping_since.is_none() && reload_failed {
             if let Some(WORKER_BOOT_ERROR | APP_LOAD_ERROR) = code {
-                self.abandon_reload(&read_boot_report(record));
+                self.abandon_reload(&read_boot_report(record.boot_report));
                 return None;
             }
         }
         if record.stopping_since.is_none() {
             match code {
                 Some(WORKER_BOOT_ERROR) => {
-                    return Some(ArbiterError::WorkerBoot(read_boot_report(record)))
+                    return Some(ArbiterError::WorkerBoot(read_boot_report(
+                        record.boot_report,
+                    )))
                 }
                 Some(APP_LOAD_ERROR) => {
-                    return Some(ArbiterError::AppLoad(read_boot_report(record)))
+                    return Some(ArbiterError::AppLoad(read_boot_report(record.boot_report)))
                 }
                 _ => self.note_unexpected_death(pid, &record),
             }
@@ -161,13 +170,14 @@ pub(super) fn respawn_delay(quick_deaths: u32) -> Option<Duration> {
     )
 }
 
-/// The first non-empty line a failed worker wrote to its boot-report pipe.
-pub(super) fn read_boot_report(record: WorkerRecord) -> String {
+/// The first non-empty line a failed worker (or zygote) wrote to its
+/// boot-report pipe, given its read end.
+pub(super) fn read_boot_report(boot_report: OwnedFd) -> String {
     let mut bytes = Vec::new();
     // The pipe is non-blocking: whatever was written is there (the worker
     // has exited); an error (WouldBlock if a grandchild still holds the
     // write end) just ends the read with what we have.
-    let _ = std::fs::File::from(record.boot_report)
+    let _ = std::fs::File::from(boot_report)
         .take(BOOT_REPORT_LIMIT)
         .read_to_end(&mut bytes);
     let text = String::from_utf8_lossy(&bytes);
@@ -225,7 +235,10 @@ mod tests {
             (b"", "(the worker reported nothing; see the log above)"),
         ];
         for (report, expected) in cases {
-            assert_eq!(read_boot_report(record_with_report(report)), *expected);
+            assert_eq!(
+                read_boot_report(record_with_report(report).boot_report),
+                *expected
+            );
         }
     }
 
@@ -235,6 +248,6 @@ mod tests {
         let mut writer = std::fs::File::from(write);
         writer.write_all(b"partial line").unwrap();
         let record = WorkerRecord::new(1, read, Heartbeat::new().unwrap(), 1, None);
-        assert_eq!(read_boot_report(record), "partial line");
+        assert_eq!(read_boot_report(record.boot_report), "partial line");
     }
 }

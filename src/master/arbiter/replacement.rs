@@ -12,13 +12,17 @@ impl Arbiter {
     /// `--reload`: whether a serving worker saw a source file change. Every
     /// worker's request is taken at once, so one change is one reload
     /// however many workers noticed it; workers already being replaced do
-    /// not count.
+    /// not count, nor do those made while a `--preload` reload's new zygote
+    /// is importing (the old workers are marked replaced only once it is
+    /// ready).
     pub(super) fn take_reload_requests(&mut self) -> bool {
         let mut requested = false;
+        let reloading = self.zygote_reload_pending();
         for worker in self.workers.values() {
             let asked = worker.heartbeat.take_reload_request();
             requested |= asked && !worker.replaced && worker.stopping_since.is_none();
         }
+        let requested = requested && !reloading;
         if requested {
             log::info!("Reloading: a worker saw a source file change");
         }
@@ -114,6 +118,11 @@ impl Arbiter {
             self.num_workers = self.settings.workers.max(1);
         }
         self.lifecycle.notifier.notify(Notification::Reloading);
+        if self.settings.preload {
+            // The new zygote's workers replace these once it is ready.
+            self.reload_zygote();
+            return;
+        }
         self.ready_pending = true;
         self.reload_from_age = Some(self.next_age);
         for worker in self.workers.values_mut() {
@@ -167,5 +176,6 @@ impl Arbiter {
         for pid in new_set {
             self.retire_worker(pid);
         }
+        self.fall_back_to_the_old_zygote();
     }
 }

@@ -56,6 +56,7 @@ impl Arbiter {
         } else {
             (Signal::SIGQUIT, graceful_timeout.min(FAST_STOP_TIMEOUT))
         };
+        self.end_zygotes();
         self.kill_workers(signal);
         let mut deadline = Instant::now() + timeout;
         self.reap_workers();

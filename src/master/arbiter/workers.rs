@@ -41,6 +41,9 @@ impl Arbiter {
             }
             self.respawn_not_before = None;
         }
+        if !self.can_spawn_workers() {
+            return; // --preload: until the zygote has imported the app
+        }
         for _ in active.len()..wanted {
             if let Err(e) = self.spawn_worker() {
                 log::error!(
@@ -53,15 +56,28 @@ impl Arbiter {
         }
     }
 
-    /// Starts one worker: the Python program, with a worker's handoff.
+    /// Whether workers count requests (for `--metrics-bind` or statsd).
+    pub(super) fn counting(&self) -> bool {
+        self.metrics_endpoint.is_some() || crate::statsd::client().is_some()
+    }
+
+    /// The lowest slot number no live worker holds.
+    pub(super) fn free_slot(&self) -> u32 {
+        (1..)
+            .find(|n| self.workers.values().all(|w| w.slot != *n))
+            .expect("a free slot number")
+    }
+
+    /// Starts one worker: forked by the zygote with `--preload`, else the
+    /// Python program, with a worker's handoff.
     pub(super) fn spawn_worker(&mut self) -> io::Result<()> {
+        if self.settings.preload {
+            return self.spawn_worker_from_zygote();
+        }
         let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         let heartbeat = Heartbeat::new()?;
-        let counting = self.metrics_endpoint.is_some() || crate::statsd::client().is_some();
-        let metrics = counting.then(WorkerMetrics::new).transpose()?;
-        let slot = (1..)
-            .find(|n| self.workers.values().all(|w| w.slot != *n))
-            .expect("a free slot number");
+        let metrics = self.counting().then(WorkerMetrics::new).transpose()?;
+        let slot = self.free_slot();
         // `--reuse-port`: the worker's own sockets, closed here once started.
         let own_listeners = self.sockets.worker_listeners()?;
         let listeners: Vec<RawFd> = own_listeners

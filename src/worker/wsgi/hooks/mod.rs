@@ -292,7 +292,8 @@ fn hook_objects<'py>(
 
 impl Hooks {
     /// Runs `post_fork(server, worker)`: the interpreter is up, the app is
-    /// not imported yet.
+    /// not imported yet (with `--preload` it is: the worker was forked from
+    /// the zygote that imported it).
     pub fn post_fork(&self, py: Python<'_>) {
         if let Some(hook) = &self.post_fork {
             self.call(py, hook, "post_fork", (&self.server, &self.worker));
