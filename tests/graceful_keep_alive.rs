@@ -103,7 +103,12 @@ fn assert_next_requests_served_then_closed(server: &Server, clients: &mut [Clien
         };
         assert_eq!(response.status, 200, "{}", response.text());
         assert!(response.complete, "truncated: {}", response.text());
-        assert_eq!(served_pid(&response.body), Some(worker), "{}", response.text());
+        assert_eq!(
+            served_pid(&response.body),
+            Some(worker),
+            "{}",
+            response.text()
+        );
         assert!(
             response.header_has_token("Connection", "close"),
             "a stopping worker kept the connection alive: {:?}",
@@ -156,7 +161,10 @@ fn a_response_in_flight_as_a_stop_begins_may_be_followed_by_one_more_request() {
     server.signal(Signal::SIGTERM);
     let response = match client.try_read_response_to("GET") {
         Ok(response) => response,
-        Err(_) => panic!("the request in flight got no response; log:\n{}", server.log()),
+        Err(_) => panic!(
+            "the request in flight got no response; log:\n{}",
+            server.log()
+        ),
     };
     assert_eq!(response.status, 200, "{}", response.text());
     wait_until_stopping(&server, worker);
