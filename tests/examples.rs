@@ -152,7 +152,7 @@ fn flask_example_echoes_a_json_post() {
 
 #[test]
 fn readme_command_serves_the_hello_example_from_the_repo_root() {
-    // As `cargo run --release -- examples.hello:application` does: no
+    // As `target/release/rgunicorn examples.hello:application` does: no
     // --chdir, the working directory is the repository root.
     let server = ServerBuilder::new("examples.hello:application")
         .in_repo_root()

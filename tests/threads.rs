@@ -140,6 +140,29 @@ fn slow_routes_leave_a_thread_to_the_fast_ones() {
 }
 
 #[test]
+fn a_quick_route_that_turns_slow_does_not_hold_up_the_requests_behind_it() {
+    let server = threaded(4).start();
+    // Requests that answer at once teach the worker that /sleep is quick:
+    // requests queued while one runs wait for its thread, not a new one.
+    for _ in 0..8 {
+        assert_eq!(server.get("/sleep?s=0").status, 200);
+    }
+    // This time the quick route does not end quickly.
+    let slow = in_parallel(&server, "/sleep?s=4&announce", 1);
+    assert!(server.wait_for_log("threaded: sleeping", SLOW));
+    let started = Instant::now();
+    assert_eq!(server.get("/sleep?s=0").status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "the request waited {:?} for the thread of a slow quick request",
+        started.elapsed()
+    );
+    for handle in slow {
+        assert_eq!(handle.join().unwrap().status, 200);
+    }
+}
+
+#[test]
 fn a_new_connection_is_served_while_keep_alive_clients_keep_every_thread_busy() {
     let server = threaded(2).start();
     let Address::Tcp(address) = server.address().clone() else {

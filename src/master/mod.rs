@@ -7,7 +7,6 @@
 //! stop signal or a halt.
 
 pub mod arbiter;
-mod cargo_run;
 pub mod daemon;
 mod exposition;
 pub mod metrics_endpoint;

@@ -31,7 +31,8 @@ use std::path::{Path, PathBuf};
 pub enum PythonProcessError {
     /// The program is not beside the master's executable.
     #[error(
-        "cannot open the Python program {}: {reason} (it is built and installed beside {})",
+        "cannot open the Python program {}: {reason} (it is built and installed beside {}; \
+         `cargo build` builds both programs, `cargo run` only the master)",
         .path.display(), .master.display()
     )]
     Missing {
@@ -42,9 +43,6 @@ pub enum PythonProcessError {
     /// The master's own executable is unknown (no `/proc/self/exe`).
     #[error("cannot find the Python program: the master's executable is unknown: {0}")]
     NoExecutable(String),
-    /// Under `cargo run`, building the program failed.
-    #[error(transparent)]
-    CargoRun(#[from] super::cargo_run::CargoRunError),
 }
 
 /// The Python program, opened (`O_PATH`) for exec.
@@ -57,12 +55,10 @@ pub struct PythonProgram {
 impl PythonProgram {
     /// Opens [`PYTHON_PROGRAM`] in the directory of this process's own
     /// executable (`/proc/self/exe`): `target/debug/` for a cargo build,
-    /// the scripts directory of the wheel. Under `cargo run` it is built
-    /// first (`master::cargo_run`).
+    /// the scripts directory of the wheel.
     pub fn find() -> Result<PythonProgram, PythonProcessError> {
         let master = std::env::current_exe()
             .map_err(|e| PythonProcessError::NoExecutable(crate::os_error::os_error_text(&e)))?;
-        super::cargo_run::build_python_program_if_cargo_run(&master)?;
         let path = master
             .parent()
             .unwrap_or(Path::new("/"))

@@ -7,6 +7,14 @@
 //! application is passed over and an idle one accepts. Level-triggered, so a
 //! worker may accept a bounded batch and be told again about the rest.
 //!
+//! Workers with app threads register plainly instead (see
+//! `EventLoop::accept_from`): such a worker stops polling the listeners
+//! while its threads are full, and with `EPOLLEXCLUSIVE` the one wake-up a
+//! new connection caused may have gone to it, so a sibling with free
+//! threads would never hear of the connections it left in the backlog.
+//! Plainly registered (level-triggered), every polling worker is told
+//! about them as long as they wait.
+//!
 //! mio does not expose these flags, so the listener is added to mio's own
 //! epoll instance with `epoll_ctl`, carrying its token in the event data
 //! exactly as mio does; mio then reports its events like any other.
@@ -15,9 +23,19 @@ use mio::{Poll, Token};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-/// Adds `listener` to `poll` for readability with `EPOLLEXCLUSIVE` (falling
-/// back to a plain level-triggered registration where the kernel lacks it).
-pub fn add(poll: &Poll, listener: RawFd, token: Token) -> io::Result<()> {
+/// Adds `listener` to `poll` for readability, with `EPOLLEXCLUSIVE` if
+/// `exclusive` (falling back to a plain level-triggered registration where
+/// the kernel lacks it).
+pub fn add(poll: &Poll, listener: RawFd, token: Token, exclusive: bool) -> io::Result<()> {
+    if !exclusive {
+        return control(
+            poll,
+            libc::EPOLL_CTL_ADD,
+            listener,
+            libc::EPOLLIN as u32,
+            token,
+        );
+    }
     let exclusive = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
     match control(poll, libc::EPOLL_CTL_ADD, listener, exclusive, token) {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => control(

@@ -32,14 +32,23 @@ pub const WAKER: Token = Token(CONNECTION_BASE - 1);
 /// How often deadlines and the master's liveness are checked.
 const TICK: Duration = Duration::from_millis(250);
 /// A worker whose app threads have stayed full this long accepts a batch
-/// anyway: its siblings would have taken the waiting connections if they
-/// had room, so all are full, and a client waits better in a worker's queue
+/// anyway (and another each time this passes again): every polling sibling
+/// is told about the waiting connections (the listeners are not
+/// `EPOLLEXCLUSIVE` with app threads) and would have taken them if it had
+/// room, so all are full, and a client waits better in a worker's queue
 /// than unseen in the backlog (where it would time out behind keep-alive
 /// connections that keep the threads busy).
-const FULL_POOL_ACCEPT_AFTER: Duration = Duration::from_millis(500);
+const FULL_POOL_ACCEPT_AFTER: Duration = Duration::from_millis(20);
 /// The most connections accepted per wake-up: the listener is
 /// level-triggered, so the rest are reported again (or go to a sibling).
 const ACCEPT_BATCH: usize = 16;
+/// The same with app threads, where every polling worker is told about
+/// every waiting connection: small batches deal a burst out among them in
+/// turn. A keep-alive connection stays with the worker that accepted it and
+/// its requests can use only that worker's threads, so a worker that took
+/// most of a burst would queue more requests than its threads can serve
+/// while a sibling idles.
+const THREADED_ACCEPT_BATCH: usize = 4;
 /// How long accepting pauses when the process (EMFILE) or the system
 /// (ENFILE) is out of file descriptors: the pending connections wait in
 /// the backlog (or go to a sibling) instead of waking this worker in a
@@ -165,6 +174,9 @@ pub struct EventLoop {
     accept_paused: bool,
     /// When a descriptor back-off ends.
     accept_resume_at: Option<Instant>,
+    /// Listeners are registered with `EPOLLEXCLUSIVE` (not with app
+    /// threads: see `accept_interest`).
+    exclusive_accepts: bool,
     /// Since when accepting has been paused because the app threads are
     /// full (see [`FULL_POOL_ACCEPT_AFTER`]).
     full_pool_since: Option<Instant>,
@@ -203,10 +215,18 @@ impl EventLoop {
     ) -> io::Result<EventLoop> {
         poll.registry()
             .register(signals.receiver(), SIGNALS, Interest::READABLE)?;
+        // With app threads every worker hears of every waiting connection
+        // (see accept_interest).
+        let exclusive_accepts = matches!(shared.calls, AppCalls::Inline(_));
         let mut acceptors = Vec::with_capacity(listeners.len());
         for (index, (listener, serves_tls)) in listeners.iter().enumerate() {
             let acceptor = Acceptor::adopt(listener, *serves_tls)?;
-            accept_interest::add(&poll, acceptor.raw_fd(), Token(LISTENER_BASE + index))?;
+            accept_interest::add(
+                &poll,
+                acceptor.raw_fd(),
+                Token(LISTENER_BASE + index),
+                exclusive_accepts,
+            )?;
             acceptors.push(acceptor);
         }
         Ok(EventLoop {
@@ -218,6 +238,7 @@ impl EventLoop {
             max_connections: max_connections.max(1),
             accept_paused: false,
             accept_resume_at: None,
+            exclusive_accepts,
             full_pool_since: None,
             descriptor_shortage_logged: false,
             ready: VecDeque::new(),
@@ -283,10 +304,22 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let wake_at = [self.stop_deadline, self.accept_resume_at]
-                .into_iter()
-                .flatten()
-                .fold(next_tick, Instant::min);
+            let queue_check_at = match &mut self.shared.calls {
+                AppCalls::Threads(threads) => threads.wake_for_queued(),
+                AppCalls::Inline(_) => None,
+            };
+            let accept_anyway_at = self
+                .full_pool_since
+                .map(|since| since + FULL_POOL_ACCEPT_AFTER);
+            let wake_at = [
+                self.stop_deadline,
+                self.accept_resume_at,
+                queue_check_at,
+                accept_anyway_at,
+            ]
+            .into_iter()
+            .flatten()
+            .fold(next_tick, Instant::min);
             let timeout = match self.ready.is_empty() {
                 true => wake_at.saturating_duration_since(Instant::now()),
                 false => Duration::ZERO,
@@ -327,16 +360,16 @@ impl EventLoop {
             self.shared.heartbeat.beat();
             self.check_max_requests();
             self.with_access_log(|log| log.flush());
+            if self
+                .full_pool_since
+                .is_some_and(|since| since.elapsed() >= FULL_POOL_ACCEPT_AFTER)
+            {
+                self.full_pool_since = Some(Instant::now());
+                self.accept_despite_full_pool(gil);
+            }
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + TICK;
                 self.expire_deadlines(gil);
-                if self
-                    .full_pool_since
-                    .is_some_and(|since| since.elapsed() >= FULL_POOL_ACCEPT_AFTER)
-                {
-                    self.full_pool_since = Some(Instant::now());
-                    self.accept_despite_full_pool(gil);
-                }
                 if super::reloader::is_watching() {
                     let heartbeat = &self.shared.heartbeat;
                     gil.with(|py| super::reloader::on_tick(py, heartbeat));
@@ -520,14 +553,25 @@ impl EventLoop {
     /// including the successor once it polls, is offered it first. The
     /// retiring worker still accepts when all of them are busy, so
     /// capacity does not dip while the successor boots.
+    ///
+    /// With app threads there is no such queue (every polling worker is
+    /// told about every connection, see `accept_interest`): the worker
+    /// stops polling the listeners, as a full one does, and takes only
+    /// what still waits after [`FULL_POOL_ACCEPT_AFTER`].
     fn yield_accepts_to_siblings(&mut self) {
         if self.accept_paused {
             return;
         }
+        if !self.exclusive_accepts {
+            self.full_pool_since.get_or_insert_with(Instant::now);
+            self.pause_accepting();
+            return;
+        }
         for (index, acceptor) in self.acceptors.iter().enumerate() {
             let token = Token(LISTENER_BASE + index);
-            let requeued = accept_interest::remove(&self.poll, acceptor.raw_fd())
-                .and_then(|()| accept_interest::add(&self.poll, acceptor.raw_fd(), token));
+            let requeued = accept_interest::remove(&self.poll, acceptor.raw_fd()).and_then(|()| {
+                accept_interest::add(&self.poll, acceptor.raw_fd(), token, self.exclusive_accepts)
+            });
             if let Err(e) = requeued {
                 log::error!("cannot requeue a listener: {e}");
             }
@@ -535,7 +579,7 @@ impl EventLoop {
     }
 
     fn accept_batch(&mut self, gil: Gil<'_>, index: usize) {
-        for _ in 0..ACCEPT_BATCH {
+        for _ in 0..self.accept_batch_size() {
             if !self.app_threads_have_room() {
                 self.full_pool_since.get_or_insert_with(Instant::now);
                 self.pause_accepting();
@@ -576,11 +620,18 @@ impl EventLoop {
         }
     }
 
+    fn accept_batch_size(&self) -> usize {
+        match self.exclusive_accepts {
+            true => ACCEPT_BATCH,
+            false => THREADED_ACCEPT_BATCH,
+        }
+    }
+
     /// Accepts a batch from each listener although the app threads are full
     /// (see [`FULL_POOL_ACCEPT_AFTER`]); the requests queue.
     fn accept_despite_full_pool(&mut self, gil: Gil<'_>) {
         for index in 0..self.acceptors.len() {
-            for _ in 0..ACCEPT_BATCH {
+            for _ in 0..self.accept_batch_size() {
                 if self.open >= self.max_connections {
                     return;
                 }
@@ -594,9 +645,12 @@ impl EventLoop {
     }
 
     /// Whether a new connection may be taken: below the connection cap, and
-    /// the app threads (if any) not full.
+    /// the app threads (if any) not full nor deferring to the other workers
+    /// (see [`EventLoop::yield_accepts_to_siblings`]).
     fn has_room(&self) -> bool {
-        self.open < self.max_connections && self.app_threads_have_room()
+        self.open < self.max_connections
+            && self.app_threads_have_room()
+            && (self.exclusive_accepts || !self.deferring_accepts)
     }
 
     /// Whether the app threads (if any) can take another request.
@@ -672,6 +726,7 @@ impl EventLoop {
                     &self.poll,
                     acceptor.raw_fd(),
                     Token(LISTENER_BASE + index),
+                    self.exclusive_accepts,
                 ) {
                     log::error!("cannot resume accepting: {e}");
                 }

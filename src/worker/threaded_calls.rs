@@ -5,7 +5,7 @@
 //! the other; this module joins them, and marks requests to routes that
 //! recently held a thread long as long jobs (`route_times`).
 
-use super::app_threads::{AppThreads, Chunks, End, Pool, Ticket};
+use super::app_threads::{AppThreads, Chunks, Class, End, Pool, Ticket};
 use super::route_times::RouteTimes;
 use super::wsgi::exchange::app_thread::{self, Ending, JobSource, ResponseSink, ThreadJob};
 use super::wsgi::exchange::{AppContext, OwnedRequest};
@@ -13,7 +13,7 @@ use super::wsgi::input::RequestBody;
 use super::wsgi::out_queue::OutQueue;
 use super::wsgi::response::HIGH_WATER;
 use crate::heartbeat::Heartbeat;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,15 +37,21 @@ pub struct AppCallThreads {
 }
 
 impl AppCallThreads {
-    /// Queues `job`, long if its route recently ran long.
+    /// Queues `job`, classed by how its route recently held a thread.
     pub fn submit(&mut self, job: CallJob) {
         let view = job.request.view();
         let (method, path) = (
             view.info.head.method.get(view.info.buf),
             view.info.head.path.get(view.info.buf),
         );
-        let long = self.route_times.is_long(method, path);
-        self.pool.submit(job, long);
+        let class = self.route_times.class(method, path);
+        self.pool.submit(job, class);
+    }
+
+    /// Once per loop turn: wakes a thread for the requests queued in it, if
+    /// they need one. Returns when to look again.
+    pub fn wake_for_queued(&mut self) -> Option<Instant> {
+        self.pool.wake_for_queued()
     }
 
     /// Records how long the request `method path` held its thread.
@@ -90,7 +96,7 @@ pub fn start(
 fn thread_body(pool: &CallPool, index: usize, (context, heartbeat): (AppContext, Arc<Heartbeat>)) {
     let jobs = Jobs {
         pool,
-        taken_long: AtomicBool::new(false),
+        running: AtomicU8::new(NONE),
     };
     app_thread::run(&jobs, index, context, &heartbeat);
 }
@@ -98,32 +104,41 @@ fn thread_body(pool: &CallPool, index: usize, (context, heartbeat): (AppContext,
 /// The pool, as one app thread takes jobs from it.
 struct Jobs<'a> {
     pool: &'a CallPool,
-    /// Whether the job this thread took last is long.
-    taken_long: AtomicBool,
+    /// The class of the job this thread runs ([`NONE`] between jobs).
+    running: AtomicU8,
+}
+
+const NONE: u8 = 0;
+
+fn encode(class: Class) -> u8 {
+    match class {
+        Class::Quick => 1,
+        Class::Normal => 2,
+        Class::Long => 3,
+    }
+}
+
+fn decode(code: u8) -> Option<Class> {
+    match code {
+        1 => Some(Class::Quick),
+        2 => Some(Class::Normal),
+        3 => Some(Class::Long),
+        _ => None,
+    }
 }
 
 impl<'a> JobSource for Jobs<'a> {
     type Sink = Handover<'a>;
 
-    fn next_job(&self) -> Option<ThreadJob<Self::Sink>> {
-        let taken = self.pool.next_job()?;
-        Some(self.handover(taken))
+    fn wait_for_job(&self) -> bool {
+        self.pool.wait_for_job()
     }
 
     fn try_next_job(&self) -> Option<ThreadJob<Self::Sink>> {
-        let taken = self.pool.try_next_job()?;
-        Some(self.handover(taken))
-    }
-
-    fn job_done(&self) {
-        self.pool.job_done(self.taken_long.load(Ordering::Relaxed));
-    }
-}
-
-impl<'a> Jobs<'a> {
-    fn handover(&self, (job, long): (CallJob, bool)) -> ThreadJob<Handover<'a>> {
-        self.taken_long.store(long, Ordering::Relaxed);
-        ThreadJob {
+        let finished = decode(self.running.swap(NONE, Ordering::Relaxed));
+        let (job, class) = self.pool.try_next_job(finished)?;
+        self.running.store(encode(class), Ordering::Relaxed);
+        Some(ThreadJob {
             sink: Handover {
                 ticket: job.ticket,
                 pool: self.pool,
@@ -131,7 +146,7 @@ impl<'a> Jobs<'a> {
             },
             request: job.request,
             body: job.body,
-        }
+        })
     }
 }
 

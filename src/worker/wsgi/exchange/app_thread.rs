@@ -54,24 +54,30 @@ pub struct ThreadJob<S> {
 /// Where an app thread gets its jobs.
 pub trait JobSource: Sync {
     type Sink: ResponseSink;
-    /// Waits, without the GIL, for the next job; None when the pool stops.
-    fn next_job(&self) -> Option<ThreadJob<Self::Sink>>;
-    /// The next job if one is queued now (taken with the GIL held).
+    /// Waits, without the GIL, until a job may be taken; false when the
+    /// pool stops.
+    fn wait_for_job(&self) -> bool;
+    /// Ends the job taken last, if any, and returns the next if one is
+    /// queued now (taken with the GIL held: a thread that waits for the
+    /// GIL holds no job).
     fn try_next_job(&self) -> Option<ThreadJob<Self::Sink>>;
-    /// The job taken last is finished.
-    fn job_done(&self);
 }
 
 /// Thread `index`'s body: serves jobs until the pool stops.
 pub fn run(jobs: &impl JobSource, index: usize, mut context: AppContext, heartbeat: &Heartbeat) {
     Python::attach(|py| {
-        while let Some(job) = jobs
-            .try_next_job()
-            .or_else(|| py.detach(|| jobs.next_job()))
-        {
-            serve(py, &mut context, heartbeat, index, job);
-            heartbeat.thread_leaves_app(index);
-            jobs.job_done();
+        loop {
+            match jobs.try_next_job() {
+                Some(job) => {
+                    serve(py, &mut context, heartbeat, index, job);
+                    heartbeat.thread_leaves_app(index);
+                }
+                None => {
+                    if !py.detach(|| jobs.wait_for_job()) {
+                        break;
+                    }
+                }
+            }
         }
         // The context's Python objects are released with the GIL held.
         drop(context);
