@@ -619,10 +619,12 @@ def render(data, out_path, chart_path):
     hups = {(name, h["close"]): h for name in SERVERS for h in by_name.get(name, {}).get("hups", [])}
     if any(h["wrk_errors"] for (name, close), h in hups.items() if name.startswith("rgunicorn") and not close):
         lines += ["", "rgunicorn's keep-alive failures are wrk read errors, about one per connection, with "
-                      "and without `--preload`: a retiring worker closes its idle keep-alive connections "
-                      "at once, and a request wrk sends on one at that instant meets the closed socket "
-                      "(a client may retry an idempotent request then, RFC 9112 §9.3.1; wrk does not). "
-                      "With `Connection: close` no request fails."]
+                      "and without `--preload`: at the measured commit a retiring worker closed its idle "
+                      "keep-alive connections at once, and a request wrk sent on one at that instant met "
+                      "the closed socket (a client may retry an idempotent request then, RFC 9112 §9.3.1; "
+                      "wrk does not). With `Connection: close` no request fails. Since then a stopping "
+                      "worker answers one more request on each waiting connection (docs/signals.md); "
+                      "rerun `bench/preload.sh` for this table."]
     gunicorn_close = hups.get(("gunicorn", True))
     if gunicorn_close and gunicorn_close["wrk_errors"]:
         lines += ["", "gunicorn without preload stops its old workers as soon as the new ones are forked, "

@@ -253,7 +253,9 @@ pub struct Settings {
     #[arg(long = "suppress-ragged-eofs")]
     pub suppress_ragged_eofs: bool,
 
-    /// Seconds to wait for the next request on a keep-alive connection.
+    /// Seconds to wait for the next request on a keep-alive connection;
+    /// also how long a stopping worker waits for one (answered with
+    /// `Connection: close`). 0 turns keep-alive off.
     #[arg(long = "keep-alive", value_name = "INT", default_value_t = 2)]
     pub keepalive: u64,
 

@@ -51,6 +51,9 @@ const REQUEST_COST: usize = 64 * 1024;
 const COALESCE_BELOW: usize = 64 * 1024;
 /// A body must have been arriving this long before its rate is judged.
 const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
+/// The shortest time a graceful stop keeps a connection that waits for a
+/// request (see [`Timeouts::stop_grace`]): what it waits with keep-alive off.
+const MIN_STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// Time limits for one connection.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +68,16 @@ pub struct Timeouts {
     pub send: Duration,
     /// After an error response: how long to drain the client before closing.
     pub linger: Duration,
+}
+
+impl Timeouts {
+    /// How long a graceful stop keeps a connection that waits for a
+    /// request open: the keep-alive timeout (a kept-alive client gets the
+    /// time it was promised, no more), at least [`MIN_STOP_GRACE`] (a
+    /// request may be on its way on a connection just accepted).
+    pub fn stop_grace(&self) -> Duration {
+        self.keepalive.max(MIN_STOP_GRACE)
+    }
 }
 
 /// Who runs a worker's exchanges.
@@ -227,9 +240,8 @@ pub struct Connection {
     deadline: Instant,
     /// Work left in this turn (see [`TURN_BUDGET`]).
     budget: usize,
-    /// Whether a response has been completed on this connection (a graceful
-    /// stop closes such connections when idle; fresh ones get their request
-    /// served).
+    /// Whether a response has been completed on this connection (the
+    /// connection cap closes such connections first when they wait).
     served_any: bool,
     /// When the current request's head was complete.
     request_started: Instant,
@@ -325,13 +337,18 @@ impl Connection {
         &mut self.stream
     }
 
-    /// Whether the connection is between two requests (safe to close on a
-    /// graceful stop): it has served one and nothing of the next has come.
-    pub fn is_idle(&self) -> bool {
-        self.served_any
-            && matches!(self.state, State::Idle)
-            && self.rbuf.is_empty()
-            && !self.output_waiting()
+    /// A graceful stop has begun. A connection waiting for a request stays
+    /// open, since closing it would reset a request already on its way
+    /// (the client picked the connection before it could see the close):
+    /// the next request is served with `Connection: close`, and if none
+    /// comes within the stop grace, the deadline closes the connection. A
+    /// kept-alive connection's keep-alive deadline is never later than
+    /// that; a silent one's header deadline is moved up to it.
+    pub fn begin_graceful_stop(&mut self, shared: &Shared) {
+        if self.eviction_cost().is_some() {
+            let grace_end = Instant::now() + shared.timeouts.stop_grace();
+            self.deadline = self.deadline.min(grace_end);
+        }
     }
 
     /// What closing this connection now would cost, cheapest first, for
@@ -621,8 +638,6 @@ impl Connection {
                     return Step::Continue;
                 }
             }
-        } else if shared.stopping && self.served_any {
-            return self.close_after_output(shared);
         }
         match self.read_more(&mut shared.read_chunk) {
             Ok(true) => Step::Continue,
@@ -631,9 +646,9 @@ impl Connection {
         }
     }
 
-    /// Ends the connection between requests (client EOF, graceful stop):
-    /// at once if nothing is queued, else once the end of the last response
-    /// is written (or the send timeout gives up on the client).
+    /// Ends the connection between requests (client EOF): at once if
+    /// nothing is queued, else once the end of the last response is written
+    /// (or the send timeout gives up on the client).
     fn close_after_output(&mut self, shared: &Shared) -> Step {
         if !self.output_waiting() {
             return Step::Close;
@@ -745,7 +760,9 @@ impl Connection {
         let facts = RequestFacts {
             version: self.head.version,
             is_head: self.head.method.get(&self.rbuf) == b"HEAD",
-            keep_alive: self.head.keep_alive && !shared.stopping,
+            keep_alive: self.head.keep_alive
+                && !shared.stopping
+                && !shared.timeouts.keepalive.is_zero(),
         };
         shared.heartbeat.set_request(
             self.head.method.get(&self.rbuf),
@@ -912,8 +929,11 @@ impl Connection {
         self.budget = self.budget.saturating_sub(REQUEST_COST);
         shared.requests_done += 1;
         self.served_any = true;
+        // A response that kept the connection alive (one begun before a
+        // graceful stop included) lets the client send another request:
+        // wait for it, and answer it with `Connection: close`.
         let keepalive_enabled = !shared.timeouts.keepalive.is_zero();
-        if keep_alive && keepalive_enabled && !self.peer_closed && !shared.stopping {
+        if keep_alive && keepalive_enabled && !self.peer_closed {
             // The next request is already here (pipelined): answer it
             // before writing, so the responses leave in one write.
             self.gathering = !self.rbuf.is_empty() && self.out.len() < COALESCE_BELOW;

@@ -458,8 +458,11 @@ impl EventLoop {
         exit_now
     }
 
-    /// Stops accepting, closes idle connections, and lets the others finish
-    /// their current request within the graceful timeout.
+    /// Stops accepting and lets every connection finish within the graceful
+    /// timeout: the requests in flight are answered, and a connection
+    /// waiting for a request gets one more (answered with `Connection:
+    /// close`) or, if none comes within the stop grace, is closed by its
+    /// deadline (see [`Connection::begin_graceful_stop`]).
     fn begin_graceful_stop(&mut self, gil: Gil<'_>) {
         if self.stop_deadline.is_some() {
             return;
@@ -488,10 +491,8 @@ impl EventLoop {
                 let _ = accept_interest::remove(&self.poll, acceptor.raw_fd());
             }
         }
-        for slot in 0..self.slots.len() {
-            if matches!(&self.slots[slot], Some(c) if c.is_idle()) {
-                self.close_slot(gil, slot);
-            }
+        for connection in self.slots.iter_mut().flatten() {
+            connection.begin_graceful_stop(&self.shared);
         }
     }
 
