@@ -421,6 +421,13 @@ fn a_worker_with_requests_further_apart_than_a_boot_asks_exactly_at_its_limit() 
         (Some(LIMIT), Some(LIMIT), Some(LIMIT)),
         "booted in {boot:?}, requests {gap:?} apart; log:\n{log}"
     );
+    // The retiring worker may still take a connection already queued when
+    // it logged; once it has exited, its successor serves.
+    assert!(
+        support::wait_until(WAIT, || !support::server::process_alive(first)),
+        "the retired worker did not exit; log:\n{}",
+        server.log()
+    );
     assert_ne!(served_by(server.address()), first, "log:\n{}", server.log());
 }
 
