@@ -54,10 +54,11 @@ const THREADED_ACCEPT_BATCH: usize = 4;
 /// the backlog (or go to a sibling) instead of waking this worker in a
 /// loop of failing accepts.
 const DESCRIPTOR_BACKOFF: Duration = Duration::from_millis(250);
-/// On a fast stop (INT, QUIT), how long the app threads get to call
-/// `close()` on the responses the stop cancelled (at most the graceful
-/// timeout).
-const FAST_STOP_CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long the app threads get to call `close()` on the responses a stop
+/// cancelled (a fast stop, or the graceful timeout expiring; at most the
+/// graceful timeout). Well under the 1 s after the graceful timeout at
+/// which the master kills the worker.
+const CANCELLED_CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// A listening socket adopted by this worker, and whether its connections
 /// are TLS.
@@ -291,13 +292,14 @@ impl EventLoop {
         let code = self.serve(gil);
         self.close_all(gil);
         if let AppCalls::Threads(threads) = &mut self.shared.calls {
-            // A fast stop has no deadline of its own, but the responses it
-            // cancelled are closed on their app threads: give those a
-            // moment to call `close()` (a thread still inside the app is
-            // not waited for longer).
-            let deadline = self.stop_deadline.unwrap_or_else(|| {
-                Instant::now() + self.graceful_timeout.min(FAST_STOP_CLOSE_GRACE)
-            });
+            // The responses `close_all` cancelled (a fast stop, or the
+            // graceful timeout expiring) are closed on their app threads:
+            // give those a moment to call `close()`, even past the graceful
+            // deadline (a thread still inside the app is not waited for
+            // longer).
+            let now = Instant::now();
+            let closing = now + self.graceful_timeout.min(CANCELLED_CLOSE_GRACE);
+            let deadline = self.stop_deadline.map_or(closing, |d| d.max(closing));
             threads.pool.stop(deadline);
         }
         self.with_access_log(|log| log.flush_all());
