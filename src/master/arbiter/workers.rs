@@ -102,13 +102,7 @@ impl Arbiter {
             .chain([facts.boot_report, facts.heartbeat])
             .chain(facts.metrics)
             .collect();
-        let handoff = Handoff {
-            role: Role::Worker(facts),
-            settings: self.settings.clone(),
-            argv: crate::proc_title::original_args(),
-            log_file: crate::logging::log_file().map(Path::to_path_buf),
-            tls: self.tls.clone(),
-        };
+        let handoff = self.handoff(Role::Worker(facts));
         let _ = io::stderr().flush();
         let child = python_process::start(
             &self.python,
@@ -150,6 +144,21 @@ impl Arbiter {
         let pids: Vec<Pid> = self.workers.keys().copied().collect();
         for pid in pids {
             self.kill_worker(pid, signal);
+        }
+    }
+}
+
+impl Arbiter {
+    /// What every Python program the master starts is handed: `role`, with
+    /// the master's effective settings, the real command line, the error
+    /// log's path and the TLS bytes.
+    pub(super) fn handoff(&self, role: Role) -> Handoff {
+        Handoff {
+            role,
+            settings: self.settings.clone(),
+            argv: crate::proc_title::original_args(),
+            log_file: crate::logging::log_file().map(Path::to_path_buf),
+            tls: self.tls.clone(),
         }
     }
 }

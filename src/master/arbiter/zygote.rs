@@ -20,7 +20,7 @@
 use super::{
     Arbiter, ArbiterError, WorkerRecord, BOOT_LIMIT, MAX_RESPAWN_DELAY, QUICK_DEATH, TICK,
 };
-use crate::handoff::{Handoff, Role, ZygoteFacts, APP_LOAD_ERROR, WORKER_BOOT_ERROR};
+use crate::handoff::{Role, ZygoteFacts, APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use crate::heartbeat::{Heartbeat, Phase};
 use crate::master::python_process;
 use crate::metrics::WorkerMetrics;
@@ -32,7 +32,6 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long the master waits for a zygote to answer a fork request (a
@@ -130,13 +129,7 @@ impl Arbiter {
             .copied()
             .chain([facts.boot_report, facts.heartbeat, facts.channel])
             .collect();
-        let handoff = Handoff {
-            role: Role::Zygote(facts),
-            settings: self.settings.clone(),
-            argv: crate::proc_title::original_args(),
-            log_file: crate::logging::log_file().map(Path::to_path_buf),
-            tls: self.tls.clone(),
-        };
+        let handoff = self.handoff(Role::Zygote(facts));
         let _ = io::stderr().flush();
         let child = python_process::start(
             &self.python,
